@@ -1,0 +1,113 @@
+//! Settings, layered: built-in defaults < config file (`warren.toml`) < `WARREN_*` environment
+//! variables < command-line flags. Scripts, containers and tests rely on these names; keep them
+//! stable.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Every setting the broker reads. Field names are the config-file keys; the environment
+/// variable is `WARREN_` + the name in capitals (`WARREN_DATA_DIR`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Config {
+    /// Address the AMQP listener binds to.
+    pub bind: String,
+    /// AMQP port; 0 picks a free one (tests use that).
+    pub port: u16,
+    /// Where RocksDB keeps definitions and messages.
+    pub data_dir: PathBuf,
+    /// A `tracing` filter: `info`, `warren=debug`, ... (`RUST_LOG` wins when set).
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            bind: "0.0.0.0".to_string(),
+            port: 5672,
+            data_dir: PathBuf::from("./data"),
+            log_level: "info".to_string(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+    pub log_level: Option<String>,
+}
+
+pub const DEFAULT_CONFIG_FILE: &str = "warren.toml";
+pub const ENV_PREFIX: &str = "WARREN";
+
+impl Config {
+    /// Builds the layered configuration. `file` is an explicit config path (must exist); without
+    /// one, `./warren.toml` is read if present. `env` is the environment to read (the process
+    /// environment in production, a fixed map in tests).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<Config, config::ConfigError> {
+        let d = Config::default();
+        let mut b = config::Config::builder()
+            .set_default("bind", d.bind)?
+            .set_default("port", d.port)?
+            .set_default("data_dir", d.data_dir.to_string_lossy().into_owned())?
+            .set_default("log_level", d.log_level)?;
+        b = match file {
+            Some(path) => b.add_source(config::File::from(path).required(true)),
+            None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
+        };
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix(ENV_PREFIX)?.strip_prefix('_')?.to_ascii_lowercase();
+                Some((key, v))
+            })
+            .collect();
+        b = b.add_source(config::Environment::default().source(Some(env)).try_parsing(true));
+        b = b
+            .set_override_option("bind", flags.bind.clone())?
+            .set_override_option("port", flags.port)?
+            .set_override_option("data_dir", flags.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()))?
+            .set_override_option("log_level", flags.log_level.clone())?;
+        b.build()?.try_deserialize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.toml");
+        std::fs::write(&file, "port = 1111\ndata_dir = \"/from/file\"\nlog_level = \"debug\"\n").unwrap();
+
+        let none = Overrides::default();
+        let c = Config::load(Some(&file), env(&[]), &none).unwrap();
+        assert_eq!((c.port, c.data_dir.as_path(), c.bind.as_str()), (1111, Path::new("/from/file"), "0.0.0.0"));
+
+        let c = Config::load(Some(&file), env(&[("WARREN_PORT", "2222"), ("OTHER_PORT", "9")]), &none).unwrap();
+        assert_eq!((c.port, c.log_level.as_str()), (2222, "debug"));
+
+        let flags = Overrides { port: Some(3333), ..Default::default() };
+        let c = Config::load(Some(&file), env(&[("WARREN_PORT", "2222"), ("WARREN_DATA_DIR", "/env")]), &flags).unwrap();
+        assert_eq!((c.port, c.data_dir.as_path()), (3333, Path::new("/env")));
+    }
+
+    #[test]
+    fn bad_values_and_missing_explicit_files_are_errors() {
+        assert!(Config::load(None, env(&[("WARREN_PORT", "not-a-port")]), &Overrides::default()).is_err());
+        assert!(Config::load(Some(Path::new("/no/such/warren.toml")), env(&[]), &Overrides::default()).is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! The `warren` command: thin on purpose; everything lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use warren::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "warren", version, about = "An AMQP 0-9-1 message broker that RabbitMQ clients use unchanged")]
+#[command(after_help = "Settings are layered: defaults < config file < WARREN_* environment variables < flags.\n\
+Environment: WARREN_BIND, WARREN_PORT, WARREN_DATA_DIR, WARREN_LOG_LEVEL (RUST_LOG overrides the log filter).\n\
+With no subcommand, warren runs `serve`.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// Config file [default: ./warren.toml if present]
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address for the AMQP listener [default: 0.0.0.0; env WARREN_BIND]
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    /// AMQP port, 0 for any free port [default: 5672; env WARREN_PORT]
+    #[arg(short, long)]
+    port: Option<u16>,
+    /// Data directory (RocksDB) [default: ./data; env WARREN_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or tracing directives [default: info; env WARREN_LOG_LEVEL]
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let overrides =
+        Overrides { bind: args.bind, port: args.port, data_dir: args.data_dir, log_level: args.log_level };
+    let config = match Config::load(args.config.as_deref(), std::env::vars(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warren: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warren: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(warren::server::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "warren stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
