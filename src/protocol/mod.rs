@@ -20,3 +20,8 @@ pub use frame::{
 };
 pub use methods::{constants, method_name, BasicProperties, Method, Sender};
 pub use types::{LongStr, ShortStr};
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+pub(crate) mod strategies;
