@@ -215,7 +215,7 @@ fn gen_method_struct(class: &Class, m: &MethodDef, out: &mut String) {
                 out.push_str("        let (i, bits) = wire::octet(i)?;\n");
                 bit_index = 0;
             }
-            writeln!(out, "        let {var} = bits & (1 << {bit_index}) != 0;").unwrap();
+            writeln!(out, "        let {var} = bits & {:#04x} != 0;", 1u8 << bit_index).unwrap();
             bit_index += 1;
         } else {
             bit_index = 8;
@@ -234,7 +234,11 @@ fn gen_method_struct(class: &Class, m: &MethodDef, out: &mut String) {
         if bits.is_empty() {
             return;
         }
-        let parts: Vec<String> = bits.iter().enumerate().map(|(n, b)| format!("(({b}) as u8) << {n}")).collect();
+        let parts: Vec<String> = bits
+            .iter()
+            .enumerate()
+            .map(|(n, b)| if n == 0 { format!("{b} as u8") } else { format!("({b} as u8) << {n}") })
+            .collect();
         writeln!(out, "        buf.put_u8({});", parts.join(" | ")).unwrap();
         bits.clear();
     };
@@ -252,7 +256,11 @@ fn gen_method_struct(class: &Class, m: &MethodDef, out: &mut String) {
     }
     flush(&mut open_bits, out);
     out.push_str("    }\n}\n\n");
-    writeln!(out, "impl From<{name}> for Method {{\n    fn from(m: {name}) -> Method {{\n        Method::{name}(m)\n    }}\n}}\n").unwrap();
+    writeln!(
+        out,
+        "impl From<{name}> for Method {{\n    fn from(m: {name}) -> Method {{\n        Method::{name}(m)\n    }}\n}}\n"
+    )
+    .unwrap();
 }
 
 fn gen_method_enum(spec: &Spec, out: &mut String) {
@@ -348,20 +356,32 @@ fn gen_properties(spec: &Spec, out: &mut String) {
     }
     out.push_str("}\n\nimpl BasicProperties {\n");
     writeln!(out, "    pub const CLASS_ID: u16 = {};", class.id).unwrap();
-    writeln!(out, "    /// Flag bits this class defines (bit 15 is the first property; bit 0 is continuation).").unwrap();
+    writeln!(out, "    /// Flag bits this class defines (bit 15 is the first property; bit 0 is continuation).")
+        .unwrap();
     let mask: u16 = (0..props.len()).map(|n| 1u16 << (15 - n)).sum();
     writeln!(out, "    pub const KNOWN_FLAGS: u16 = {mask:#06x};\n").unwrap();
 
     out.push_str("    pub fn flags(&self) -> u16 {\n        let mut flags = 0u16;\n");
     for (n, p) in props.iter().enumerate() {
-        writeln!(out, "        if self.{}.is_some() {{\n            flags |= 1 << {};\n        }}", snake(&p.name), 15 - n).unwrap();
+        writeln!(
+            out,
+            "        if self.{}.is_some() {{\n            flags |= 1 << {};\n        }}",
+            snake(&p.name),
+            15 - n
+        )
+        .unwrap();
     }
     out.push_str("        flags\n    }\n\n");
 
     out.push_str("    /// Writes the flag word and the present properties.\n    pub fn encode(&self, buf: &mut BytesMut) {\n        buf.put_u16(self.flags());\n");
     for p in props {
         let f = snake(&p.name);
-        writeln!(out, "        if let Some(v) = &self.{f} {{\n            {}\n        }}", encode_stmt(&p.ty, "*v").replace("&*v", "v")).unwrap();
+        writeln!(
+            out,
+            "        if let Some(v) = &self.{f} {{\n            {}\n        }}",
+            encode_stmt(&p.ty, "*v").replace("&*v", "v")
+        )
+        .unwrap();
     }
     out.push_str("    }\n\n");
 

@@ -101,7 +101,8 @@ mod tests {
         assert_eq!((c.port, c.log_level.as_str()), (2222, "debug"));
 
         let flags = Overrides { port: Some(3333), ..Default::default() };
-        let c = Config::load(Some(&file), env(&[("WARREN_PORT", "2222"), ("WARREN_DATA_DIR", "/env")]), &flags).unwrap();
+        let c =
+            Config::load(Some(&file), env(&[("WARREN_PORT", "2222"), ("WARREN_DATA_DIR", "/env")]), &flags).unwrap();
         assert_eq!((c.port, c.data_dir.as_path()), (3333, Path::new("/env")));
     }
 

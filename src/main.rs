@@ -51,8 +51,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
-    let overrides =
-        Overrides { bind: args.bind, port: args.port, data_dir: args.data_dir, log_level: args.log_level };
+    let overrides = Overrides { bind: args.bind, port: args.port, data_dir: args.data_dir, log_level: args.log_level };
     let config = match Config::load(args.config.as_deref(), std::env::vars(), &overrides) {
         Ok(c) => c,
         Err(e) => {

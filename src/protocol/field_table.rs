@@ -145,6 +145,19 @@ impl FieldTable {
     pub fn iter(&self) -> impl Iterator<Item = (&ShortStr, &FieldValue)> {
         self.0.iter().map(|(k, v)| (k, v))
     }
+
+    /// Decodes table entries written without the table's length prefix (how AMQPLAIN's SASL
+    /// response carries LOGIN and PASSWORD).
+    pub fn decode_entries(entries: &Bytes) -> Result<FieldTable, super::AmqpError> {
+        let mut framed = bytes::BytesMut::with_capacity(entries.len() + 4);
+        framed.put_u32(entries.len() as u32);
+        framed.extend_from_slice(entries);
+        let src = framed.freeze();
+        match parse_table(&src, &src, 0) {
+            Ok((_, t)) => Ok(t),
+            Err(e) => Err(wire::syntax_error(e, "field table")),
+        }
+    }
 }
 
 pub(crate) fn parse_table<'a>(src: &'a Bytes, i: &'a [u8], depth: usize) -> PResult<'a, FieldTable> {

@@ -20,11 +20,7 @@ fn unknown_method(class_id: u16, method_id: u16) -> AmqpError {
 }
 
 /// Arguments must fill the payload exactly: trailing bytes are as malformed as missing ones.
-fn finish_decode(
-    parsed: wire::PResult<'_, Method>,
-    class_id: u16,
-    method_id: u16,
-) -> Result<Method, AmqpError> {
+fn finish_decode(parsed: wire::PResult<'_, Method>, class_id: u16, method_id: u16) -> Result<Method, AmqpError> {
     let name = method_name(class_id, method_id).unwrap_or("method");
     match parsed {
         Ok(([], method)) => Ok(method),

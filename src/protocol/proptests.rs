@@ -91,7 +91,8 @@ proptest! {
 fn nan_survives_bit_for_bit() {
     use super::field_table::FieldValue;
     use super::types::ShortStr;
-    let t = super::FieldTable(vec![(ShortStr::from_static("n"), FieldValue::F64(f64::from_bits(0x7ff8_dead_beef_0001)))]);
+    let t =
+        super::FieldTable(vec![(ShortStr::from_static("n"), FieldValue::F64(f64::from_bits(0x7ff8_dead_beef_0001)))]);
     let mut buf = BytesMut::new();
     wire::put_table(&mut buf, &t);
     let src: Bytes = buf.clone().freeze();

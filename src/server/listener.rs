@@ -1,39 +1,37 @@
-//! The AMQP listener.
-//!
-//! For now a connection is taken as far as the protocol header: a client speaking another
-//! protocol version gets `AMQP 0-9-1`'s header back and the socket is closed (spec 4.2.2), as
-//! RabbitMQ does. The connection state machine (`connection.start` onwards) comes with the
-//! broker core and is listed as missing in the README.
+//! The AMQP listener: accepts sockets and runs each connection on its own task, so one bad
+//! client never stalls another.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
 
+use crate::broker::{Broker, Limits};
 use crate::config::Config;
-use crate::protocol::{check_protocol_header, ProtocolHeader, PROTOCOL_HEADER};
-
-/// How long a client may take to send its protocol header (RabbitMQ's handshake timeout).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::server::connection::serve_connection;
 
 pub struct Listener {
     inner: TcpListener,
+    broker: Arc<Broker>,
 }
 
 impl Listener {
     pub async fn bind(config: &Config) -> std::io::Result<Listener> {
         let inner = TcpListener::bind((config.bind.as_str(), config.port)).await?;
-        Ok(Listener { inner })
+        Ok(Listener { inner, broker: Arc::new(Broker::new(Limits::default())) })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.inner.local_addr()
     }
 
-    /// Accepts connections until the task is dropped; each runs on its own task, so one bad
-    /// client never stalls another.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Accepts connections until the task is dropped.
     pub async fn run(self) -> std::io::Result<()> {
         loop {
             let (socket, peer) = match self.inner.accept().await {
@@ -46,47 +44,9 @@ impl Listener {
                 }
             };
             let _ = socket.set_nodelay(true);
-            tokio::spawn(async move {
-                if let Err(e) = handle(socket, peer).await {
-                    debug!(%peer, error = %e, "connection ended with an I/O error");
-                }
-            });
+            tokio::spawn(serve_connection(self.broker.clone(), socket, peer));
         }
     }
-}
-
-async fn handle(mut socket: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
-    let mut buf = [0u8; 8];
-    let mut have = 0;
-    let verdict = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        loop {
-            match check_protocol_header(&buf[..have]) {
-                ProtocolHeader::Incomplete => {}
-                verdict => return Ok(verdict),
-            }
-            let n = socket.read(&mut buf[have..]).await?;
-            if n == 0 {
-                return Ok(ProtocolHeader::Incomplete);
-            }
-            have += n;
-        }
-    })
-    .await;
-    match verdict {
-        Err(_) => {
-            info!(%peer, "closing connection: no protocol header within {HANDSHAKE_TIMEOUT:?}");
-        }
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(ProtocolHeader::Incomplete)) => debug!(%peer, "client closed before sending a protocol header"),
-        Ok(Ok(ProtocolHeader::Refused)) => {
-            info!(%peer, header = ?&buf[..have], "unsupported protocol header; answering with AMQP 0-9-1's");
-            socket.write_all(PROTOCOL_HEADER).await?;
-        }
-        Ok(Ok(ProtocolHeader::Accepted)) => {
-            warn!(%peer, "AMQP 0-9-1 client connected, but connection handling is not implemented yet");
-        }
-    }
-    socket.shutdown().await
 }
 
 /// Binds and serves until the process is stopped.

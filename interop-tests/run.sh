@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Run the AMQP 0-9-1 client interop suites (pika/pytest and amqplib/node:test).
+#
+# Usage: interop-tests/run.sh [all|python|node|setup]      (default: all)
+#   setup: only create/update the venv and node_modules (scripts/install-deps.sh uses it)
+#
+#   AMQP_URL   broker to test (default amqp://guest:guest@127.0.0.1:5672/%2F, i.e. Warren).
+#              Reference RabbitMQ: AMQP_URL=amqp://guest:guest@127.0.0.1:5680/%2F
+#   PYTEST_ARGS       extra arguments for pytest (e.g. "-k topics -x")
+#   INTEROP_TEST_TIMEOUT  per-test-phase limit in seconds for the Python suite (default 60)
+#
+# Creates interop-tests/.venv (python3 -m venv; pip install -r requirements.txt) and
+# interop-tests/node/node_modules (npm ci) when missing or out of date, then runs the
+# selected suites. Both suites run even if the first fails; the exit status is non-zero
+# if any suite failed. Needs no stdin (CI-safe).
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+which=${1:-all}
+case $which in
+  all | python | node | setup) ;;
+  -h | --help)
+    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    echo "usage: $0 [all|python|node|setup]" >&2
+    exit 2
+    ;;
+esac
+
+export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2F}
+echo "interop-tests: AMQP_URL=$AMQP_URL"
+
+# Bound a whole suite so a hung broker cannot stall CI forever.
+limit() {
+  if command -v timeout >/dev/null 2>&1; then timeout --kill-after=15 600 "$@"; else "$@"; fi
+}
+
+hash_of() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
+
+setup_python() {
+  local venv=$here/.venv stamp=$here/.venv/.requirements.sha256 want
+  want=$(hash_of "$here/requirements.txt")
+  if [[ ! -x $venv/bin/python ]]; then
+    echo "interop-tests: creating $venv"
+    python3 -m venv "$venv" || return 1
+  fi
+  if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+    echo "interop-tests: pip install -r requirements.txt"
+    "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$here/requirements.txt" </dev/null || return 1
+    echo "$want" >"$stamp"
+  fi
+}
+
+setup_node() {
+  local dir=$here/node stamp=$here/node/node_modules/.interop-lock.sha256 want
+  want=$(hash_of "$dir/package.json" "$dir/package-lock.json")
+  if [[ ! -d $dir/node_modules || ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+    echo "interop-tests: npm ci"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error </dev/null) || return 1
+    echo "$want" >"$stamp"
+  fi
+}
+
+run_python() {
+  echo
+  echo "=== python (pika) ==="
+  setup_python || { echo "interop-tests: python setup FAILED"; return 1; }
+  # shellcheck disable=SC2086
+  (cd "$here/python" && limit "$here/.venv/bin/python" -m pytest ${PYTEST_ARGS:-} </dev/null)
+}
+
+run_node() {
+  echo
+  echo "=== node (amqplib) ==="
+  setup_node || { echo "interop-tests: node setup FAILED"; return 1; }
+  # --test-force-exit (node >= 20.14): a test that timed out must not keep its file's process alive.
+  # Fail fast (instead of one timeout per test) when no broker answers.
+  if ! (cd "$here/node" && node -e '
+    require("amqplib").connect(process.env.AMQP_URL, { timeout: 10000 })
+      .then((c) => c.close())
+      .catch((e) => { console.error(`cannot open an AMQP connection to ${process.env.AMQP_URL}: ${e.message}`); process.exit(1); });
+  ' </dev/null); then
+    return 1
+  fi
+  local force=
+  [[ $(node --help 2>/dev/null) == *--test-force-exit* ]] && force=--test-force-exit
+  (cd "$here/node" && limit node --test $force --test-reporter=spec test/*.test.js </dev/null)
+}
+
+if [[ $which == setup ]]; then
+  setup_python && setup_node
+  exit
+fi
+
+py_rc=0 node_rc=0
+if [[ $which == all || $which == python ]]; then run_python; py_rc=$?; fi
+if [[ $which == all || $which == node ]]; then run_node; node_rc=$?; fi
+
+echo
+status() { if [[ $2 == skip ]]; then echo "$1 not run"; elif [[ $2 -eq 0 ]]; then echo "$1 ok"; else echo "$1 FAILED (exit $2)"; fi; }
+[[ $which == node ]] && py_rc=skip
+[[ $which == python ]] && node_rc=skip
+echo "interop-tests: $(status python "$py_rc"), $(status node "$node_rc")"
+[[ $py_rc == skip ]] && py_rc=0
+[[ $node_rc == skip ]] && node_rc=0
+((py_rc == 0 && node_rc == 0))

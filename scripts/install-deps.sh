@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what building and testing Warren needs on a Debian machine with Rust:
+#   --build    clang/libclang (RocksDB's bindings) and a C++ toolchain
+#   --test     also: Debian's AMQP spec XML, the Python venv (pamqp, pika, pytest) and the
+#              Node clients for interop-tests/
+# Idempotent and quiet when everything is there already.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=false
+[[ ${1:-} == --test ]] && want_test=true
+
+apt_packages=(clang libclang-dev g++ make)
+$want_test && apt_packages+=(amqp-specs python3-venv nodejs npm)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+# python3-venv / nodejs / npm may come from elsewhere (pyenv, a Node install): only ask apt for
+# them when the commands themselves are missing.
+filtered=()
+for p in "${missing[@]}"; do
+  case $p in
+    python3-venv) python3 -c 'import venv, ensurepip' 2>/dev/null || filtered+=("$p") ;;
+    nodejs) command -v node >/dev/null || filtered+=("$p") ;;
+    npm) command -v npm >/dev/null || filtered+=("$p") ;;
+    *) filtered+=("$p") ;;
+  esac
+done
+if ((${#filtered[@]})); then
+  echo "installing ${filtered[*]} ..." >&2
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -q "${filtered[@]}" >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q "${filtered[@]}" >/dev/null; }
+fi
+
+$want_test || exit 0
+
+# The Python venv (pamqp, pika, pytest) and Node modules (amqplib) for the differential and
+# interop tests; run.sh owns that setup.
+interop-tests/run.sh setup

@@ -1,0 +1,226 @@
+//! Exchanges and their bindings. Each kind keeps an index shaped for its routing: a hash map by
+//! key (direct), a list (fanout), a trie (topic), argument tables (headers).
+
+pub mod headers;
+pub mod topic;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+
+use super::queue::Queue;
+use crate::protocol::{FieldTable, ShortStr};
+use topic::TopicTrie;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+impl ExchangeKind {
+    pub fn parse(name: &[u8]) -> Option<ExchangeKind> {
+        match name {
+            b"direct" => Some(ExchangeKind::Direct),
+            b"fanout" => Some(ExchangeKind::Fanout),
+            b"topic" => Some(ExchangeKind::Topic),
+            b"headers" => Some(ExchangeKind::Headers),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExchangeKind::Direct => "direct",
+            ExchangeKind::Fanout => "fanout",
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Headers => "headers",
+        }
+    }
+}
+
+/// Where a binding leads. Compared by identity: a queue deleted and re-declared under the same
+/// name is a different destination.
+#[derive(Clone)]
+pub enum Destination {
+    Queue(Arc<Queue>),
+    Exchange(Arc<Exchange>),
+}
+
+impl PartialEq for Destination {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Destination::Queue(a), Destination::Queue(b)) => Arc::ptr_eq(a, b),
+            (Destination::Exchange(a), Destination::Exchange(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Queue(q) => write!(f, "queue {}", q.name),
+            Destination::Exchange(e) => write!(f, "exchange {}", e.name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub destination: Destination,
+    pub routing_key: ShortStr,
+    pub arguments: FieldTable,
+}
+
+#[derive(Default)]
+struct Bindings {
+    all: Vec<Binding>,
+    direct: HashMap<Bytes, Vec<Destination>>,
+    topic: TopicTrie<Destination>,
+}
+
+pub struct Exchange {
+    pub name: ShortStr,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    bindings: RwLock<Bindings>,
+}
+
+impl Exchange {
+    pub fn new(
+        name: ShortStr,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> Exchange {
+        Exchange { name, kind, durable, auto_delete, internal, arguments, bindings: RwLock::default() }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Bindings> {
+        self.bindings.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Bindings> {
+        self.bindings.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The `alternate-exchange` argument, if set to a string.
+    pub fn alternate_exchange(&self) -> Option<&[u8]> {
+        self.arguments.get("alternate-exchange").and_then(|v| v.as_bytes())
+    }
+
+    /// Adds a binding; false if an identical one exists (binding is idempotent).
+    pub fn bind(&self, binding: Binding) -> bool {
+        let mut b = self.write();
+        if b.all.contains(&binding) {
+            return false;
+        }
+        match self.kind {
+            ExchangeKind::Direct => {
+                let dests = b.direct.entry(binding.routing_key.clone().into_bytes()).or_default();
+                if !dests.contains(&binding.destination) {
+                    dests.push(binding.destination.clone());
+                }
+            }
+            ExchangeKind::Topic => {
+                b.topic.insert(binding.routing_key.as_bytes(), binding.destination.clone());
+            }
+            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+        }
+        b.all.push(binding);
+        true
+    }
+
+    /// Removes one binding; false if there was none like it.
+    pub fn unbind(&self, binding: &Binding) -> bool {
+        let mut b = self.write();
+        let Some(at) = b.all.iter().position(|x| x == binding) else { return false };
+        b.all.remove(at);
+        // Bindings that differ only in arguments share one index entry: keep it while any remains.
+        let still_routed =
+            b.all.iter().any(|x| x.destination == binding.destination && x.routing_key == binding.routing_key);
+        if !still_routed {
+            remove_from_index(&mut b, self.kind, &binding.routing_key, &binding.destination);
+        }
+        true
+    }
+
+    /// Removes every binding to `dest` (it is being deleted); returns how many.
+    pub fn unbind_destination(&self, dest: &Destination) -> usize {
+        let mut b = self.write();
+        let (gone, kept): (Vec<Binding>, Vec<Binding>) =
+            std::mem::take(&mut b.all).into_iter().partition(|x| x.destination == *dest);
+        b.all = kept;
+        for g in &gone {
+            remove_from_index(&mut b, self.kind, &g.routing_key, dest);
+        }
+        gone.len()
+    }
+
+    pub fn has_bindings(&self) -> bool {
+        !self.read().all.is_empty()
+    }
+
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.read().all.clone()
+    }
+
+    /// Appends the destinations matching `routing_keys` (the routing key plus any CC/BCC keys)
+    /// and `headers` to `out`, without duplicates.
+    pub fn route(&self, routing_keys: &[&[u8]], headers: Option<&FieldTable>, out: &mut Vec<Destination>) {
+        let b = self.read();
+        let mut push = |d: &Destination| {
+            if !out.contains(d) {
+                out.push(d.clone());
+            }
+        };
+        match self.kind {
+            ExchangeKind::Direct => {
+                for key in routing_keys {
+                    if let Some(dests) = b.direct.get(*key) {
+                        dests.iter().for_each(&mut push);
+                    }
+                }
+            }
+            ExchangeKind::Fanout => b.all.iter().for_each(|x| push(&x.destination)),
+            ExchangeKind::Topic => {
+                for key in routing_keys {
+                    b.topic.matches(key, &mut push);
+                }
+            }
+            ExchangeKind::Headers => {
+                for x in &b.all {
+                    if headers::matches(&x.arguments, headers) {
+                        push(&x.destination);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn remove_from_index(b: &mut Bindings, kind: ExchangeKind, key: &ShortStr, dest: &Destination) {
+    match kind {
+        ExchangeKind::Direct => {
+            if let Some(dests) = b.direct.get_mut(key.as_bytes()) {
+                dests.retain(|d| d != dest);
+                if dests.is_empty() {
+                    b.direct.remove(key.as_bytes());
+                }
+            }
+        }
+        ExchangeKind::Topic => {
+            b.topic.remove(key.as_bytes(), dest);
+        }
+        ExchangeKind::Fanout | ExchangeKind::Headers => {}
+    }
+}

@@ -1,0 +1,86 @@
+//! The broker model: vhosts, exchanges, queues, consumers and messages. Independent of sockets:
+//! the server's channels drive it, and it reaches consumers through [`queue::ConsumerSink`].
+
+pub mod exchange;
+pub mod message;
+pub mod queue;
+pub mod vhost;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::auth::Users;
+use crate::protocol::ShortStr;
+pub use vhost::VHost;
+
+/// Limits that protect the broker from one client.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat: u16,
+    pub max_message_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { channel_max: 2047, frame_max: 131072, heartbeat: 60, max_message_size: 16 * 1024 * 1024 }
+    }
+}
+
+/// The pseudo-queue RPC clients consume from for direct reply-to.
+pub const REPLY_TO_QUEUE: &str = "amq.rabbitmq.reply-to";
+/// Prefix of the reply addresses handed to RPC servers: `amq.rabbitmq.reply-to.<key>`.
+pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
+
+pub struct Broker {
+    vhosts: DashMap<ShortStr, Arc<VHost>>,
+    /// Direct reply-to consumers by the key in their reply address.
+    reply_consumers: DashMap<ShortStr, Arc<queue::Consumer>>,
+    pub users: Users,
+    pub limits: Limits,
+    next_connection_id: AtomicU64,
+}
+
+impl Broker {
+    /// A broker with the default vhost `/` and user `guest`, as RabbitMQ starts.
+    pub fn new(limits: Limits) -> Broker {
+        let b = Broker {
+            vhosts: DashMap::new(),
+            reply_consumers: DashMap::new(),
+            users: Users::with_default_guest(),
+            limits,
+            next_connection_id: AtomicU64::new(1),
+        };
+        let root = ShortStr::from_static("/");
+        b.vhosts.insert(root.clone(), Arc::new(VHost::new(root)));
+        b
+    }
+
+    pub fn vhost(&self, name: &ShortStr) -> Option<Arc<VHost>> {
+        self.vhosts.get(name).map(|v| v.clone())
+    }
+
+    pub fn register_reply_consumer(&self, key: ShortStr, consumer: Arc<queue::Consumer>) {
+        self.reply_consumers.insert(key, consumer);
+    }
+
+    pub fn unregister_reply_consumer(&self, key: &ShortStr) {
+        self.reply_consumers.remove(key);
+    }
+
+    /// Delivers a message published to `amq.rabbitmq.reply-to.<key>`; false when no such
+    /// consumer exists (any more), which makes the message unroutable.
+    pub fn deliver_reply(&self, routing_key: &ShortStr, message: &Arc<message::Message>) -> bool {
+        let Some(key) = routing_key.as_bytes().strip_prefix(REPLY_TO_PREFIX.as_bytes()) else { return false };
+        let Ok(key) = ShortStr::from_bytes(bytes::Bytes::copy_from_slice(key)) else { return false };
+        let Some(consumer) = self.reply_consumers.get(&key).map(|c| c.clone()) else { return false };
+        consumer.sink.deliver_reply(&consumer, message)
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,462 @@
+//! A virtual host: its exchanges and queues, and the operations on them with RabbitMQ's
+//! checks and reply texts (`NOT_FOUND - no queue 'q' in vhost '/'`, ...).
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use super::message::Message;
+use super::queue::Queue;
+use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode, ShortStr};
+
+/// Arguments whose values must match when a queue is redeclared (RabbitMQ ignores others).
+const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-delivery-limit",
+];
+
+const EXCHANGE_EQUIVALENCE_ARGS: &[&str] = &["alternate-exchange"];
+
+/// What `exchange.declare` asks for.
+#[derive(Debug, Clone)]
+pub struct ExchangeSpec {
+    pub name: ShortStr,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+/// What `queue.declare` asks for (the name already resolved for server-named queues).
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    pub name: ShortStr,
+    /// The broker chose the name (`amq.gen-…`), so the reserved `amq.` prefix is fine.
+    pub server_named: bool,
+    pub durable: bool,
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+pub struct VHost {
+    pub name: ShortStr,
+    exchanges: DashMap<ShortStr, Arc<Exchange>>,
+    queues: DashMap<ShortStr, Arc<Queue>>,
+}
+
+fn not_found(kind: &str, name: &ShortStr, vhost: &ShortStr) -> AmqpError {
+    AmqpError::new(ReplyCode::NotFound, format!("no {kind} '{name}' in vhost '{vhost}'"))
+}
+
+fn default_exchange_refused() -> AmqpError {
+    AmqpError::new(ReplyCode::AccessRefused, "operation not permitted on the default exchange")
+}
+
+impl VHost {
+    /// A vhost with the exchanges every RabbitMQ vhost has.
+    pub fn new(name: ShortStr) -> VHost {
+        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new() };
+        let predeclared: [(&'static str, ExchangeKind, bool); 7] = [
+            ("", ExchangeKind::Direct, false),
+            ("amq.direct", ExchangeKind::Direct, false),
+            ("amq.fanout", ExchangeKind::Fanout, false),
+            ("amq.topic", ExchangeKind::Topic, false),
+            ("amq.headers", ExchangeKind::Headers, false),
+            ("amq.match", ExchangeKind::Headers, false),
+            ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
+        ];
+        for (n, kind, internal) in predeclared {
+            let name = ShortStr::from_static(n);
+            let x = Exchange::new(name.clone(), kind, true, false, internal, FieldTable::new());
+            v.exchanges.insert(name, Arc::new(x));
+        }
+        v
+    }
+
+    pub fn exchange(&self, name: &ShortStr) -> Result<Arc<Exchange>, AmqpError> {
+        self.exchanges.get(name).map(|x| x.clone()).ok_or_else(|| not_found("exchange", name, &self.name))
+    }
+
+    pub fn queue(&self, name: &ShortStr) -> Result<Arc<Queue>, AmqpError> {
+        self.queues.get(name).map(|q| q.clone()).ok_or_else(|| not_found("queue", name, &self.name))
+    }
+
+    /// A queue the connection `conn` may use: exclusive queues belong to their connection.
+    pub fn queue_for(&self, name: &ShortStr, conn: u64) -> Result<Arc<Queue>, AmqpError> {
+        let q = self.queue(name)?;
+        check_exclusive(&q, Some(conn), false, &self.name)?;
+        Ok(q)
+    }
+
+    pub fn queue_names(&self) -> Vec<ShortStr> {
+        self.queues.iter().map(|e| e.key().clone()).collect()
+    }
+
+    pub fn declare_exchange(&self, spec: ExchangeSpec) -> Result<Arc<Exchange>, AmqpError> {
+        if spec.name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if let Some(existing) = self.exchanges.get(&spec.name) {
+            let x = existing.clone();
+            drop(existing);
+            self.assert_exchange_equivalent(&x, &spec)?;
+            return Ok(x);
+        }
+        if spec.name.as_bytes().starts_with(b"amq.") {
+            return Err(AmqpError::new(
+                ReplyCode::AccessRefused,
+                format!("exchange name '{}' contains reserved prefix 'amq.*'", spec.name),
+            ));
+        }
+        if let Some(ae) = spec.arguments.get("alternate-exchange") {
+            if ae.as_bytes().is_none() {
+                return Err(AmqpError::new(
+                    ReplyCode::PreconditionFailed,
+                    format!("invalid arg 'alternate-exchange' for exchange '{}' in vhost '{}'", spec.name, self.name),
+                ));
+            }
+        }
+        let x = Arc::new(Exchange::new(
+            spec.name.clone(),
+            spec.kind,
+            spec.durable,
+            spec.auto_delete,
+            spec.internal,
+            spec.arguments,
+        ));
+        // Two declares racing: the first one in wins and the second is checked against it.
+        let entry = self.exchanges.entry(spec.name.clone()).or_insert(x).clone();
+        Ok(entry)
+    }
+
+    fn assert_exchange_equivalent(&self, x: &Exchange, spec: &ExchangeSpec) -> Result<(), AmqpError> {
+        let what = format!("exchange '{}' in vhost '{}'", x.name, self.name);
+        if x.kind != spec.kind {
+            return Err(inequivalent("type", &what, spec.kind.name(), x.kind.name()));
+        }
+        assert_flag("durable", &what, spec.durable, x.durable)?;
+        assert_flag("auto_delete", &what, spec.auto_delete, x.auto_delete)?;
+        assert_flag("internal", &what, spec.internal, x.internal)?;
+        assert_args_equivalent(EXCHANGE_EQUIVALENCE_ARGS, &what, &spec.arguments, &x.arguments)
+    }
+
+    pub fn delete_exchange(&self, name: &ShortStr, if_unused: bool) -> Result<(), AmqpError> {
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let Some(x) = self.exchanges.get(name).map(|x| x.clone()) else {
+            return Ok(()); // RabbitMQ: deleting what is not there succeeds
+        };
+        if if_unused && x.has_bindings() {
+            return Err(AmqpError::new(
+                ReplyCode::PreconditionFailed,
+                format!("exchange '{name}' in vhost '{}' in use", self.name),
+            ));
+        }
+        self.exchanges.remove(name);
+        // Exchange-to-exchange bindings that lead to it go with it.
+        let dest = Destination::Exchange(x);
+        self.remove_bindings_to(&dest);
+        Ok(())
+    }
+
+    /// Declares (or checks, when `passive`) a queue. Returns it and whether it was created.
+    pub fn declare_queue(&self, spec: QueueSpec, passive: bool, conn: u64) -> Result<(Arc<Queue>, bool), AmqpError> {
+        if let Some(existing) = self.queues.get(&spec.name).map(|q| q.clone()) {
+            if passive {
+                check_exclusive(&existing, Some(conn), false, &self.name)?;
+                return Ok((existing, false));
+            }
+            check_exclusive(
+                &existing,
+                spec.exclusive_owner.or(Some(conn)),
+                spec.exclusive_owner.is_some(),
+                &self.name,
+            )?;
+            let what = format!("queue '{}' in vhost '{}'", existing.name, self.name);
+            assert_flag("durable", &what, spec.durable, existing.durable)?;
+            assert_flag("auto_delete", &what, spec.auto_delete, existing.auto_delete)?;
+            assert_args_equivalent(QUEUE_EQUIVALENCE_ARGS, &what, &spec.arguments, &existing.arguments)?;
+            return Ok((existing, false));
+        }
+        if passive {
+            return Err(not_found("queue", &spec.name, &self.name));
+        }
+        if spec.name.as_bytes().starts_with(b"amq.") && !spec.server_named {
+            return Err(AmqpError::new(
+                ReplyCode::AccessRefused,
+                format!("queue name '{}' contains reserved prefix 'amq.*'", spec.name),
+            ));
+        }
+        let q = Arc::new(Queue::new(
+            spec.name.clone(),
+            self.name.clone(),
+            spec.durable,
+            spec.exclusive_owner,
+            spec.auto_delete,
+            spec.arguments,
+        ));
+        let mut created = false;
+        let q = self
+            .queues
+            .entry(spec.name.clone())
+            .or_insert_with(|| {
+                created = true;
+                q
+            })
+            .clone();
+        // No explicit binding to the default exchange: routing there looks the queue up by name.
+        Ok((q, created))
+    }
+
+    /// Deletes a queue; returns the number of ready messages it held (0 if it was not there).
+    pub fn delete_queue(&self, name: &ShortStr, if_unused: bool, if_empty: bool, conn: u64) -> Result<u32, AmqpError> {
+        let Some(q) = self.queues.get(name).map(|q| q.clone()) else { return Ok(0) };
+        check_exclusive(&q, Some(conn), false, &self.name)?;
+        if if_unused && q.consumer_count() > 0 {
+            return Err(AmqpError::new(
+                ReplyCode::PreconditionFailed,
+                format!("queue '{name}' in vhost '{}' in use", self.name),
+            ));
+        }
+        if if_empty && q.message_count() > 0 {
+            return Err(AmqpError::new(
+                ReplyCode::PreconditionFailed,
+                format!("queue '{name}' in vhost '{}' not empty", self.name),
+            ));
+        }
+        Ok(self.remove_queue(&q))
+    }
+
+    /// Removes a queue from the vhost and its bindings (delete, auto-delete, exclusive owner
+    /// gone). Returns its ready message count.
+    pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+        self.queues.remove_if(&q.name, |_, v| Arc::ptr_eq(v, q));
+        let count = q.delete();
+        self.remove_bindings_to(&Destination::Queue(q.clone()));
+        count
+    }
+
+    fn remove_bindings_to(&self, dest: &Destination) {
+        let exchanges: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.value().clone()).collect();
+        for x in exchanges {
+            if x.unbind_destination(dest) > 0 {
+                self.maybe_auto_delete(&x);
+            }
+        }
+    }
+
+    fn maybe_auto_delete(&self, x: &Arc<Exchange>) {
+        if x.auto_delete && !x.has_bindings() {
+            self.exchanges.remove_if(&x.name, |_, v| Arc::ptr_eq(v, x));
+            self.remove_bindings_to(&Destination::Exchange(x.clone()));
+        }
+    }
+
+    /// `queue.bind` and `exchange.bind`: `destination` is already resolved.
+    pub fn bind(
+        &self,
+        source: &ShortStr,
+        destination: Destination,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+    ) -> Result<(), AmqpError> {
+        if source.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let x = self.exchange(source)?;
+        if x.kind == super::exchange::ExchangeKind::Headers {
+            super::exchange::headers::XMatch::from_arguments(&arguments)
+                .map_err(|e| AmqpError::new(ReplyCode::PreconditionFailed, e))?;
+        }
+        x.bind(Binding { destination, routing_key, arguments });
+        Ok(())
+    }
+
+    pub fn unbind(
+        &self,
+        source: &ShortStr,
+        destination: Destination,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+    ) -> Result<(), AmqpError> {
+        if source.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let x = self.exchange(source)?;
+        if x.unbind(&Binding { destination, routing_key, arguments }) {
+            self.maybe_auto_delete(&x);
+        }
+        Ok(())
+    }
+
+    /// The queues a message published to `exchange` reaches: following exchange-to-exchange
+    /// bindings and alternate exchanges, each queue once. `extra_keys` are the CC/BCC routing
+    /// keys of sender-selected distribution.
+    pub fn route(&self, exchange: &Arc<Exchange>, msg: &Message, extra_keys: &[&[u8]]) -> Vec<Arc<Queue>> {
+        let mut keys: Vec<&[u8]> = Vec::with_capacity(1 + extra_keys.len());
+        keys.push(msg.routing_key.as_bytes());
+        keys.extend_from_slice(extra_keys);
+        let headers = msg.headers();
+
+        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        let mut seen: Vec<Arc<Exchange>> = vec![exchange.clone()];
+        let mut todo: Vec<Arc<Exchange>> = vec![exchange.clone()];
+        let mut dests = Vec::new();
+        while let Some(x) = todo.pop() {
+            dests.clear();
+            if x.name.is_empty() {
+                for key in &keys {
+                    if let Some(q) = ShortStr::from_bytes(bytes::Bytes::copy_from_slice(key))
+                        .ok()
+                        .and_then(|k| self.queues.get(&k).map(|q| q.clone()))
+                    {
+                        dests.push(Destination::Queue(q));
+                    }
+                }
+            } else {
+                x.route(&keys, headers, &mut dests);
+            }
+            if dests.is_empty() {
+                if let Some(ae) = x.alternate_exchange() {
+                    if let Some(ae) = ShortStr::from_bytes(bytes::Bytes::copy_from_slice(ae))
+                        .ok()
+                        .and_then(|n| self.exchanges.get(&n).map(|e| e.clone()))
+                    {
+                        if !seen.iter().any(|s| Arc::ptr_eq(s, &ae)) {
+                            seen.push(ae.clone());
+                            todo.push(ae);
+                        }
+                    }
+                }
+                continue;
+            }
+            for d in dests.drain(..) {
+                match d {
+                    Destination::Queue(q) => {
+                        if !queues.iter().any(|x| Arc::ptr_eq(x, &q)) {
+                            queues.push(q);
+                        }
+                    }
+                    Destination::Exchange(e) => {
+                        if !seen.iter().any(|s| Arc::ptr_eq(s, &e)) {
+                            seen.push(e.clone());
+                            todo.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        queues
+    }
+
+    /// Exclusive queues of a connection that has gone, to delete.
+    pub fn exclusive_queues_of(&self, conn: u64) -> Vec<Arc<Queue>> {
+        self.queues.iter().filter(|q| q.exclusive_owner == Some(conn)).map(|q| q.value().clone()).collect()
+    }
+}
+
+/// RabbitMQ's `check_exclusive_access`: an exclusive queue is usable only by its connection;
+/// in `strict` mode (a redeclare) an exclusive declare of a non-exclusive queue fails too.
+fn check_exclusive(q: &Queue, conn: Option<u64>, strict: bool, vhost: &ShortStr) -> Result<(), AmqpError> {
+    let ok = match q.exclusive_owner {
+        Some(owner) => Some(owner) == conn,
+        None => !strict,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(AmqpError::new(
+        ReplyCode::ResourceLocked,
+        format!(
+            "cannot obtain exclusive access to locked queue '{}' in vhost '{vhost}'. It could be originally declared on \
+             another connection or the exclusive property value does not match that of the original declaration.",
+            q.name
+        ),
+    ))
+}
+
+fn inequivalent(arg: &str, what: &str, received: &str, current: &str) -> AmqpError {
+    AmqpError::new(
+        ReplyCode::PreconditionFailed,
+        format!("inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"),
+    )
+}
+
+fn assert_flag(arg: &str, what: &str, received: bool, current: bool) -> Result<(), AmqpError> {
+    if received == current {
+        return Ok(());
+    }
+    Err(inequivalent(arg, what, &received.to_string(), &current.to_string()))
+}
+
+fn assert_args_equivalent(
+    keys: &[&str],
+    what: &str,
+    received: &FieldTable,
+    current: &FieldTable,
+) -> Result<(), AmqpError> {
+    for key in keys {
+        let (r, c) = (received.get(key), current.get(key));
+        let same = match (r, c) {
+            (None, None) => true,
+            (Some(a), Some(b)) => match (a.as_i64(), b.as_i64()) {
+                // RabbitMQ compares integers by value whatever their width.
+                (Some(x), Some(y)) => x == y,
+                _ => a == b,
+            },
+            _ => false,
+        };
+        if !same {
+            return Err(AmqpError::new(
+                ReplyCode::PreconditionFailed,
+                format!("inequivalent arg '{key}' for {what}: received {} but current is {}", describe(r), describe(c)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `the value '10' of type 'long'` / `none`, as in RabbitMQ's equivalence errors.
+fn describe(v: Option<&FieldValue>) -> String {
+    let Some(v) = v else { return "none".to_string() };
+    let ty = match v {
+        FieldValue::Bool(_) => "bool",
+        FieldValue::I8(_) => "byte",
+        FieldValue::U8(_) => "unsignedbyte",
+        FieldValue::I16(_) => "short",
+        FieldValue::U16(_) => "unsignedshort",
+        FieldValue::I32(_) => "signedint",
+        FieldValue::U32(_) => "unsignedint",
+        FieldValue::I64(_) => "long",
+        FieldValue::F32(_) => "float",
+        FieldValue::F64(_) => "double",
+        FieldValue::Decimal { .. } => "decimal",
+        FieldValue::LongStr(_) => "longstr",
+        FieldValue::Bytes(_) => "binary",
+        FieldValue::Array(_) => "array",
+        FieldValue::Timestamp(_) => "timestamp",
+        FieldValue::Table(_) => "table",
+        FieldValue::Void => "void",
+    };
+    let value = match (v.as_i64(), v.as_bytes(), v) {
+        (Some(n), _, _) => n.to_string(),
+        (_, Some(b), _) => String::from_utf8_lossy(b).into_owned(),
+        (_, _, FieldValue::Bool(b)) => b.to_string(),
+        (_, _, other) => format!("{other:?}"),
+    };
+    format!("the value '{value}' of type '{ty}'")
+}

@@ -1,0 +1,152 @@
+//! A connection's outbound side: one buffer that channels and queues encode frames into, and a
+//! writer task that drains it with one `write_all` per batch, never one syscall per frame.
+//!
+//! Back-pressure: when a client stops reading, the buffer passes [`HIGH_WATER`]; queues then
+//! treat that connection's consumers as busy (and register to be woken), and the connection's
+//! own read loop stops reading until the writer has drained below [`LOW_WATER`]. Memory per slow
+//! client is therefore bounded by roughly one high-water mark plus one message.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+use tracing::debug;
+
+use crate::broker::queue::Queue;
+use crate::protocol::{encode_heartbeat, encode_method, Method};
+
+pub const HIGH_WATER: usize = 1024 * 1024;
+pub const LOW_WATER: usize = 256 * 1024;
+
+pub struct Outbound {
+    buf: Mutex<BytesMut>,
+    /// Bytes in `buf`, readable without the lock for the congestion check.
+    pending: AtomicUsize,
+    wake_writer: Notify,
+    drained: Notify,
+    closed: AtomicBool,
+    /// Queues that found this connection congested and want a `dispatch` once it drains.
+    waiting_queues: Mutex<Vec<Weak<Queue>>>,
+    /// Negotiated heartbeat interval in milliseconds; 0 until tune-ok, and when turned off.
+    heartbeat_ms: AtomicU64,
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound {
+            buf: Mutex::new(BytesMut::with_capacity(64 * 1024)),
+            pending: AtomicUsize::new(0),
+            wake_writer: Notify::new(),
+            drained: Notify::new(),
+            closed: AtomicBool::new(false),
+            waiting_queues: Mutex::new(Vec::new()),
+            heartbeat_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Outbound {
+    /// Encodes into the buffer with `f` and wakes the writer.
+    pub fn write<R>(&self, f: impl FnOnce(&mut BytesMut) -> R) -> R {
+        let r = {
+            let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+            let r = f(&mut buf);
+            self.pending.store(buf.len(), Ordering::Release);
+            r
+        };
+        self.wake_writer.notify_one();
+        r
+    }
+
+    pub fn send_method(&self, channel: u16, method: &Method) {
+        self.write(|buf| encode_method(buf, channel, method));
+    }
+
+    /// Starts heartbeats once the interval is negotiated (the writer already runs by then: it
+    /// sends `connection.start`).
+    pub fn set_heartbeat(&self, interval: Duration) {
+        self.heartbeat_ms.store(interval.as_millis() as u64, Ordering::Release);
+        self.wake_writer.notify_one();
+    }
+
+    pub fn is_congested(&self) -> bool {
+        self.pending.load(Ordering::Acquire) > HIGH_WATER
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Asks the writer to flush what is buffered and stop.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.wake_writer.notify_one();
+        self.drained.notify_waiters();
+    }
+
+    pub fn wake_when_drained(&self, queue: &Arc<Queue>) {
+        let mut w = self.waiting_queues.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.iter().any(|q| q.as_ptr() == Arc::as_ptr(queue)) {
+            w.push(Arc::downgrade(queue));
+        }
+    }
+
+    /// Waits until the buffer is below the low-water mark (or the connection is closing).
+    pub async fn wait_drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if self.pending.load(Ordering::Acquire) <= LOW_WATER || self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The writer task: drains the buffer to the socket; sends a heartbeat when nothing else
+    /// went out for half the heartbeat interval.
+    pub async fn run_writer(self: Arc<Self>, mut socket: OwnedWriteHalf) {
+        loop {
+            let chunk = {
+                let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+                let chunk = buf.split();
+                self.pending.store(0, Ordering::Release);
+                chunk
+            };
+            if !chunk.is_empty() {
+                if let Err(e) = socket.write_all(&chunk).await {
+                    debug!(error = %e, "write failed; closing the connection's writer");
+                    break;
+                }
+                self.after_drain();
+                continue;
+            }
+            if self.is_closed() {
+                break;
+            }
+            let heartbeat = Duration::from_millis(self.heartbeat_ms.load(Ordering::Acquire));
+            if heartbeat.is_zero() {
+                self.wake_writer.notified().await;
+            } else if tokio::time::timeout(heartbeat / 2, self.wake_writer.notified()).await.is_err() {
+                self.write(encode_heartbeat);
+            }
+        }
+        self.closed.store(true, Ordering::Release);
+        self.drained.notify_waiters();
+        let _ = socket.shutdown().await;
+    }
+
+    fn after_drain(&self) {
+        if self.pending.load(Ordering::Acquire) > LOW_WATER {
+            return;
+        }
+        self.drained.notify_waiters();
+        let queues = std::mem::take(&mut *self.waiting_queues.lock().unwrap_or_else(|e| e.into_inner()));
+        for q in queues.iter().filter_map(Weak::upgrade) {
+            q.dispatch();
+        }
+    }
+}

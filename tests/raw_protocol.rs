@@ -1,0 +1,204 @@
+//! Raw-socket tests: what a broken or hostile client gets back, byte for byte.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use warren::protocol::methods::*;
+use warren::protocol::{decode_frame, encode_method, FieldTable, Frame, LongStr, Method, ShortStr, PROTOCOL_HEADER};
+
+struct Raw {
+    sock: TcpStream,
+    buf: BytesMut,
+}
+
+impl Raw {
+    async fn connect(addr: std::net::SocketAddr) -> Raw {
+        Raw { sock: TcpStream::connect(addr).await.unwrap(), buf: BytesMut::new() }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.sock.write_all(bytes).await.unwrap();
+    }
+
+    async fn send_method(&mut self, channel: u16, m: Method) {
+        let mut b = BytesMut::new();
+        encode_method(&mut b, channel, &m);
+        self.send(&b).await;
+    }
+
+    /// The next frame, or None when the server closed the socket.
+    async fn frame(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(f) = decode_frame(&mut self.buf, 0).expect("server sends valid frames") {
+                return Some(f);
+            }
+            let n =
+                tokio::time::timeout(common::WAIT, self.sock.read_buf(&mut self.buf)).await.expect("timely").ok()?;
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn method(&mut self) -> Method {
+        loop {
+            match self.frame().await.expect("a frame") {
+                Frame::Method { method, .. } => return method,
+                Frame::Heartbeat => continue,
+                other => panic!("expected a method, got {other:?}"),
+            }
+        }
+    }
+
+    /// Protocol header, start/start-ok, tune/tune-ok, open/open-ok.
+    async fn handshake(addr: std::net::SocketAddr) -> Raw {
+        let mut r = Raw::connect(addr).await;
+        r.send(PROTOCOL_HEADER).await;
+        let Method::ConnectionStart(start) = r.method().await else { panic!("expected start") };
+        assert_eq!((start.version_major, start.version_minor), (0, 9));
+        r.send_method(
+            0,
+            Method::ConnectionStartOk(ConnectionStartOk {
+                client_properties: FieldTable::new(),
+                mechanism: ShortStr::from_static("PLAIN"),
+                response: LongStr::from("\0guest\0guest"),
+                locale: ShortStr::from_static("en_US"),
+            }),
+        )
+        .await;
+        let Method::ConnectionTune(tune) = r.method().await else { panic!("expected tune") };
+        r.send_method(
+            0,
+            Method::ConnectionTuneOk(ConnectionTuneOk { channel_max: tune.channel_max, frame_max: 4096, heartbeat: 0 }),
+        )
+        .await;
+        r.send_method(0, Method::ConnectionOpen(ConnectionOpen { virtual_host: ShortStr::from_static("/") })).await;
+        assert!(matches!(r.method().await, Method::ConnectionOpenOk(_)));
+        r
+    }
+
+    async fn expect_connection_close(&mut self, code: u16) -> ConnectionClose {
+        match self.method().await {
+            Method::ConnectionClose(c) => {
+                assert_eq!(c.reply_code, code, "reply text: {}", c.reply_text);
+                self.send_method(0, Method::ConnectionCloseOk(ConnectionCloseOk {})).await;
+                c
+            }
+            other => panic!("expected connection.close {code}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn wrong_protocol_header_gets_ours_back_and_the_socket_closed() {
+    let b = common::start().await;
+    let mut r = Raw::connect(b.addr).await;
+    r.send(b"AMQP\x00\x01\x00\x00").await;
+    let mut got = Vec::new();
+    tokio::time::timeout(common::WAIT, r.sock.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert_eq!(got, PROTOCOL_HEADER);
+}
+
+#[tokio::test]
+async fn start_announces_rabbitmq_capabilities() {
+    let b = common::start().await;
+    let mut r = Raw::connect(b.addr).await;
+    r.send(PROTOCOL_HEADER).await;
+    let Method::ConnectionStart(start) = r.method().await else { panic!("expected start") };
+    let Some(warren::protocol::FieldValue::Table(caps)) = start.server_properties.get("capabilities") else {
+        panic!("no capabilities table")
+    };
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "consumer_priorities",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ] {
+        assert_eq!(caps.get(cap), Some(&warren::protocol::FieldValue::Bool(true)), "{cap}");
+    }
+    let mechs = start.mechanisms.as_str().unwrap().to_string();
+    assert!(mechs.contains("PLAIN") && mechs.contains("AMQPLAIN"), "{mechs}");
+}
+
+#[tokio::test]
+async fn method_on_unopened_channel_is_504() {
+    let b = common::start().await;
+    let mut r = Raw::handshake(b.addr).await;
+    r.send_method(5, Method::BasicQos(BasicQos { prefetch_size: 0, prefetch_count: 1, global: false })).await;
+    r.expect_connection_close(504).await;
+}
+
+#[tokio::test]
+async fn bad_frame_end_is_501_and_other_connections_keep_working() {
+    let b = common::start().await;
+    let mut bad = Raw::handshake(b.addr).await;
+    let mut good = Raw::handshake(b.addr).await;
+    bad.send(&[1, 0, 1, 0, 0, 0, 4, 0, 20, 0, 10, 0x00]).await;
+    bad.expect_connection_close(501).await;
+    good.send_method(1, Method::ChannelOpen(ChannelOpen {})).await;
+    assert!(matches!(good.method().await, Method::ChannelOpenOk(_)));
+}
+
+#[tokio::test]
+async fn oversized_frame_is_501() {
+    let b = common::start().await;
+    let mut r = Raw::handshake(b.addr).await;
+    // frame_max is 4096 for this connection: announce a 100 000-octet body frame.
+    r.send(&[3, 0, 1, 0, 0x01, 0x86, 0xa0]).await;
+    r.expect_connection_close(501).await;
+}
+
+#[tokio::test]
+async fn content_out_of_order_is_505() {
+    let b = common::start().await;
+    let mut r = Raw::handshake(b.addr).await;
+    r.send_method(1, Method::ChannelOpen(ChannelOpen {})).await;
+    assert!(matches!(r.method().await, Method::ChannelOpenOk(_)));
+    // A body frame with no publish before it.
+    r.send(&[3, 0, 1, 0, 0, 0, 2, b'h', b'i', 0xce]).await;
+    let close = r.expect_connection_close(505).await;
+    assert!(close.reply_text.to_string().starts_with("UNEXPECTED_FRAME"), "{}", close.reply_text);
+}
+
+#[tokio::test]
+async fn method_where_a_content_header_belongs_is_505() {
+    let b = common::start().await;
+    let mut r = Raw::handshake(b.addr).await;
+    r.send_method(1, Method::ChannelOpen(ChannelOpen {})).await;
+    assert!(matches!(r.method().await, Method::ChannelOpenOk(_)));
+    r.send_method(1, Method::BasicPublish(BasicPublish::default())).await;
+    r.send_method(1, Method::BasicQos(BasicQos::default())).await;
+    r.expect_connection_close(505).await;
+}
+
+#[tokio::test]
+async fn unknown_method_is_540() {
+    let b = common::start().await;
+    let mut r = Raw::handshake(b.addr).await;
+    r.send(&[1, 0, 0, 0, 0, 0, 4, 0, 99, 0, 1, 0xce]).await;
+    r.expect_connection_close(540).await;
+}
+
+#[tokio::test]
+async fn client_vanishing_mid_message_disturbs_no_one() {
+    let b = common::start().await;
+    {
+        let mut r = Raw::handshake(b.addr).await;
+        r.send_method(1, Method::ChannelOpen(ChannelOpen {})).await;
+        r.send_method(1, Method::BasicPublish(BasicPublish::default())).await;
+        r.send(&[2, 0, 1, 0, 0, 0]).await; // half a content header
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut r = Raw::handshake(b.addr).await;
+    r.send_method(1, Method::ChannelOpen(ChannelOpen {})).await;
+    assert!(matches!(r.method().await, Method::ChannelOpenOk(_)));
+}
