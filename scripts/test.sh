@@ -35,7 +35,7 @@ data=$(mktemp -d)
 "$CARGO_TARGET_DIR/debug/warren" --bind 127.0.0.1 --port "$port" --data-dir "$data/data" --log-level warn \
   >"$data/warren.log" 2>&1 &
 warren_pid=$!
-trap 'kill "$warren_pid" 2>/dev/null; wait "$warren_pid" 2>/dev/null; rm -rf "$data"' EXIT
+trap 'kill "$warren_pid" 2>/dev/null; wait "$warren_pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
