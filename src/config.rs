@@ -18,6 +18,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A `tracing` filter: `info`, `warren=debug`, ... (`RUST_LOG` wins when set).
     pub log_level: String,
+    /// Largest message body accepted, in octets (RabbitMQ's `max_message_size`).
+    pub max_message_size: u64,
 }
 
 impl Default for Config {
@@ -27,6 +29,7 @@ impl Default for Config {
             port: 5672,
             data_dir: PathBuf::from("./data"),
             log_level: "info".to_string(),
+            max_message_size: 16 * 1024 * 1024,
         }
     }
 }
@@ -38,6 +41,7 @@ pub struct Overrides {
     pub port: Option<u16>,
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub max_message_size: Option<u64>,
 }
 
 pub const DEFAULT_CONFIG_FILE: &str = "warren.toml";
@@ -57,7 +61,8 @@ impl Config {
             .set_default("bind", d.bind)?
             .set_default("port", d.port)?
             .set_default("data_dir", d.data_dir.to_string_lossy().into_owned())?
-            .set_default("log_level", d.log_level)?;
+            .set_default("log_level", d.log_level)?
+            .set_default("max_message_size", d.max_message_size)?;
         b = match file {
             Some(path) => b.add_source(config::File::from(path).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
@@ -74,7 +79,8 @@ impl Config {
             .set_override_option("bind", flags.bind.clone())?
             .set_override_option("port", flags.port)?
             .set_override_option("data_dir", flags.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()))?
-            .set_override_option("log_level", flags.log_level.clone())?;
+            .set_override_option("log_level", flags.log_level.clone())?
+            .set_override_option("max_message_size", flags.max_message_size)?;
         b.build()?.try_deserialize()
     }
 }
@@ -99,6 +105,9 @@ mod tests {
 
         let c = Config::load(Some(&file), env(&[("WARREN_PORT", "2222"), ("OTHER_PORT", "9")]), &none).unwrap();
         assert_eq!((c.port, c.log_level.as_str()), (2222, "debug"));
+        assert_eq!(c.max_message_size, 16 * 1024 * 1024);
+        let c = Config::load(None, env(&[("WARREN_MAX_MESSAGE_SIZE", "1024")]), &none).unwrap();
+        assert_eq!(c.max_message_size, 1024);
 
         let flags = Overrides { port: Some(3333), ..Default::default() };
         let c =

@@ -11,7 +11,8 @@ use warren::config::{Config, Overrides};
 #[derive(Parser)]
 #[command(name = "warren", version, about = "An AMQP 0-9-1 message broker that RabbitMQ clients use unchanged")]
 #[command(after_help = "Settings are layered: defaults < config file < WARREN_* environment variables < flags.\n\
-Environment: WARREN_BIND, WARREN_PORT, WARREN_DATA_DIR, WARREN_LOG_LEVEL (RUST_LOG overrides the log filter).\n\
+Environment: WARREN_BIND, WARREN_PORT, WARREN_DATA_DIR, WARREN_LOG_LEVEL, WARREN_MAX_MESSAGE_SIZE
+(RUST_LOG overrides the log filter).\n\
 With no subcommand, warren runs `serve`.")]
 struct Cli {
     #[command(subcommand)]
@@ -43,6 +44,9 @@ struct ServeArgs {
     /// Log filter: error, warn, info, debug, trace, or tracing directives [default: info; env WARREN_LOG_LEVEL]
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Largest message body accepted, in octets [default: 16777216; env WARREN_MAX_MESSAGE_SIZE]
+    #[arg(long, value_name = "OCTETS")]
+    max_message_size: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -51,7 +55,13 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
-    let overrides = Overrides { bind: args.bind, port: args.port, data_dir: args.data_dir, log_level: args.log_level };
+    let overrides = Overrides {
+        bind: args.bind,
+        port: args.port,
+        data_dir: args.data_dir,
+        log_level: args.log_level,
+        max_message_size: args.max_message_size,
+    };
     let config = match Config::load(args.config.as_deref(), std::env::vars(), &overrides) {
         Ok(c) => c,
         Err(e) => {

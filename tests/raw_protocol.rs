@@ -202,3 +202,43 @@ async fn client_vanishing_mid_message_disturbs_no_one() {
     r.send_method(1, Method::ChannelOpen(ChannelOpen {})).await;
     assert!(matches!(r.method().await, Method::ChannelOpenOk(_)));
 }
+
+#[tokio::test]
+async fn a_consumer_that_stops_reading_gets_back_pressure_not_an_unbounded_buffer() {
+    let b = common::start().await;
+    let queue = ShortStr::from_static("bp");
+    let mut consumer = Raw::handshake(b.addr).await;
+    consumer.send_method(1, Method::ChannelOpen(ChannelOpen {})).await;
+    assert!(matches!(consumer.method().await, Method::ChannelOpenOk(_)));
+    let declare = QueueDeclare { queue: queue.clone(), ..Default::default() };
+    consumer.send_method(1, Method::QueueDeclare(declare.clone())).await;
+    assert!(matches!(consumer.method().await, Method::QueueDeclareOk(_)));
+    consumer
+        .send_method(1, Method::BasicConsume(BasicConsume { queue: queue.clone(), no_ack: true, ..Default::default() }))
+        .await;
+    assert!(matches!(consumer.method().await, Method::BasicConsumeOk(_)));
+    // From here on the consumer never reads its socket.
+
+    let mut producer = Raw::handshake(b.addr).await;
+    producer.send_method(1, Method::ChannelOpen(ChannelOpen {})).await;
+    assert!(matches!(producer.method().await, Method::ChannelOpenOk(_)));
+    let (count, size) = (20_000u32, 4096usize);
+    let body = vec![7u8; size];
+    let publish = Method::BasicPublish(BasicPublish { routing_key: queue.clone(), ..Default::default() });
+    let mut batch = BytesMut::new();
+    for _ in 0..count {
+        warren::protocol::encode_content(&mut batch, 1, &publish, &Default::default(), &body, 4096);
+    }
+    producer.send(&batch).await;
+    // A passive declare after the publishes: the broker keeps serving, and most of the 80 MB is
+    // still in the queue rather than in the stalled consumer's outbound buffer.
+    producer.send_method(1, Method::QueueDeclare(QueueDeclare { passive: true, ..declare })).await;
+    let Method::QueueDeclareOk(ok) = producer.method().await else { panic!("expected declare-ok") };
+    let buffered_for_consumer = (count - ok.message_count) as usize * size;
+    assert!(
+        buffered_for_consumer < 40 * 1024 * 1024,
+        "{} of {count} messages left the queue for a consumer that reads nothing",
+        count - ok.message_count
+    );
+    drop(consumer);
+}

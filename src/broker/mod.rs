@@ -6,6 +6,7 @@ pub mod message;
 pub mod queue;
 pub mod vhost;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use dashmap::DashMap;
 
 use crate::auth::Users;
 use crate::protocol::ShortStr;
+use crate::store::{Definitions, Store, StoreError};
 pub use vhost::VHost;
 
 /// Limits that protect the broker from one client.
@@ -45,8 +47,26 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker with the default vhost `/` and user `guest`, as RabbitMQ starts.
+    /// A broker with the default vhost `/` and user `guest`, as RabbitMQ starts, keeping
+    /// everything in memory.
     pub fn new(limits: Limits) -> Broker {
+        Broker::with_store(limits, None, &Definitions::default())
+    }
+
+    /// A broker on the data directory: opens the store and restores the durable definitions.
+    pub fn open(limits: Limits, data_dir: &Path) -> Result<Broker, StoreError> {
+        let store = Arc::new(Store::open(data_dir)?);
+        let defs = store.load_definitions()?;
+        tracing::info!(
+            exchanges = defs.exchanges.len(),
+            queues = defs.queues.len(),
+            bindings = defs.bindings.len(),
+            "restored durable definitions"
+        );
+        Ok(Broker::with_store(limits, Some(store), &defs))
+    }
+
+    fn with_store(limits: Limits, store: Option<Arc<Store>>, defs: &Definitions) -> Broker {
         let b = Broker {
             vhosts: DashMap::new(),
             reply_consumers: DashMap::new(),
@@ -55,7 +75,9 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
         };
         let root = ShortStr::from_static("/");
-        b.vhosts.insert(root.clone(), Arc::new(VHost::new(root)));
+        let vhost = VHost::new(root.clone(), store);
+        vhost.restore(defs);
+        b.vhosts.insert(root, Arc::new(vhost));
         b
     }
 

@@ -9,6 +9,7 @@ use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use super::message::Message;
 use super::queue::Queue;
 use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode, ShortStr};
+use crate::store::{BindingDef, Definitions, ExchangeDef, QueueDef, Store, StoreError};
 
 /// Arguments whose values must match when a queue is redeclared (RabbitMQ ignores others).
 const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
@@ -55,6 +56,13 @@ pub struct VHost {
     pub name: ShortStr,
     exchanges: DashMap<ShortStr, Arc<Exchange>>,
     queues: DashMap<ShortStr, Arc<Queue>>,
+    /// Where durable definitions go; `None` keeps everything in memory (unit tests).
+    store: Option<Arc<Store>>,
+}
+
+fn store_failed(e: StoreError) -> AmqpError {
+    tracing::error!(error = %e, "could not write a definition to the store");
+    AmqpError::new(ReplyCode::InternalError, format!("could not persist the definition: {e}"))
 }
 
 fn not_found(kind: &str, name: &ShortStr, vhost: &ShortStr) -> AmqpError {
@@ -67,8 +75,8 @@ fn default_exchange_refused() -> AmqpError {
 
 impl VHost {
     /// A vhost with the exchanges every RabbitMQ vhost has.
-    pub fn new(name: ShortStr) -> VHost {
-        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new() };
+    pub fn new(name: ShortStr, store: Option<Arc<Store>>) -> VHost {
+        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new(), store };
         let predeclared: [(&'static str, ExchangeKind, bool); 7] = [
             ("", ExchangeKind::Direct, false),
             ("amq.direct", ExchangeKind::Direct, false),
@@ -137,6 +145,10 @@ impl VHost {
             spec.internal,
             spec.arguments,
         ));
+        // Written before it becomes visible: a declare-ok promises the definition survives.
+        if let (Some(store), true) = (&self.store, x.durable) {
+            store.save_exchange(&self.exchange_def(&x)).map_err(store_failed)?;
+        }
         // Two declares racing: the first one in wins and the second is checked against it.
         let entry = self.exchanges.entry(spec.name.clone()).or_insert(x).clone();
         Ok(entry)
@@ -166,10 +178,7 @@ impl VHost {
                 format!("exchange '{name}' in vhost '{}' in use", self.name),
             ));
         }
-        self.exchanges.remove(name);
-        // Exchange-to-exchange bindings that lead to it go with it.
-        let dest = Destination::Exchange(x);
-        self.remove_bindings_to(&dest);
+        self.forget_exchange(&x).map_err(store_failed)?;
         Ok(())
     }
 
@@ -209,6 +218,16 @@ impl VHost {
             spec.auto_delete,
             spec.arguments,
         ));
+        // Exclusive queues die with their connection, so they are never stored.
+        if let (Some(store), true) = (&self.store, q.durable && q.exclusive_owner.is_none()) {
+            let def = QueueDef {
+                vhost: self.name.clone(),
+                name: q.name.clone(),
+                auto_delete: q.auto_delete,
+                arguments: q.arguments.clone(),
+            };
+            store.save_queue(&def).map_err(store_failed)?;
+        }
         let mut created = false;
         let q = self
             .queues
@@ -247,6 +266,11 @@ impl VHost {
         self.queues.remove_if(&q.name, |_, v| Arc::ptr_eq(v, q));
         let count = q.delete();
         self.remove_bindings_to(&Destination::Queue(q.clone()));
+        if let (Some(store), true) = (&self.store, q.durable && q.exclusive_owner.is_none()) {
+            if let Err(e) = store.delete_entity(&self.name, &q.name, true) {
+                tracing::error!(queue = %q.name, error = %e, "deleted queue stays in the store");
+            }
+        }
         count
     }
 
@@ -261,9 +285,55 @@ impl VHost {
 
     fn maybe_auto_delete(&self, x: &Arc<Exchange>) {
         if x.auto_delete && !x.has_bindings() {
-            self.exchanges.remove_if(&x.name, |_, v| Arc::ptr_eq(v, x));
-            self.remove_bindings_to(&Destination::Exchange(x.clone()));
+            if let Err(e) = self.forget_exchange(x) {
+                tracing::error!(exchange = %x.name, error = %e, "auto-deleted exchange stays in the store");
+            }
         }
+    }
+
+    /// Removes an exchange from the map, the bindings that lead to it, and the store.
+    fn forget_exchange(&self, x: &Arc<Exchange>) -> Result<(), StoreError> {
+        self.exchanges.remove_if(&x.name, |_, v| Arc::ptr_eq(v, x));
+        self.remove_bindings_to(&Destination::Exchange(x.clone()));
+        match (&self.store, x.durable) {
+            (Some(store), true) => store.delete_entity(&self.name, &x.name, false),
+            _ => Ok(()),
+        }
+    }
+
+    fn exchange_def(&self, x: &Exchange) -> ExchangeDef {
+        ExchangeDef {
+            vhost: self.name.clone(),
+            name: x.name.clone(),
+            kind: ShortStr::from_static(x.kind.name()),
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments: x.arguments.clone(),
+        }
+    }
+
+    /// The stored form of a binding, if both ends are durable (RabbitMQ keeps only those).
+    fn binding_def(&self, source: &Exchange, binding: &Binding) -> Option<BindingDef> {
+        let (to_queue, destination, durable) = match &binding.destination {
+            Destination::Queue(q) => (true, q.name.clone(), q.durable && q.exclusive_owner.is_none()),
+            Destination::Exchange(e) => (false, e.name.clone(), e.durable),
+        };
+        (source.durable && durable).then(|| BindingDef {
+            vhost: self.name.clone(),
+            source: source.name.clone(),
+            to_queue,
+            destination,
+            routing_key: binding.routing_key.clone(),
+            arguments: binding.arguments.clone(),
+        })
+    }
+
+    /// The exchange a binding starts from: the default exchange takes no explicit bindings.
+    fn binding_source(&self, source: &ShortStr) -> Result<Arc<Exchange>, AmqpError> {
+        if source.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        self.exchange(source)
     }
 
     /// `queue.bind` and `exchange.bind`: `destination` is already resolved.
@@ -274,15 +344,16 @@ impl VHost {
         routing_key: ShortStr,
         arguments: FieldTable,
     ) -> Result<(), AmqpError> {
-        if source.is_empty() {
-            return Err(default_exchange_refused());
-        }
-        let x = self.exchange(source)?;
+        let x = self.binding_source(source)?;
         if x.kind == super::exchange::ExchangeKind::Headers {
             super::exchange::headers::XMatch::from_arguments(&arguments)
                 .map_err(|e| AmqpError::new(ReplyCode::PreconditionFailed, e))?;
         }
-        x.bind(Binding { destination, routing_key, arguments });
+        let binding = Binding { destination, routing_key, arguments };
+        if let (Some(store), Some(def)) = (&self.store, self.binding_def(&x, &binding)) {
+            store.save_binding(&def).map_err(store_failed)?;
+        }
+        x.bind(binding);
         Ok(())
     }
 
@@ -293,11 +364,12 @@ impl VHost {
         routing_key: ShortStr,
         arguments: FieldTable,
     ) -> Result<(), AmqpError> {
-        if source.is_empty() {
-            return Err(default_exchange_refused());
-        }
-        let x = self.exchange(source)?;
-        if x.unbind(&Binding { destination, routing_key, arguments }) {
+        let x = self.binding_source(source)?;
+        let binding = Binding { destination, routing_key, arguments };
+        if x.unbind(&binding) {
+            if let (Some(store), Some(def)) = (&self.store, self.binding_def(&x, &binding)) {
+                store.delete_binding(&def).map_err(store_failed)?;
+            }
             self.maybe_auto_delete(&x);
         }
         Ok(())
@@ -361,6 +433,38 @@ impl VHost {
             }
         }
         queues
+    }
+
+    /// Recreates the durable exchanges, queues and bindings stored for this vhost. Bindings
+    /// whose ends are missing (a crash between two writes) are skipped with a warning.
+    pub fn restore(&self, defs: &Definitions) {
+        for d in defs.exchanges.iter().filter(|d| d.vhost == self.name) {
+            let Some(kind) = ExchangeKind::parse(d.kind.as_bytes()) else {
+                tracing::warn!(exchange = %d.name, kind = %d.kind, "stored exchange of unknown type skipped");
+                continue;
+            };
+            let x = Exchange::new(d.name.clone(), kind, true, d.auto_delete, d.internal, d.arguments.clone());
+            self.exchanges.entry(d.name.clone()).or_insert(Arc::new(x));
+        }
+        for d in defs.queues.iter().filter(|d| d.vhost == self.name) {
+            let q = Queue::new(d.name.clone(), self.name.clone(), true, None, d.auto_delete, d.arguments.clone());
+            self.queues.insert(d.name.clone(), Arc::new(q));
+        }
+        for d in defs.bindings.iter().filter(|d| d.vhost == self.name) {
+            let destination = if d.to_queue {
+                self.queues.get(&d.destination).map(|q| Destination::Queue(q.clone()))
+            } else {
+                self.exchanges.get(&d.destination).map(|x| Destination::Exchange(x.clone()))
+            };
+            match (self.exchanges.get(&d.source).map(|x| x.clone()), destination) {
+                (Some(x), Some(destination)) => {
+                    x.bind(Binding { destination, routing_key: d.routing_key.clone(), arguments: d.arguments.clone() });
+                }
+                _ => {
+                    tracing::warn!(source = %d.source, destination = %d.destination, "stored binding with a missing end skipped")
+                }
+            }
+        }
     }
 
     /// Exclusive queues of a connection that has gone, to delete.

@@ -10,7 +10,7 @@ pub mod field_table;
 pub mod frame;
 pub mod methods;
 pub mod types;
-mod wire;
+pub(crate) mod wire;
 
 pub use error::{AmqpError, ReplyCode, Scope};
 pub use field_table::{FieldTable, FieldValue};

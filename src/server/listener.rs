@@ -19,8 +19,12 @@ pub struct Listener {
 
 impl Listener {
     pub async fn bind(config: &Config) -> std::io::Result<Listener> {
+        let limits = Limits { max_message_size: config.max_message_size, ..Limits::default() };
+        // The store first: a second Warren on the same data directory stops here, before it
+        // takes a port.
+        let broker = Broker::open(limits, &config.data_dir).map_err(std::io::Error::other)?;
         let inner = TcpListener::bind((config.bind.as_str(), config.port)).await?;
-        Ok(Listener { inner, broker: Arc::new(Broker::new(Limits::default())) })
+        Ok(Listener { inner, broker: Arc::new(broker) })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -10,7 +10,8 @@ use warren::server::Listener;
 
 pub struct TestBroker {
     pub addr: SocketAddr,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl TestBroker {
@@ -33,15 +34,47 @@ impl TestBroker {
     }
 }
 
+fn config(data_dir: &std::path::Path) -> Config {
+    Config {
+        bind: "127.0.0.1".into(),
+        port: 0,
+        data_dir: data_dir.to_path_buf(),
+        log_level: "warn".into(),
+        ..Config::default()
+    }
+}
+
 /// Starts a broker on 127.0.0.1 with a random port and a temporary data directory.
 pub async fn start() -> TestBroker {
     let data = tempfile::tempdir().expect("tempdir");
-    let config =
-        Config { bind: "127.0.0.1".into(), port: 0, data_dir: data.path().to_path_buf(), log_level: "warn".into() };
-    let listener = Listener::bind(&config).await.expect("bind");
+    let listener = Listener::bind(&config(data.path())).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(listener.run());
-    TestBroker { addr, _data: data }
+    let task = tokio::spawn(listener.run());
+    TestBroker { addr, data, task }
+}
+
+impl TestBroker {
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
+    /// Stops this broker and starts another on the same data directory (a new port). Clients
+    /// must have closed their connections: their tasks hold the store open until they end.
+    pub async fn restart(self) -> TestBroker {
+        self.task.abort();
+        let _ = self.task.await;
+        let deadline = std::time::Instant::now() + WAIT;
+        let listener = loop {
+            match Listener::bind(&config(self.data.path())).await {
+                Ok(l) => break l,
+                Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => panic!("broker did not restart on its data directory: {e}"),
+            }
+        };
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(listener.run());
+        TestBroker { addr, data: self.data, task }
+    }
 }
 
 /// The AMQP reply code of a lapin error, if the broker sent one.

@@ -1,0 +1,199 @@
+//! Durable definitions as records: what is stored for an exchange, a queue and a binding, and
+//! their key/value encoding. Records reuse the AMQP wire encoding (short strings, field tables)
+//! so arguments are stored exactly as clients sent them.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::protocol::wire::{self, PResult};
+use crate::protocol::{AmqpError, FieldTable, ShortStr};
+
+const EXCHANGE: u8 = b'x';
+const QUEUE: u8 = b'q';
+const BINDING: u8 = b'b';
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeDef {
+    pub vhost: ShortStr,
+    pub name: ShortStr,
+    pub kind: ShortStr,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueDef {
+    pub vhost: ShortStr,
+    pub name: ShortStr,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingDef {
+    pub vhost: ShortStr,
+    pub source: ShortStr,
+    /// True for a queue destination, false for an exchange (exchange-to-exchange binding).
+    pub to_queue: bool,
+    pub destination: ShortStr,
+    pub routing_key: ShortStr,
+    pub arguments: FieldTable,
+}
+
+/// Everything restored at start-up.
+#[derive(Debug, Default)]
+pub struct Definitions {
+    pub exchanges: Vec<ExchangeDef>,
+    pub queues: Vec<QueueDef>,
+    pub bindings: Vec<BindingDef>,
+}
+
+fn key(kind: u8, parts: &[&ShortStr]) -> Vec<u8> {
+    let mut k = BytesMut::new();
+    k.put_u8(kind);
+    for p in parts {
+        wire::put_shortstr(&mut k, p);
+    }
+    k.to_vec()
+}
+
+impl ExchangeDef {
+    pub fn key(&self) -> Vec<u8> {
+        key(EXCHANGE, &[&self.vhost, &self.name])
+    }
+
+    pub fn value(&self) -> Vec<u8> {
+        let mut v = BytesMut::new();
+        wire::put_shortstr(&mut v, &self.kind);
+        v.put_u8(self.auto_delete as u8 | (self.internal as u8) << 1);
+        wire::put_table(&mut v, &self.arguments);
+        v.to_vec()
+    }
+}
+
+impl QueueDef {
+    pub fn key(&self) -> Vec<u8> {
+        key(QUEUE, &[&self.vhost, &self.name])
+    }
+
+    pub fn value(&self) -> Vec<u8> {
+        let mut v = BytesMut::new();
+        v.put_u8(self.auto_delete as u8);
+        wire::put_table(&mut v, &self.arguments);
+        v.to_vec()
+    }
+}
+
+impl BindingDef {
+    /// The whole binding is the key (bindings are identified by all their fields); the value
+    /// is empty.
+    pub fn key(&self) -> Vec<u8> {
+        let mut k = BytesMut::from(&key(BINDING, &[&self.vhost, &self.source])[..]);
+        k.put_u8(if self.to_queue { QUEUE } else { EXCHANGE });
+        wire::put_shortstr(&mut k, &self.destination);
+        wire::put_shortstr(&mut k, &self.routing_key);
+        wire::put_table(&mut k, &self.arguments);
+        k.to_vec()
+    }
+}
+
+fn corrupt(what: &str) -> AmqpError {
+    AmqpError::new(crate::protocol::ReplyCode::InternalError, format!("corrupt {what} record in the store"))
+}
+
+fn bits(i: &[u8]) -> PResult<'_, u8> {
+    wire::octet(i)
+}
+
+/// Decodes one record of the definitions column family into `defs`.
+pub fn decode_into(defs: &mut Definitions, k: &[u8], v: &[u8]) -> Result<(), AmqpError> {
+    let (k, v) = (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v));
+    let Some((&kind, _)) = k.split_first() else { return Err(corrupt("empty")) };
+    let rest = &k[1..];
+    match kind {
+        EXCHANGE => {
+            let parse = || -> PResult<'_, ExchangeDef> {
+                let (r, vhost) = wire::shortstr(&k, rest)?;
+                let (_, name) = wire::shortstr(&k, r)?;
+                let (i, kind) = wire::shortstr(&v, &v)?;
+                let (i, flags) = bits(i)?;
+                let (i, arguments) = wire::table(&v, i)?;
+                let def =
+                    ExchangeDef { vhost, name, kind, auto_delete: flags & 1 != 0, internal: flags & 2 != 0, arguments };
+                Ok((i, def))
+            };
+            defs.exchanges.push(parse().map_err(|_| corrupt("exchange"))?.1);
+        }
+        QUEUE => {
+            let parse = || -> PResult<'_, QueueDef> {
+                let (r, vhost) = wire::shortstr(&k, rest)?;
+                let (_, name) = wire::shortstr(&k, r)?;
+                let (i, flags) = bits(&v)?;
+                let (i, arguments) = wire::table(&v, i)?;
+                Ok((i, QueueDef { vhost, name, auto_delete: flags & 1 != 0, arguments }))
+            };
+            defs.queues.push(parse().map_err(|_| corrupt("queue"))?.1);
+        }
+        BINDING => {
+            let parse = || -> PResult<'_, BindingDef> {
+                let (r, vhost) = wire::shortstr(&k, rest)?;
+                let (r, source) = wire::shortstr(&k, r)?;
+                let (r, dest_kind) = bits(r)?;
+                let (r, destination) = wire::shortstr(&k, r)?;
+                let (r, routing_key) = wire::shortstr(&k, r)?;
+                let (r, arguments) = wire::table(&k, r)?;
+                let def =
+                    BindingDef { vhost, source, to_queue: dest_kind == QUEUE, destination, routing_key, arguments };
+                Ok((r, def))
+            };
+            defs.bindings.push(parse().map_err(|_| corrupt("binding"))?.1);
+        }
+        _ => return Err(corrupt("unknown")),
+    }
+    Ok(())
+}
+
+/// The key prefix of all bindings in a vhost.
+pub fn binding_prefix(vhost: &ShortStr) -> Vec<u8> {
+    key(BINDING, &[vhost])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FieldValue;
+
+    #[test]
+    fn records_round_trip() {
+        let mut args = FieldTable::new();
+        args.insert(ShortStr::from_static("x-max-length"), FieldValue::I32(10));
+        let x = ExchangeDef {
+            vhost: ShortStr::from_static("/"),
+            name: ShortStr::from_static("orders"),
+            kind: ShortStr::from_static("topic"),
+            auto_delete: false,
+            internal: true,
+            arguments: args.clone(),
+        };
+        let q = QueueDef {
+            vhost: x.vhost.clone(),
+            name: ShortStr::from_static("q"),
+            auto_delete: true,
+            arguments: args.clone(),
+        };
+        let b = BindingDef {
+            vhost: x.vhost.clone(),
+            source: x.name.clone(),
+            to_queue: true,
+            destination: q.name.clone(),
+            routing_key: ShortStr::from_static("a.#"),
+            arguments: args,
+        };
+        let mut defs = Definitions::default();
+        decode_into(&mut defs, &x.key(), &x.value()).unwrap();
+        decode_into(&mut defs, &q.key(), &q.value()).unwrap();
+        decode_into(&mut defs, &b.key(), &[]).unwrap();
+        assert_eq!((defs.exchanges, defs.queues, defs.bindings), (vec![x], vec![q], vec![b]));
+        assert!(decode_into(&mut Definitions::default(), b"q\x05ab", b"").is_err());
+    }
+}
