@@ -14,7 +14,7 @@ use dashmap::DashMap;
 
 use crate::auth::Users;
 use crate::protocol::ShortStr;
-use crate::store::{Definitions, Store, StoreError};
+use crate::store::{Definitions, Durable, StoreError};
 pub use vhost::VHost;
 
 /// Limits that protect the broker from one client.
@@ -53,20 +53,25 @@ impl Broker {
         Broker::with_store(limits, None, &Definitions::default())
     }
 
-    /// A broker on the data directory: opens the store and restores the durable definitions.
+    /// A broker on the data directory: opens the store and restores durable definitions and
+    /// persistent messages.
     pub fn open(limits: Limits, data_dir: &Path) -> Result<Broker, StoreError> {
-        let store = Arc::new(Store::open(data_dir)?);
-        let defs = store.load_definitions()?;
+        let started = std::time::Instant::now();
+        let (durable, defs) = Durable::open(data_dir)?;
+        let b = Broker::with_store(limits, Some(Arc::new(durable)), &defs);
+        let messages: u64 = b.vhosts.iter().map(|v| v.message_count()).sum();
         tracing::info!(
             exchanges = defs.exchanges.len(),
             queues = defs.queues.len(),
             bindings = defs.bindings.len(),
-            "restored durable definitions"
+            messages,
+            elapsed = ?started.elapsed(),
+            "recovered from the store"
         );
-        Ok(Broker::with_store(limits, Some(store), &defs))
+        Ok(b)
     }
 
-    fn with_store(limits: Limits, store: Option<Arc<Store>>, defs: &Definitions) -> Broker {
+    fn with_store(limits: Limits, durable: Option<Arc<Durable>>, defs: &Definitions) -> Broker {
         let b = Broker {
             vhosts: DashMap::new(),
             reply_consumers: DashMap::new(),
@@ -75,7 +80,7 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
         };
         let root = ShortStr::from_static("/");
-        let vhost = VHost::new(root.clone(), store);
+        let vhost = VHost::new(root.clone(), durable);
         vhost.restore(defs);
         b.vhosts.insert(root, Arc::new(vhost));
         b

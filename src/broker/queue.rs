@@ -9,8 +9,12 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+
 use super::message::Message;
 use crate::protocol::{FieldTable, ShortStr};
+use crate::store::writer::{Completion, Op};
+use crate::store::Durable;
 
 /// A message in a queue; `seq` is its place, kept when it is requeued.
 #[derive(Debug, Clone)]
@@ -18,6 +22,14 @@ pub struct QueuedMessage {
     pub seq: u64,
     pub msg: Arc<Message>,
     pub redelivered: bool,
+    /// Written to the store (persistent message in a durable queue): its ack deletes it there.
+    pub persisted: bool,
+}
+
+/// A durable queue's link to the store: its id (key prefix) and the writer.
+pub struct QueueStore {
+    pub id: u64,
+    pub durable: Arc<Durable>,
 }
 
 /// What a consumer's channel said to one offered message.
@@ -64,6 +76,7 @@ pub struct Queue {
     pub arguments: FieldTable,
     deleted: AtomicBool,
     state: Mutex<QueueState>,
+    store: Option<QueueStore>,
 }
 
 #[derive(Default)]
@@ -101,6 +114,46 @@ impl Queue {
             arguments,
             deleted: AtomicBool::new(false),
             state: Mutex::new(QueueState::default()),
+            store: None,
+        }
+    }
+
+    /// Makes persistent messages published to this queue durable in `store`.
+    pub fn with_store(mut self, store: QueueStore) -> Queue {
+        self.store = Some(store);
+        self
+    }
+
+    pub fn store_id(&self) -> Option<u64> {
+        self.store.as_ref().map(|s| s.id)
+    }
+
+    /// Whether a message published now would be written to disk.
+    pub fn persists(&self, msg: &Message) -> bool {
+        self.store.is_some() && msg.properties.delivery_mode == Some(2)
+    }
+
+    /// Puts back messages recovered from the store, in order.
+    pub fn recover(&self, messages: impl IntoIterator<Item = (u64, Message, bool)>) {
+        let mut st = self.lock();
+        for (seq, msg, delivered) in messages {
+            st.next_seq = st.next_seq.max(seq + 1);
+            st.ready.push_back(QueuedMessage { seq, msg: Arc::new(msg), redelivered: delivered, persisted: true });
+        }
+    }
+
+    /// The message is gone for good (acked, rejected, delivered without ack, purged).
+    pub fn forget(&self, m: &QueuedMessage) {
+        if let (Some(s), true) = (&self.store, m.persisted) {
+            s.durable.writer.submit(Op::Delete { queue: s.id, seq: m.seq });
+        }
+    }
+
+    /// The message went to a consumer that will ack it: if the broker dies first, it comes
+    /// back redelivered.
+    pub fn delivered(&self, m: &QueuedMessage) {
+        if let (Some(s), true, false) = (&self.store, m.persisted, m.redelivered) {
+            s.durable.writer.submit(Op::Delivered { queue: s.id, seq: m.seq });
         }
     }
 
@@ -115,14 +168,33 @@ impl Queue {
     }
 
     /// Appends and delivers what it can. False if the queue was deleted meanwhile.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> bool {
+    ///
+    /// `persist` carries the stored record and the completion (publisher confirm) of a
+    /// persistent message; it is handed to the writer here, under the queue lock and before any
+    /// consumer can see the message, so its write always precedes the delete of its ack.
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>, persist: Option<(Bytes, Completion)>) -> bool {
         let mut st = self.lock();
         if self.is_deleted() {
+            drop(st);
+            if let Some((_, done)) = persist {
+                done(Ok(())); // routed, then the queue went: nothing left to make durable
+            }
             return false;
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.ready.push_back(QueuedMessage { seq, msg, redelivered: false });
+        let persisted = match (persist, &self.store) {
+            (Some((record, done)), Some(s)) => {
+                s.durable.writer.submit(Op::Put { queue: s.id, seq, record, done: Some(done) });
+                true
+            }
+            (Some((_, done)), None) => {
+                done(Ok(()));
+                false
+            }
+            (None, _) => false,
+        };
+        st.ready.push_back(QueuedMessage { seq, msg, redelivered: false, persisted });
         self.dispatch_locked(&mut st);
         true
     }
@@ -197,7 +269,9 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.lock();
         let n = st.ready.len() as u32;
-        st.ready.clear();
+        for m in st.ready.drain(..) {
+            self.forget(&m);
+        }
         n
     }
 
@@ -217,6 +291,9 @@ impl Queue {
             self.deleted.store(true, Ordering::Release);
             let count = st.ready.len() as u32;
             st.ready.clear();
+            if let Some(s) = &self.store {
+                s.durable.writer.submit(Op::DeleteQueue { queue: s.id });
+            }
             (count, std::mem::take(&mut st.consumers))
         };
         for c in consumers {
@@ -251,7 +328,6 @@ fn offer_by_priority(queue: &Arc<Queue>, st: &QueueState, message: &QueuedMessag
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use std::sync::Mutex as StdMutex;
 
     /// A sink that takes up to `credit` messages and records what it got.
@@ -319,7 +395,7 @@ mod tests {
         q.add_consumer(consumer("b", 0, b.clone()), || {}).unwrap();
         q.add_consumer(consumer("hi", 5, hi.clone()), || {}).unwrap();
         for _ in 0..6 {
-            q.publish(msg());
+            q.publish(msg(), None);
         }
         assert_eq!(hi.got.lock().unwrap().len(), 2, "high priority first, until its credit runs out");
         let (na, nb) = (a.got.lock().unwrap().len(), b.got.lock().unwrap().len());
@@ -330,7 +406,7 @@ mod tests {
     fn messages_wait_for_credit_and_requeue_keeps_order() {
         let q = queue();
         for _ in 0..3 {
-            q.publish(msg());
+            q.publish(msg(), None);
         }
         let (first, left) = q.get().unwrap();
         assert_eq!((first.seq, left), (0, 2));
@@ -362,6 +438,6 @@ mod tests {
         let sink: Arc<dyn ConsumerSink> = r;
         assert!(q.remove_consumer(&ShortStr::from_static("x"), &sink), "last consumer of an auto-delete queue");
         assert_eq!(q.delete(), 0);
-        assert!(!q.publish(msg()));
+        assert!(!q.publish(msg(), None));
     }
 }

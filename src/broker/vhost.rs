@@ -7,9 +7,9 @@ use dashmap::DashMap;
 
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use super::message::Message;
-use super::queue::Queue;
+use super::queue::{Queue, QueueStore};
 use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode, ShortStr};
-use crate::store::{BindingDef, Definitions, ExchangeDef, QueueDef, Store, StoreError};
+use crate::store::{messages, BindingDef, Definitions, Durable, ExchangeDef, QueueDef, Store, StoreError};
 
 /// Arguments whose values must match when a queue is redeclared (RabbitMQ ignores others).
 const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
@@ -56,8 +56,9 @@ pub struct VHost {
     pub name: ShortStr,
     exchanges: DashMap<ShortStr, Arc<Exchange>>,
     queues: DashMap<ShortStr, Arc<Queue>>,
-    /// Where durable definitions go; `None` keeps everything in memory (unit tests).
-    store: Option<Arc<Store>>,
+    /// Where durable definitions and persistent messages go; `None` keeps everything in
+    /// memory (unit tests).
+    durable: Option<Arc<Durable>>,
 }
 
 fn store_failed(e: StoreError) -> AmqpError {
@@ -75,8 +76,8 @@ fn default_exchange_refused() -> AmqpError {
 
 impl VHost {
     /// A vhost with the exchanges every RabbitMQ vhost has.
-    pub fn new(name: ShortStr, store: Option<Arc<Store>>) -> VHost {
-        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new(), store };
+    pub fn new(name: ShortStr, durable: Option<Arc<Durable>>) -> VHost {
+        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new(), durable };
         let predeclared: [(&'static str, ExchangeKind, bool); 7] = [
             ("", ExchangeKind::Direct, false),
             ("amq.direct", ExchangeKind::Direct, false),
@@ -92,6 +93,10 @@ impl VHost {
             v.exchanges.insert(name, Arc::new(x));
         }
         v
+    }
+
+    fn store(&self) -> Option<&Store> {
+        self.durable.as_deref().map(|d| &*d.store)
     }
 
     pub fn exchange(&self, name: &ShortStr) -> Result<Arc<Exchange>, AmqpError> {
@@ -146,7 +151,7 @@ impl VHost {
             spec.arguments,
         ));
         // Written before it becomes visible: a declare-ok promises the definition survives.
-        if let (Some(store), true) = (&self.store, x.durable) {
+        if let (Some(store), true) = (self.store(), x.durable) {
             store.save_exchange(&self.exchange_def(&x)).map_err(store_failed)?;
         }
         // Two declares racing: the first one in wins and the second is checked against it.
@@ -210,24 +215,28 @@ impl VHost {
                 format!("queue name '{}' contains reserved prefix 'amq.*'", spec.name),
             ));
         }
-        let q = Arc::new(Queue::new(
+        let mut q = Queue::new(
             spec.name.clone(),
             self.name.clone(),
             spec.durable,
             spec.exclusive_owner,
             spec.auto_delete,
             spec.arguments,
-        ));
+        );
         // Exclusive queues die with their connection, so they are never stored.
-        if let (Some(store), true) = (&self.store, q.durable && q.exclusive_owner.is_none()) {
+        if let (Some(durable), true) = (&self.durable, q.durable && q.exclusive_owner.is_none()) {
+            let id = durable.new_queue_id();
             let def = QueueDef {
                 vhost: self.name.clone(),
                 name: q.name.clone(),
+                id,
                 auto_delete: q.auto_delete,
                 arguments: q.arguments.clone(),
             };
-            store.save_queue(&def).map_err(store_failed)?;
+            durable.store.save_queue(&def).map_err(store_failed)?;
+            q = q.with_store(QueueStore { id, durable: durable.clone() });
         }
+        let q = Arc::new(q);
         let mut created = false;
         let q = self
             .queues
@@ -266,7 +275,7 @@ impl VHost {
         self.queues.remove_if(&q.name, |_, v| Arc::ptr_eq(v, q));
         let count = q.delete();
         self.remove_bindings_to(&Destination::Queue(q.clone()));
-        if let (Some(store), true) = (&self.store, q.durable && q.exclusive_owner.is_none()) {
+        if let (Some(store), true) = (self.store(), q.durable && q.exclusive_owner.is_none()) {
             if let Err(e) = store.delete_entity(&self.name, &q.name, true) {
                 tracing::error!(queue = %q.name, error = %e, "deleted queue stays in the store");
             }
@@ -295,7 +304,7 @@ impl VHost {
     fn forget_exchange(&self, x: &Arc<Exchange>) -> Result<(), StoreError> {
         self.exchanges.remove_if(&x.name, |_, v| Arc::ptr_eq(v, x));
         self.remove_bindings_to(&Destination::Exchange(x.clone()));
-        match (&self.store, x.durable) {
+        match (self.store(), x.durable) {
             (Some(store), true) => store.delete_entity(&self.name, &x.name, false),
             _ => Ok(()),
         }
@@ -350,7 +359,7 @@ impl VHost {
                 .map_err(|e| AmqpError::new(ReplyCode::PreconditionFailed, e))?;
         }
         let binding = Binding { destination, routing_key, arguments };
-        if let (Some(store), Some(def)) = (&self.store, self.binding_def(&x, &binding)) {
+        if let (Some(store), Some(def)) = (self.store(), self.binding_def(&x, &binding)) {
             store.save_binding(&def).map_err(store_failed)?;
         }
         x.bind(binding);
@@ -367,7 +376,7 @@ impl VHost {
         let x = self.binding_source(source)?;
         let binding = Binding { destination, routing_key, arguments };
         if x.unbind(&binding) {
-            if let (Some(store), Some(def)) = (&self.store, self.binding_def(&x, &binding)) {
+            if let (Some(store), Some(def)) = (self.store(), self.binding_def(&x, &binding)) {
                 store.delete_binding(&def).map_err(store_failed)?;
             }
             self.maybe_auto_delete(&x);
@@ -447,7 +456,26 @@ impl VHost {
             self.exchanges.entry(d.name.clone()).or_insert(Arc::new(x));
         }
         for d in defs.queues.iter().filter(|d| d.vhost == self.name) {
-            let q = Queue::new(d.name.clone(), self.name.clone(), true, None, d.auto_delete, d.arguments.clone());
+            let mut q = Queue::new(d.name.clone(), self.name.clone(), true, None, d.auto_delete, d.arguments.clone());
+            if let Some(durable) = &self.durable {
+                match durable.store.load_messages(d.id) {
+                    Ok(records) => {
+                        let total = records.len();
+                        let messages: Vec<(u64, Message, bool)> = records
+                            .into_iter()
+                            .filter_map(|(seq, record, delivered)| Some((seq, messages::decode(&record)?, delivered)))
+                            .collect();
+                        if messages.len() != total {
+                            tracing::error!(queue = %d.name, unreadable = total - messages.len(), "skipped unreadable stored messages");
+                        }
+                        q.recover(messages);
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %d.name, error = %e, "could not read the queue's stored messages")
+                    }
+                }
+                q = q.with_store(QueueStore { id: d.id, durable: durable.clone() });
+            }
             self.queues.insert(d.name.clone(), Arc::new(q));
         }
         for d in defs.bindings.iter().filter(|d| d.vhost == self.name) {
@@ -465,6 +493,11 @@ impl VHost {
                 }
             }
         }
+    }
+
+    /// Ready messages in all queues (start-up report).
+    pub fn message_count(&self) -> u64 {
+        self.queues.iter().map(|q| u64::from(q.message_count())).sum()
     }
 
     /// Exclusive queues of a connection that has gone, to delete.

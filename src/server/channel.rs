@@ -20,6 +20,7 @@ use crate::protocol::methods::*;
 use crate::protocol::{
     encode_content, AmqpError, BasicProperties, ContentHeader, FieldValue, Frame, Method, ReplyCode, ShortStr,
 };
+use crate::server::confirms::{Confirms, Countdown};
 use crate::server::session::Session;
 
 /// A message delivered and not yet acknowledged.
@@ -54,6 +55,8 @@ pub struct ChannelShared {
     pub id: u16,
     pub session: Arc<Session>,
     state: Mutex<DeliveryState>,
+    /// Publisher confirms; the store writer settles them from its thread.
+    pub confirms: Confirms,
 }
 
 impl ChannelShared {
@@ -102,7 +105,10 @@ impl ConsumerSink for ChannelShared {
         let frame_max = self.session.frame_max;
         // Encoded under the channel lock so delivery tags reach the socket in order.
         out.write(|buf| encode_content(buf, self.id, &deliver, &m.properties, &m.body, frame_max));
-        if !consumer.no_ack {
+        if consumer.no_ack {
+            queue.forget(message);
+        } else {
+            queue.delivered(message);
             if let Some(c) = d.consumers.get_mut(&consumer.tag) {
                 c.unacked += 1;
             }
@@ -149,13 +155,6 @@ enum Content {
     Body { method: BasicPublish, header: ContentHeader, body: BytesMut, first: Option<Bytes> },
 }
 
-struct Confirms {
-    next_seq: u64,
-    /// Highest sequence number routed but not yet confirmed, and how many are waiting.
-    unconfirmed_upto: u64,
-    unconfirmed: u64,
-}
-
 /// `basic.ack`, or `basic.nack`/`basic.reject` (with `requeue`).
 #[derive(Debug, Clone, Copy)]
 struct Settle {
@@ -173,7 +172,6 @@ enum TxOp {
 pub struct Channel {
     pub shared: Arc<ChannelShared>,
     content: Content,
-    confirms: Option<Confirms>,
     tx: Option<Vec<TxOp>>,
     /// `basic.qos global=false`: the limit for consumers started after it.
     consumer_prefetch: u16,
@@ -202,10 +200,10 @@ pub fn random_name(prefix: &str) -> ShortStr {
 impl Channel {
     pub fn new(id: u16, session: Arc<Session>) -> Channel {
         let state = DeliveryState { open: true, ..Default::default() };
+        let confirms = Confirms::new(id, session.outbound.clone());
         Channel {
-            shared: Arc::new(ChannelShared { id, session, state: Mutex::new(state) }),
+            shared: Arc::new(ChannelShared { id, session, state: Mutex::new(state), confirms }),
             content: Content::Idle,
-            confirms: None,
             tx: None,
             consumer_prefetch: 0,
         }
@@ -360,14 +358,12 @@ impl Channel {
                 if self.tx.is_some() {
                     return Err(precondition("cannot switch from tx to confirm mode".into()));
                 }
-                if self.confirms.is_none() {
-                    self.confirms = Some(Confirms { next_seq: 1, unconfirmed_upto: 0, unconfirmed: 0 });
-                }
+                self.shared.confirms.enable();
                 self.reply(m.nowait, Method::ConfirmSelectOk(ConfirmSelectOk {}));
                 Ok(())
             }
             Method::TxSelect(_) => {
-                if self.confirms.is_some() {
+                if self.shared.confirms.is_enabled() {
                     return Err(precondition("cannot switch from confirm to tx mode".into()));
                 }
                 self.tx.get_or_insert_with(Vec::new);
@@ -623,7 +619,10 @@ impl Channel {
         session
             .outbound
             .write(|buf| encode_content(buf, self.shared.id, &get_ok, &msg.properties, &msg.body, frame_max));
-        if !m.no_ack {
+        if m.no_ack {
+            q.forget(&message);
+        } else {
+            q.delivered(&message);
             d.unacked.push_back(Unacked { tag, queue: q, message, consumer_tag: None });
         }
         Ok(())
@@ -687,6 +686,7 @@ impl Channel {
             if requeue {
                 q.requeue(std::mem::take(msgs));
             } else {
+                msgs.iter().for_each(|m| q.forget(m));
                 q.dispatch();
             }
         }
@@ -714,13 +714,23 @@ impl Channel {
         let Some(ops) = self.tx.as_mut().map(std::mem::take) else {
             return Err(precondition("channel is not transactional".into()));
         };
+        // commit-ok waits until the transaction's persistent messages are on disk.
+        let (outbound, id) = (self.session().outbound.clone(), self.shared.id);
+        let durable = Countdown::new(move |ok, _| {
+            if ok {
+                outbound.send_method(id, &Method::TxCommitOk(TxCommitOk {}));
+            } else {
+                let e = AmqpError::connection(ReplyCode::InternalError, "could not write the transaction to disk");
+                outbound.send_method(0, &e.in_method(90, 20).to_close_method());
+            }
+        });
         for op in ops {
             match op {
-                TxOp::Publish { method, message, extra_keys } => self.route(method, message, extra_keys)?,
+                TxOp::Publish { method, message, extra_keys } => self.route(method, message, extra_keys, &durable)?,
                 TxOp::Settle(op) => self.apply_settle(op)?,
             }
         }
-        self.send(Method::TxCommitOk(TxCommitOk {}));
+        durable.release();
         Ok(())
     }
 
@@ -765,10 +775,32 @@ impl Channel {
             ops.push(TxOp::Publish { method, message, extra_keys });
             return Ok(());
         }
-        self.route(method, message, extra_keys)
+        let confirm = self.shared.confirms.register();
+        let shared = self.shared.clone();
+        let durable = Countdown::new(move |ok, from_writer| {
+            if let Some(seq) = confirm {
+                shared.confirms.settle(seq, ok);
+                // From the writer thread nobody else will flush; in the read loop the end of
+                // the batch does, coalescing the acks.
+                if from_writer {
+                    shared.confirms.flush();
+                }
+            }
+        });
+        let routed = self.route(method, message, extra_keys, &durable);
+        durable.release();
+        routed
     }
 
-    fn route(&mut self, method: BasicPublish, message: Message, extra_keys: Vec<Bytes>) -> Result<(), AmqpError> {
+    /// Delivers to the queues the message reaches; each durable write it needs takes a
+    /// completion from `durable`.
+    fn route(
+        &mut self,
+        method: BasicPublish,
+        message: Message,
+        extra_keys: Vec<Bytes>,
+        durable: &Arc<Countdown>,
+    ) -> Result<(), AmqpError> {
         let session = self.shared.session.clone();
         let x = session.vhost.exchange(&method.exchange)?;
         let keys: Vec<&[u8]> = extra_keys.iter().map(|k| &k[..]).collect();
@@ -789,27 +821,22 @@ impl Channel {
                 .outbound
                 .write(|buf| encode_content(buf, self.shared.id, &ret, &message.properties, &message.body, frame_max));
         }
+        // Encoded once, however many durable queues it goes to.
+        let mut record = None;
         for q in &queues {
-            q.publish(message.clone());
-        }
-        if let Some(c) = self.confirms.as_mut() {
-            c.unconfirmed_upto = c.next_seq;
-            c.unconfirmed += 1;
-            c.next_seq += 1;
+            let persist = q.persists(&message).then(|| {
+                let r = record.get_or_insert_with(|| crate::store::messages::encode(&message)).clone();
+                (r, durable.completion())
+            });
+            q.publish(message.clone(), persist);
         }
         Ok(())
     }
 
     /// Sends the confirms owed for what this read batch published: one `basic.ack` with
-    /// `multiple` covering all of them when there are several.
+    /// `multiple` covering the run when there are several.
     pub fn flush_confirms(&mut self) {
-        let Some(c) = self.confirms.as_mut() else { return };
-        if c.unconfirmed == 0 {
-            return;
-        }
-        let ack = BasicAck { delivery_tag: c.unconfirmed_upto, multiple: c.unconfirmed > 1 };
-        c.unconfirmed = 0;
-        self.send(Method::BasicAck(ack));
+        self.shared.confirms.flush();
     }
 
     /// Ends the channel: consumers cancelled, unacked messages requeued (redelivered), a

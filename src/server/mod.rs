@@ -2,6 +2,7 @@
 //! the channels a connection carries.
 
 pub mod channel;
+pub mod confirms;
 pub mod connection;
 pub mod listener;
 pub mod outbound;

@@ -25,6 +25,8 @@ pub struct ExchangeDef {
 pub struct QueueDef {
     pub vhost: ShortStr,
     pub name: ShortStr,
+    /// Prefix of the queue's message keys; never reused.
+    pub id: u64,
     pub auto_delete: bool,
     pub arguments: FieldTable,
 }
@@ -78,6 +80,7 @@ impl QueueDef {
 
     pub fn value(&self) -> Vec<u8> {
         let mut v = BytesMut::new();
+        v.put_u64(self.id);
         v.put_u8(self.auto_delete as u8);
         wire::put_table(&mut v, &self.arguments);
         v.to_vec()
@@ -128,9 +131,10 @@ pub fn decode_into(defs: &mut Definitions, k: &[u8], v: &[u8]) -> Result<(), Amq
             let parse = || -> PResult<'_, QueueDef> {
                 let (r, vhost) = wire::shortstr(&k, rest)?;
                 let (_, name) = wire::shortstr(&k, r)?;
-                let (i, flags) = bits(&v)?;
+                let (i, id) = wire::longlong(&v)?;
+                let (i, flags) = bits(i)?;
                 let (i, arguments) = wire::table(&v, i)?;
-                Ok((i, QueueDef { vhost, name, auto_delete: flags & 1 != 0, arguments }))
+                Ok((i, QueueDef { vhost, name, id, auto_delete: flags & 1 != 0, arguments }))
             };
             defs.queues.push(parse().map_err(|_| corrupt("queue"))?.1);
         }
@@ -178,6 +182,7 @@ mod tests {
         let q = QueueDef {
             vhost: x.vhost.clone(),
             name: ShortStr::from_static("q"),
+            id: 7,
             auto_delete: true,
             arguments: args.clone(),
         };

@@ -9,15 +9,37 @@
 //! [`StoreError::InUse`], not as a RocksDB message.
 
 pub mod definitions;
+pub mod messages;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 use crate::protocol::ShortStr;
 pub use definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
 
 const CF_DEFINITIONS: &str = "definitions";
+/// Persistent messages of durable queues, keyed `queue id ‖ seq` (big-endian): one queue is one
+/// contiguous range, so purge and delete are range deletes and recovery is one scan.
+const CF_MESSAGES: &str = "messages";
+/// `queue id ‖ seq` of messages delivered and not yet acked: they recover as redelivered.
+const CF_DELIVERED: &str = "delivered";
+
+pub fn message_key(queue: u64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&queue.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// `[from, to)` covering every key of a queue.
+pub fn queue_range(queue: u64) -> ([u8; 16], [u8; 16]) {
+    (message_key(queue, 0), message_key(queue + 1, 0))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -36,13 +58,44 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// What the broker holds to persist things: the store for definitions, the group-commit
+/// writer for messages, and the allocator of queue ids (message key prefixes). Dropping the
+/// last handle stops the writer thread, which then closes the database.
+pub struct Durable {
+    pub store: Arc<Store>,
+    pub writer: writer::StoreWriter,
+    next_queue_id: AtomicU64,
+}
+
+impl Durable {
+    pub fn open(dir: &Path) -> Result<(Durable, Definitions), StoreError> {
+        let store = Arc::new(Store::open(dir)?);
+        let defs = store.load_definitions()?;
+        let next = defs.queues.iter().map(|q| q.id + 1).max().unwrap_or(1);
+        let (writer, _thread) = writer::StoreWriter::start(store.clone());
+        Ok((Durable { store, writer, next_queue_id: AtomicU64::new(next) }, defs))
+    }
+
+    pub fn new_queue_id(&self) -> u64 {
+        self.next_queue_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::CreateDir(dir.to_path_buf(), e))?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = vec![ColumnFamilyDescriptor::new(CF_DEFINITIONS, Options::default())];
+        // Bodies live in blob files (key-value separation) so compaction does not rewrite them.
+        let mut messages = Options::default();
+        messages.set_enable_blob_files(true);
+        messages.set_min_blob_size(1024);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_DEFINITIONS, Options::default()),
+            ColumnFamilyDescriptor::new(CF_MESSAGES, messages),
+            ColumnFamilyDescriptor::new(CF_DELIVERED, Options::default()),
+        ];
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             // RocksDB reports the held lock as an IO error naming the LOCK file.
             if e.as_ref().contains("LOCK") {
@@ -58,9 +111,38 @@ impl Store {
         &self.path
     }
 
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        // Every column family is created by `open` (create_missing_column_families).
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
     fn definitions(&self) -> &ColumnFamily {
-        // Created by `open` (create_missing_column_families), so always there.
-        self.db.cf_handle(CF_DEFINITIONS).expect("definitions column family")
+        self.cf(CF_DEFINITIONS)
+    }
+
+    /// The persistent messages of a queue in order, with whether each was delivered before.
+    pub fn load_messages(&self, queue: u64) -> Result<Vec<(u64, Bytes, bool)>, StoreError> {
+        let (from, to) = queue_range(queue);
+        let mut read = rocksdb::ReadOptions::default();
+        read.set_iterate_upper_bound(to);
+        let mut delivered = std::collections::HashSet::new();
+        for item in
+            self.db.iterator_cf_opt(self.cf(CF_DELIVERED), read, IteratorMode::From(&from, rocksdb::Direction::Forward))
+        {
+            let (k, _) = item?;
+            delivered.insert(seq_of(&k)?);
+        }
+        let mut read = rocksdb::ReadOptions::default();
+        read.set_iterate_upper_bound(to);
+        let mut out = Vec::new();
+        for item in
+            self.db.iterator_cf_opt(self.cf(CF_MESSAGES), read, IteratorMode::From(&from, rocksdb::Direction::Forward))
+        {
+            let (k, v) = item?;
+            let seq = seq_of(&k)?;
+            out.push((seq, Bytes::from(v.into_vec()), delivered.contains(&seq)));
+        }
+        Ok(out)
     }
 
     fn synced() -> WriteOptions {
@@ -101,8 +183,14 @@ impl Store {
     pub fn delete_entity(&self, vhost: &ShortStr, name: &ShortStr, is_queue: bool) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
         let key = if is_queue {
-            QueueDef { vhost: vhost.clone(), name: name.clone(), auto_delete: false, arguments: Default::default() }
-                .key()
+            QueueDef {
+                vhost: vhost.clone(),
+                name: name.clone(),
+                id: 0,
+                auto_delete: false,
+                arguments: Default::default(),
+            }
+            .key()
         } else {
             ExchangeDef {
                 vhost: vhost.clone(),
@@ -149,6 +237,13 @@ impl Store {
     }
 }
 
+fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
+    key.get(8..16)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt("message key is not queue id + seq".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +266,7 @@ mod tests {
         let q = QueueDef {
             vhost: v.clone(),
             name: ShortStr::from_static("q"),
+            id: 7,
             auto_delete: false,
             arguments: Default::default(),
         };

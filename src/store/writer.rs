@@ -1,0 +1,124 @@
+//! The group-commit writer: one thread owns RocksDB writes of messages.
+//!
+//! Publishing connections and channels hand it operations without waiting. It takes everything
+//! that has queued up since its last write, applies it as one `WriteBatch`, syncs the WAL once
+//! if anything in the batch needs durability, and only then runs the completions (publisher
+//! confirms). Under load batches grow by themselves; idle, a lone publish is written at once —
+//! no timer adds latency.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use rocksdb::{WriteBatch, WriteOptions};
+
+use super::{message_key, queue_range, Store, CF_DELIVERED, CF_MESSAGES};
+
+/// Runs once the operation it came with is durable (`Ok`) or failed (`Err`, with the reason).
+pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+pub enum Op {
+    /// A persistent message enqueued in a durable queue; synced before its completion runs.
+    Put { queue: u64, seq: u64, record: Bytes, done: Option<Completion> },
+    /// Acked, rejected, or delivered without ack: the message is gone.
+    Delete { queue: u64, seq: u64 },
+    /// Delivered and awaiting an ack: after a crash it comes back `redelivered`.
+    Delivered { queue: u64, seq: u64 },
+    /// Purge or queue deletion.
+    DeleteQueue { queue: u64 },
+    /// Runs once everything submitted before it is written and synced (shutdown, tests).
+    Barrier(Completion),
+}
+
+/// Most operations folded into one batch; bounds the latency of the last one in it.
+const MAX_BATCH: usize = 4096;
+
+pub struct StoreWriter {
+    tx: Sender<Op>,
+}
+
+impl StoreWriter {
+    pub fn start(store: Arc<Store>) -> (StoreWriter, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("warren-store-writer".into())
+            .spawn(move || run(store, rx))
+            .expect("spawn the store writer thread");
+        (StoreWriter { tx }, thread)
+    }
+
+    /// Queues an operation. If the writer is gone (shutting down), a completion is told so.
+    pub fn submit(&self, op: Op) {
+        if let Err(mpsc::SendError(op)) = self.tx.send(op) {
+            fail(op, "the store is shut down");
+        }
+    }
+
+    /// Waits until everything submitted so far is on disk.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.submit(Op::Barrier(Box::new(move |_| {
+            let _ = tx.send(());
+        })));
+        let _ = rx.recv();
+    }
+}
+
+fn fail(op: Op, why: &str) {
+    match op {
+        Op::Put { done: Some(done), .. } | Op::Barrier(done) => done(Err(why.to_string())),
+        _ => {}
+    }
+}
+
+fn run(store: Arc<Store>, rx: Receiver<Op>) {
+    let mut ops: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        ops.push(first);
+        while ops.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        write_batch(&store, &mut ops);
+    }
+}
+
+fn write_batch(store: &Store, ops: &mut Vec<Op>) {
+    let (messages, delivered) = (store.cf(CF_MESSAGES), store.cf(CF_DELIVERED));
+    let mut batch = WriteBatch::default();
+    let mut sync = false;
+    for op in ops.iter() {
+        match op {
+            Op::Put { queue, seq, record, .. } => {
+                batch.put_cf(messages, message_key(*queue, *seq), record);
+                sync = true;
+            }
+            Op::Delete { queue, seq } => {
+                batch.delete_cf(messages, message_key(*queue, *seq));
+                batch.delete_cf(delivered, message_key(*queue, *seq));
+            }
+            Op::Delivered { queue, seq } => batch.put_cf(delivered, message_key(*queue, *seq), []),
+            Op::DeleteQueue { queue } => {
+                let (from, to) = queue_range(*queue);
+                batch.delete_range_cf(messages, from, to);
+                batch.delete_range_cf(delivered, from, to);
+            }
+            Op::Barrier(_) => sync = true,
+        }
+    }
+    let mut opts = WriteOptions::default();
+    opts.set_sync(sync);
+    let result = store.db.write_opt(batch, &opts).map_err(|e| e.to_string());
+    if let Err(e) = &result {
+        tracing::error!(error = %e, ops = ops.len(), "store write failed; publishes in it are nacked");
+    }
+    for op in ops.drain(..) {
+        match op {
+            Op::Put { done: Some(done), .. } | Op::Barrier(done) => done(result.clone()),
+            _ => {}
+        }
+    }
+}
