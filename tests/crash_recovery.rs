@@ -4,44 +4,16 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{connect_port, free_port, spawn_warren};
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::BasicProperties;
 
 const QUEUE: &str = "crash-recovery";
 const ROUNDS: usize = 3;
 const WINDOW: u32 = 50;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn spawn_warren(data: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warn", "--data-dir"])
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the warren binary")
-}
-
-async fn connect(port: u16) -> Connection {
-    let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match Connection::connect(&uri, ConnectionProperties::default()).await {
-            Ok(c) => return c,
-            Err(e) if Instant::now() > deadline => panic!("warren did not come up: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
 
 /// The id in the first four octets, then padding derived from it (100..1100 octets in all).
 fn body(id: u32) -> Vec<u8> {
@@ -64,7 +36,7 @@ async fn every_confirmed_message_survives_kill_9() {
     for round in 0..ROUNDS {
         let port = free_port();
         let mut warren = spawn_warren(data.path(), port);
-        let conn = connect(port).await;
+        let conn = connect_port(port).await;
         let ch = conn.create_channel().await.unwrap();
         ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
         ch.queue_declare(
@@ -110,7 +82,7 @@ async fn every_confirmed_message_survives_kill_9() {
 
     let port = free_port();
     let mut warren = spawn_warren(data.path(), port);
-    let conn = connect(port).await;
+    let conn = connect_port(port).await;
     let ch = conn.create_channel().await.unwrap();
     let mut recovered = Vec::new();
     while let Some(m) = ch.basic_get(QUEUE.into(), BasicGetOptions { no_ack: true }).await.unwrap() {

@@ -39,6 +39,10 @@ pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 
 pub struct Broker {
     vhosts: DashMap<ShortStr, Arc<VHost>>,
+    durable: Option<Arc<Durable>>,
+    /// Flips to true when the broker is shutting down; connections watch it.
+    shutdown: tokio::sync::watch::Sender<bool>,
+    connections: std::sync::atomic::AtomicUsize,
     /// Direct reply-to consumers by the key in their reply address.
     reply_consumers: DashMap<ShortStr, Arc<queue::Consumer>>,
     pub users: Users,
@@ -74,6 +78,9 @@ impl Broker {
     fn with_store(limits: Limits, durable: Option<Arc<Durable>>, defs: &Definitions) -> Broker {
         let b = Broker {
             vhosts: DashMap::new(),
+            durable: durable.clone(),
+            shutdown: tokio::sync::watch::channel(false).0,
+            connections: std::sync::atomic::AtomicUsize::new(0),
             reply_consumers: DashMap::new(),
             users: Users::with_default_guest(),
             limits,
@@ -107,7 +114,43 @@ impl Broker {
         consumer.sink.deliver_reply(&consumer, message)
     }
 
+    /// A receiver that sees `true` once shutdown begins.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Tells every connection to close (320 CONNECTION_FORCED).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Counts a live connection until the guard drops.
+    pub fn connection_guard(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        ConnectionGuard(self.clone())
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    /// Waits until everything handed to the store writer is on disk.
+    pub fn flush_store(&self) {
+        if let Some(d) = &self.durable {
+            d.writer.flush();
+        }
+    }
+
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Keeps [`Broker::connection_count`] honest however a connection task ends.
+pub struct ConnectionGuard(Arc<Broker>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }

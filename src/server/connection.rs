@@ -77,6 +77,7 @@ impl From<AmqpError> for ConnError {
 }
 
 pub async fn serve_connection(broker: Arc<Broker>, mut socket: TcpStream, peer: SocketAddr) {
+    let _counted = broker.connection_guard();
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_protocol_header(&mut socket)).await {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => {
@@ -120,7 +121,7 @@ pub async fn serve_connection(broker: Arc<Broker>, mut socket: TcpStream, peer: 
     info!(%peer, user = %session.user, vhost = %session.vhost.name, conn = session.id, "connection opened");
 
     let mut conn = Connection { session: session.clone(), channels: HashMap::new(), closing: HashSet::new(), peer };
-    let end = conn.run(&mut reader, heartbeat).await;
+    let end = conn.run(&mut reader, heartbeat, broker.shutdown_signal()).await;
     conn.teardown();
     match end {
         Ok(()) => info!(%peer, conn = session.id, "connection closed"),
@@ -361,7 +362,12 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(&mut self, reader: &mut FrameReader, heartbeat: Duration) -> Result<(), ConnError> {
+    async fn run(
+        &mut self,
+        reader: &mut FrameReader,
+        heartbeat: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), ConnError> {
         // Two missed heartbeat intervals without a byte from the client and it is gone.
         let check_every = if heartbeat.is_zero() { Duration::from_secs(3600) } else { heartbeat };
         let mut ticker = tokio::time::interval(check_every);
@@ -387,6 +393,9 @@ impl Connection {
                     if !more? {
                         return Err(ConnError::Gone("client closed the socket"));
                     }
+                }
+                _ = shutdown.wait_for(|stopping| *stopping) => {
+                    return Err(AmqpError::connection(ReplyCode::ConnectionForced, "broker shutdown").into());
                 }
                 _ = ticker.tick() => {
                     if !heartbeat.is_zero() && reader.last_read.elapsed() > heartbeat * 2 {

@@ -53,9 +53,41 @@ impl Listener {
     }
 }
 
-/// Binds and serves until the process is stopped.
+/// How long connections get to close on shutdown before the store is flushed anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Binds and serves until SIGTERM or SIGINT, then shuts down gracefully: no new connections,
+/// every client told 320 CONNECTION_FORCED, everything written to the store synced.
 pub async fn serve(config: Config) -> std::io::Result<()> {
     let listener = Listener::bind(&config).await?;
     info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "warren listening for AMQP 0-9-1");
-    listener.run().await
+    let broker = listener.broker().clone();
+    tokio::select! {
+        result = listener.run() => result?,
+        signal = stop_signal() => info!("{signal}: shutting down"),
+    }
+    broker.begin_shutdown();
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while broker.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let broker_for_flush = broker.clone();
+    tokio::task::spawn_blocking(move || broker_for_flush.flush_store()).await.map_err(std::io::Error::other)?;
+    info!(open_connections = broker.connection_count(), "store flushed; stopped");
+    Ok(())
+}
+
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            // Without signal handlers, run until killed.
+            std::future::pending::<()>().await;
+            "never"
+        }
+    }
 }

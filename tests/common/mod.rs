@@ -100,3 +100,34 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A port that was free a moment ago, for a broker process to bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs the real `warren` binary on `port` with `data` as its data directory.
+pub fn spawn_warren(data: &std::path::Path, port: u16) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warn", "--data-dir"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the warren binary")
+}
+
+/// Connects to a broker process that may still be starting.
+pub async fn connect_port(port: u16) -> Connection {
+    let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match Connection::connect(&uri, ConnectionProperties::default()).await {
+            Ok(c) => return c,
+            Err(e) if std::time::Instant::now() > deadline => panic!("warren did not come up: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
