@@ -54,8 +54,12 @@ impl Raw {
         }
     }
 
-    /// Protocol header, start/start-ok, tune/tune-ok, open/open-ok.
+    /// Protocol header, start/start-ok, tune/tune-ok, open/open-ok, heartbeats off.
     async fn handshake(addr: std::net::SocketAddr) -> Raw {
+        Raw::handshake_with_heartbeat(addr, 0).await
+    }
+
+    async fn handshake_with_heartbeat(addr: std::net::SocketAddr, heartbeat: u16) -> Raw {
         let mut r = Raw::connect(addr).await;
         r.send(PROTOCOL_HEADER).await;
         let Method::ConnectionStart(start) = r.method().await else { panic!("expected start") };
@@ -73,7 +77,7 @@ impl Raw {
         let Method::ConnectionTune(tune) = r.method().await else { panic!("expected tune") };
         r.send_method(
             0,
-            Method::ConnectionTuneOk(ConnectionTuneOk { channel_max: tune.channel_max, frame_max: 4096, heartbeat: 0 }),
+            Method::ConnectionTuneOk(ConnectionTuneOk { channel_max: tune.channel_max, frame_max: 4096, heartbeat }),
         )
         .await;
         r.send_method(0, Method::ConnectionOpen(ConnectionOpen { virtual_host: ShortStr::from_static("/") })).await;
@@ -241,4 +245,24 @@ async fn a_consumer_that_stops_reading_gets_back_pressure_not_an_unbounded_buffe
         count - ok.message_count
     );
     drop(consumer);
+}
+
+#[tokio::test]
+async fn the_server_sends_heartbeats_and_drops_a_silent_client() {
+    let b = common::start().await;
+    let mut r = Raw::handshake_with_heartbeat(b.addr, 1).await;
+    // Idle: the server's heartbeats arrive (it sends one per half interval).
+    match tokio::time::timeout(Duration::from_secs(3), r.frame()).await {
+        Ok(Some(Frame::Heartbeat)) => {}
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+    // We send nothing back: after two missed intervals the server closes the socket.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), r.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Frame::Heartbeat)) => assert!(std::time::Instant::now() < deadline, "still connected after 10 s"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
