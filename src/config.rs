@@ -20,6 +20,9 @@ pub struct Config {
     pub log_level: String,
     /// Largest message body accepted, in octets (RabbitMQ's `max_message_size`).
     pub max_message_size: u64,
+    /// Persistent message bodies each durable queue keeps in memory; a longer backlog stays on
+    /// disk and is read back as consumers reach it.
+    pub queue_memory_window: usize,
 }
 
 impl Default for Config {
@@ -30,6 +33,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             log_level: "info".to_string(),
             max_message_size: 16 * 1024 * 1024,
+            queue_memory_window: 8192,
         }
     }
 }
@@ -62,7 +66,8 @@ impl Config {
             .set_default("port", d.port)?
             .set_default("data_dir", d.data_dir.to_string_lossy().into_owned())?
             .set_default("log_level", d.log_level)?
-            .set_default("max_message_size", d.max_message_size)?;
+            .set_default("max_message_size", d.max_message_size)?
+            .set_default("queue_memory_window", d.queue_memory_window as u64)?;
         b = match file {
             Some(path) => b.add_source(config::File::from(path).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),

@@ -126,3 +126,51 @@ async fn purged_and_deleted_messages_stay_gone_after_a_restart() {
         assert_eq!(n, 0, "{q}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_beyond_the_memory_window_stays_on_disk_and_is_delivered_in_order() {
+    use futures_lite::StreamExt;
+    let b = common::start_with(|c| c.queue_memory_window = 100).await;
+    let q = unique("backlog");
+    let total = 2000u32;
+    {
+        let (conn, ch) = b.channel().await;
+        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        ch.queue_declare(q.as_str().into(), durable(), FieldTable::default()).await.unwrap();
+        let mut confirms = Vec::new();
+        for i in 0..total {
+            let c = ch
+                .basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), &body(i), props(i, true))
+                .await
+                .unwrap();
+            confirms.push(c);
+        }
+        for c in confirms {
+            assert!(c.await.unwrap().is_ack());
+        }
+        let resident = b.queue(&q).resident_count();
+        assert!(resident <= 100, "{resident} bodies in memory with a window of 100");
+        assert_eq!(b.queue(&q).message_count(), total);
+        // Consume half: bodies are read back from the store as the head reaches them.
+        ch.basic_qos(50, BasicQosOptions::default()).await.unwrap();
+        let mut consumer = ch
+            .basic_consume(q.as_str().into(), "c".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .unwrap();
+        for i in 0..total / 2 {
+            let d = tokio::time::timeout(WAIT, consumer.next()).await.unwrap().unwrap().unwrap();
+            assert_eq!(d.properties.message_id().as_ref().unwrap().as_str(), format!("m-{i}"));
+            assert_eq!(d.data, body(i));
+            d.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        conn.close(200, "restart".into()).await.unwrap();
+    }
+    let b = b.restart().await;
+    assert!(b.queue(&q).resident_count() <= 100, "recovery keeps only the window in memory");
+    let (_c, ch) = b.channel().await;
+    for i in total / 2..total {
+        let m = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().expect("recovered");
+        assert_eq!(m.delivery.data, body(i), "message {i}");
+    }
+    assert!(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().is_none());
+}

@@ -24,11 +24,19 @@ pub struct Limits {
     pub frame_max: u32,
     pub heartbeat: u16,
     pub max_message_size: u64,
+    /// Persistent message bodies a durable queue keeps in memory (the rest stay on disk).
+    pub queue_memory_window: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { channel_max: 2047, frame_max: 131072, heartbeat: 60, max_message_size: 16 * 1024 * 1024 }
+        Limits {
+            channel_max: 2047,
+            frame_max: 131072,
+            heartbeat: 60,
+            max_message_size: 16 * 1024 * 1024,
+            queue_memory_window: 8192,
+        }
     }
 }
 
@@ -61,7 +69,7 @@ impl Broker {
     /// persistent messages.
     pub fn open(limits: Limits, data_dir: &Path) -> Result<Broker, StoreError> {
         let started = std::time::Instant::now();
-        let (durable, defs) = Durable::open(data_dir)?;
+        let (durable, defs) = Durable::open(data_dir, limits.queue_memory_window)?;
         let b = Broker::with_store(limits, Some(Arc::new(durable)), &defs);
         let messages: u64 = b.vhosts.iter().map(|v| v.message_count()).sum();
         tracing::info!(

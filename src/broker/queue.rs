@@ -32,6 +32,26 @@ pub struct QueueStore {
     pub durable: Arc<Durable>,
 }
 
+/// Bodies read back from the store at a time when the head of a queue reaches paged messages.
+const PAGE_IN_BATCH: usize = 256;
+
+/// One entry of the ready list: a message in memory, or only its place, its body being in the
+/// store until the head of the queue comes near (memory stays bounded under a backlog).
+#[derive(Debug)]
+enum Ready {
+    Resident(QueuedMessage),
+    Paged { seq: u64, redelivered: bool },
+}
+
+impl Ready {
+    fn seq(&self) -> u64 {
+        match self {
+            Ready::Resident(m) => m.seq,
+            Ready::Paged { seq, .. } => *seq,
+        }
+    }
+}
+
 /// What a consumer's channel said to one offered message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
@@ -81,7 +101,9 @@ pub struct Queue {
 
 #[derive(Default)]
 struct QueueState {
-    ready: VecDeque<QueuedMessage>,
+    ready: VecDeque<Ready>,
+    /// How many entries of `ready` hold their body.
+    resident: usize,
     next_seq: u64,
     /// Sorted by priority, highest first; equal priorities keep arrival order.
     consumers: Vec<Arc<Consumer>>,
@@ -133,12 +155,96 @@ impl Queue {
         self.store.is_some() && msg.properties.delivery_mode == Some(2)
     }
 
-    /// Puts back messages recovered from the store, in order.
+    /// Puts back messages recovered from the store, in order; beyond the memory window only
+    /// their places are kept.
     pub fn recover(&self, messages: impl IntoIterator<Item = (u64, Message, bool)>) {
+        let window = self.memory_window();
         let mut st = self.lock();
         for (seq, msg, delivered) in messages {
             st.next_seq = st.next_seq.max(seq + 1);
-            st.ready.push_back(QueuedMessage { seq, msg: Arc::new(msg), redelivered: delivered, persisted: true });
+            if st.resident < window {
+                st.resident += 1;
+                let m = QueuedMessage { seq, msg: Arc::new(msg), redelivered: delivered, persisted: true };
+                st.ready.push_back(Ready::Resident(m));
+            } else {
+                st.ready.push_back(Ready::Paged { seq, redelivered: delivered });
+            }
+        }
+    }
+
+    fn memory_window(&self) -> usize {
+        self.store.as_ref().map_or(usize::MAX, |s| s.durable.memory_window)
+    }
+
+    /// Messages whose bodies are in memory (the rest are in the store).
+    pub fn resident_count(&self) -> usize {
+        self.lock().resident
+    }
+
+    fn forget_seq(&self, seq: u64) {
+        if let Some(s) = &self.store {
+            s.durable.writer.submit(Op::Delete { queue: s.id, seq });
+        }
+    }
+
+    /// Reads the bodies of the paged messages nearest the head back from the store, so the head
+    /// is resident. A body not found is first waited for (its write may still be queued in the
+    /// writer); one still missing after that is dropped, loudly.
+    fn page_in(&self, st: &mut QueueState) {
+        let Some(store) = &self.store else { return };
+        let positions: Vec<usize> = st
+            .ready
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, Ready::Paged { .. }))
+            .map(|(i, _)| i)
+            .take(PAGE_IN_BATCH)
+            .collect();
+        if positions.is_empty() {
+            return;
+        }
+        let seqs: Vec<u64> = positions.iter().map(|&i| st.ready[i].seq()).collect();
+        let mut records = store.durable.store.read_messages(store.id, &seqs).unwrap_or_else(|e| {
+            tracing::error!(queue = %self.name, error = %e, "reading paged messages failed");
+            vec![None; seqs.len()]
+        });
+        if records.iter().any(Option::is_none) {
+            store.durable.writer.flush();
+            records = store.durable.store.read_messages(store.id, &seqs).unwrap_or_else(|_| vec![None; seqs.len()]);
+        }
+        let mut lost = Vec::new();
+        for (&i, record) in positions.iter().zip(records) {
+            let Ready::Paged { seq, redelivered } = st.ready[i] else { continue };
+            match record.as_ref().and_then(crate::store::messages::decode) {
+                Some(msg) => {
+                    st.ready[i] =
+                        Ready::Resident(QueuedMessage { seq, msg: Arc::new(msg), redelivered, persisted: true });
+                    st.resident += 1;
+                }
+                None => lost.push(i),
+            }
+        }
+        for i in lost.into_iter().rev() {
+            tracing::error!(queue = %self.name, seq = st.ready[i].seq(), "a paged message is missing from the store");
+            st.ready.remove(i);
+        }
+    }
+
+    /// Makes the head resident; false when the queue is empty.
+    fn head_resident(&self, st: &mut QueueState) -> bool {
+        if matches!(st.ready.front(), Some(Ready::Paged { .. })) {
+            self.page_in(st);
+        }
+        !st.ready.is_empty()
+    }
+
+    fn pop_head(st: &mut QueueState) -> Option<QueuedMessage> {
+        match st.ready.pop_front()? {
+            Ready::Resident(m) => {
+                st.resident -= 1;
+                Some(m)
+            }
+            Ready::Paged { .. } => None,
         }
     }
 
@@ -183,6 +289,7 @@ impl Queue {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
+        let window = self.memory_window();
         let persisted = match (persist, &self.store) {
             (Some((record, done)), Some(s)) => {
                 s.durable.writer.submit(Op::Put { queue: s.id, seq, record, done: Some(done) });
@@ -194,7 +301,13 @@ impl Queue {
             }
             (None, _) => false,
         };
-        st.ready.push_back(QueuedMessage { seq, msg, redelivered: false, persisted });
+        // A backlog beyond the window keeps only places in memory: the body is in the store.
+        if persisted && st.resident >= window && !st.ready.is_empty() {
+            st.ready.push_back(Ready::Paged { seq, redelivered: false });
+        } else {
+            st.resident += 1;
+            st.ready.push_back(Ready::Resident(QueuedMessage { seq, msg, redelivered: false, persisted }));
+        }
         self.dispatch_locked(&mut st);
         true
     }
@@ -206,18 +319,22 @@ impl Queue {
     }
 
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
-        while let Some(front) = st.ready.front() {
+        while !st.consumers.is_empty() && self.head_resident(st) {
+            let Some(Ready::Resident(front)) = st.ready.front() else { break };
             let Some(skipped) = offer_by_priority(self, st, front) else { break };
             // The next message starts with the consumer after the one that took this one.
             st.round_robin = st.round_robin.wrapping_add(skipped + 1);
-            st.ready.pop_front();
+            Self::pop_head(st);
         }
     }
 
     /// `basic.get`: the head of the queue and how many stay behind it.
     pub fn get(&self) -> Option<(QueuedMessage, u32)> {
         let mut st = self.lock();
-        let m = st.ready.pop_front()?;
+        if !self.head_resident(&mut st) {
+            return None;
+        }
+        let m = Self::pop_head(&mut st)?;
         Some((m, st.ready.len() as u32))
     }
 
@@ -230,8 +347,9 @@ impl Queue {
         for mut m in messages {
             m.redelivered = true;
             // Requeued messages are usually older than everything ready: search from the front.
-            let at = st.ready.partition_point(|r| r.seq < m.seq);
-            st.ready.insert(at, m);
+            let at = st.ready.partition_point(|r| r.seq() < m.seq);
+            st.ready.insert(at, Ready::Resident(m));
+            st.resident += 1;
         }
         self.dispatch_locked(&mut st);
     }
@@ -269,8 +387,12 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.lock();
         let n = st.ready.len() as u32;
-        for m in st.ready.drain(..) {
-            self.forget(&m);
+        st.resident = 0;
+        for r in std::mem::take(&mut st.ready) {
+            match r {
+                Ready::Resident(m) => self.forget(&m),
+                Ready::Paged { seq, .. } => self.forget_seq(seq),
+            }
         }
         n
     }
@@ -291,6 +413,7 @@ impl Queue {
             self.deleted.store(true, Ordering::Release);
             let count = st.ready.len() as u32;
             st.ready.clear();
+            st.resident = 0;
             if let Some(s) = &self.store {
                 s.durable.writer.submit(Op::DeleteQueue { queue: s.id });
             }

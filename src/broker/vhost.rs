@@ -458,6 +458,8 @@ impl VHost {
         for d in defs.queues.iter().filter(|d| d.vhost == self.name) {
             let mut q = Queue::new(d.name.clone(), self.name.clone(), true, None, d.auto_delete, d.arguments.clone());
             if let Some(durable) = &self.durable {
+                // Linked to the store first, so recovery keeps only the memory window resident.
+                q = q.with_store(QueueStore { id: d.id, durable: durable.clone() });
                 match durable.store.load_messages(d.id) {
                     Ok(records) => {
                         let total = records.len();
@@ -474,7 +476,6 @@ impl VHost {
                         tracing::error!(queue = %d.name, error = %e, "could not read the queue's stored messages")
                     }
                 }
-                q = q.with_store(QueueStore { id: d.id, durable: durable.clone() });
             }
             self.queues.insert(d.name.clone(), Arc::new(q));
         }

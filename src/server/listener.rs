@@ -19,7 +19,11 @@ pub struct Listener {
 
 impl Listener {
     pub async fn bind(config: &Config) -> std::io::Result<Listener> {
-        let limits = Limits { max_message_size: config.max_message_size, ..Limits::default() };
+        let limits = Limits {
+            max_message_size: config.max_message_size,
+            queue_memory_window: config.queue_memory_window,
+            ..Limits::default()
+        };
         // The store first: a second Warren on the same data directory stops here, before it
         // takes a port.
         let broker = Broker::open(limits, &config.data_dir).map_err(std::io::Error::other)?;

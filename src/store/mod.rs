@@ -65,15 +65,17 @@ pub struct Durable {
     pub store: Arc<Store>,
     pub writer: writer::StoreWriter,
     next_queue_id: AtomicU64,
+    /// Message bodies a durable queue keeps in memory; the rest of a backlog stays on disk.
+    pub memory_window: usize,
 }
 
 impl Durable {
-    pub fn open(dir: &Path) -> Result<(Durable, Definitions), StoreError> {
+    pub fn open(dir: &Path, memory_window: usize) -> Result<(Durable, Definitions), StoreError> {
         let store = Arc::new(Store::open(dir)?);
         let defs = store.load_definitions()?;
         let next = defs.queues.iter().map(|q| q.id + 1).max().unwrap_or(1);
         let (writer, _thread) = writer::StoreWriter::start(store.clone());
-        Ok((Durable { store, writer, next_queue_id: AtomicU64::new(next) }, defs))
+        Ok((Durable { store, writer, next_queue_id: AtomicU64::new(next), memory_window: memory_window.max(1) }, defs))
     }
 
     pub fn new_queue_id(&self) -> u64 {
@@ -118,6 +120,17 @@ impl Store {
 
     fn definitions(&self) -> &ColumnFamily {
         self.cf(CF_DEFINITIONS)
+    }
+
+    /// Reads stored message records of a queue by sequence number (`None` where there is none).
+    pub fn read_messages(&self, queue: u64, seqs: &[u64]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let cf = self.cf(CF_MESSAGES);
+        let keys: Vec<(&ColumnFamily, [u8; 16])> = seqs.iter().map(|s| (cf, message_key(queue, *s))).collect();
+        self.db
+            .multi_get_cf(keys)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(Bytes::from)).map_err(StoreError::from))
+            .collect()
     }
 
     /// The persistent messages of a queue in order, with whether each was delivered before.

@@ -2,14 +2,19 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::{Channel, Connection, ConnectionProperties};
 use warren::config::Config;
+use warren::protocol::ShortStr;
 use warren::server::Listener;
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The in-process broker, for looking inside (queue state) where the protocol cannot.
+    pub broker: Arc<warren::broker::Broker>,
+    tweak: fn(&mut Config),
     data: tempfile::TempDir,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -32,28 +37,12 @@ impl TestBroker {
         let ch = conn.create_channel().await.expect("channel");
         (conn, ch)
     }
-}
 
-fn config(data_dir: &std::path::Path) -> Config {
-    Config {
-        bind: "127.0.0.1".into(),
-        port: 0,
-        data_dir: data_dir.to_path_buf(),
-        log_level: "warn".into(),
-        ..Config::default()
+    pub fn queue(&self, name: &str) -> Arc<warren::broker::queue::Queue> {
+        let vhost = self.broker.vhost(&ShortStr::from_static("/")).expect("vhost /");
+        vhost.queue(&ShortStr::try_from(name).unwrap()).expect("queue exists")
     }
-}
 
-/// Starts a broker on 127.0.0.1 with a random port and a temporary data directory.
-pub async fn start() -> TestBroker {
-    let data = tempfile::tempdir().expect("tempdir");
-    let listener = Listener::bind(&config(data.path())).await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(listener.run());
-    TestBroker { addr, data, task }
-}
-
-impl TestBroker {
     pub fn data_dir(&self) -> &std::path::Path {
         self.data.path()
     }
@@ -61,20 +50,51 @@ impl TestBroker {
     /// Stops this broker and starts another on the same data directory (a new port). Clients
     /// must have closed their connections: their tasks hold the store open until they end.
     pub async fn restart(self) -> TestBroker {
-        self.task.abort();
-        let _ = self.task.await;
+        let TestBroker { data, task, tweak, broker, .. } = self;
+        drop(broker);
+        task.abort();
+        let _ = task.await;
         let deadline = std::time::Instant::now() + WAIT;
         let listener = loop {
-            match Listener::bind(&config(self.data.path())).await {
+            match Listener::bind(&config(data.path(), tweak)).await {
                 Ok(l) => break l,
                 Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
                 Err(e) => panic!("broker did not restart on its data directory: {e}"),
             }
         };
-        let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(listener.run());
-        TestBroker { addr, data: self.data, task }
+        serve(listener, tweak, data)
     }
+}
+
+fn config(data_dir: &std::path::Path, tweak: fn(&mut Config)) -> Config {
+    let mut c = Config {
+        bind: "127.0.0.1".into(),
+        port: 0,
+        data_dir: data_dir.to_path_buf(),
+        log_level: "warn".into(),
+        ..Config::default()
+    };
+    tweak(&mut c);
+    c
+}
+
+fn serve(listener: Listener, tweak: fn(&mut Config), data: tempfile::TempDir) -> TestBroker {
+    let addr = listener.local_addr().expect("addr");
+    let broker = listener.broker().clone();
+    let task = tokio::spawn(listener.run());
+    TestBroker { addr, broker, tweak, data, task }
+}
+
+/// Starts a broker on 127.0.0.1 with a random port and a temporary data directory.
+pub async fn start() -> TestBroker {
+    start_with(|_| {}).await
+}
+
+/// Same, with settings changed by `tweak` (kept across restarts).
+pub async fn start_with(tweak: fn(&mut Config)) -> TestBroker {
+    let data = tempfile::tempdir().expect("tempdir");
+    let listener = Listener::bind(&config(data.path(), tweak)).await.expect("bind");
+    serve(listener, tweak, data)
 }
 
 /// The AMQP reply code of a lapin error, if the broker sent one.
