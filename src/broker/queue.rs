@@ -155,19 +155,19 @@ impl Queue {
         self.store.is_some() && msg.properties.delivery_mode == Some(2)
     }
 
-    /// Puts back messages recovered from the store, in order; beyond the memory window only
-    /// their places are kept.
-    pub fn recover(&self, messages: impl IntoIterator<Item = (u64, Message, bool)>) {
-        let window = self.memory_window();
+    /// Puts back messages recovered from the store, in order: with their body, or (beyond the
+    /// memory window) as a place whose body stays on disk.
+    pub fn recover(&self, messages: impl IntoIterator<Item = (u64, Option<Message>, bool)>) {
         let mut st = self.lock();
         for (seq, msg, delivered) in messages {
             st.next_seq = st.next_seq.max(seq + 1);
-            if st.resident < window {
-                st.resident += 1;
-                let m = QueuedMessage { seq, msg: Arc::new(msg), redelivered: delivered, persisted: true };
-                st.ready.push_back(Ready::Resident(m));
-            } else {
-                st.ready.push_back(Ready::Paged { seq, redelivered: delivered });
+            match msg {
+                Some(msg) => {
+                    st.resident += 1;
+                    let m = QueuedMessage { seq, msg: Arc::new(msg), redelivered: delivered, persisted: true };
+                    st.ready.push_back(Ready::Resident(m));
+                }
+                None => st.ready.push_back(Ready::Paged { seq, redelivered: delivered }),
             }
         }
     }

@@ -460,12 +460,15 @@ impl VHost {
             if let Some(durable) = &self.durable {
                 // Linked to the store first, so recovery keeps only the memory window resident.
                 q = q.with_store(QueueStore { id: d.id, durable: durable.clone() });
-                match durable.store.load_messages(d.id) {
+                match durable.store.load_messages(d.id, durable.memory_window) {
                     Ok(records) => {
                         let total = records.len();
-                        let messages: Vec<(u64, Message, bool)> = records
+                        let messages: Vec<(u64, Option<Message>, bool)> = records
                             .into_iter()
-                            .filter_map(|(seq, record, delivered)| Some((seq, messages::decode(&record)?, delivered)))
+                            .filter_map(|(seq, record, delivered)| match record {
+                                Some(r) => Some((seq, Some(messages::decode(&r)?), delivered)),
+                                None => Some((seq, None, delivered)),
+                            })
                             .collect();
                         if messages.len() != total {
                             tracing::error!(queue = %d.name, unreadable = total - messages.len(), "skipped unreadable stored messages");

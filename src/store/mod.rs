@@ -134,7 +134,9 @@ impl Store {
     }
 
     /// The persistent messages of a queue in order, with whether each was delivered before.
-    pub fn load_messages(&self, queue: u64) -> Result<Vec<(u64, Bytes, bool)>, StoreError> {
+    /// Only the first `with_bodies` come with their record; the rest are places (sequence
+    /// numbers), so recovering a long backlog does not read it all into memory.
+    pub fn load_messages(&self, queue: u64, with_bodies: usize) -> Result<Vec<(u64, Option<Bytes>, bool)>, StoreError> {
         let (from, to) = queue_range(queue);
         let mut read = rocksdb::ReadOptions::default();
         read.set_iterate_upper_bound(to);
@@ -153,7 +155,8 @@ impl Store {
         {
             let (k, v) = item?;
             let seq = seq_of(&k)?;
-            out.push((seq, Bytes::from(v.into_vec()), delivered.contains(&seq)));
+            let body = (out.len() < with_bodies).then(|| Bytes::from(v.into_vec()));
+            out.push((seq, body, delivered.contains(&seq)));
         }
         Ok(out)
     }
