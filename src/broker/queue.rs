@@ -26,7 +26,8 @@ pub struct QueuedMessage {
     pub persisted: bool,
 }
 
-/// A durable queue's link to the store: its id (key prefix) and the writer.
+/// A queue's link to the store: its id (key prefix) and the writer. Durable queues persist
+/// their persistent messages through it; every queue pages backlogs out through it.
 pub struct QueueStore {
     pub id: u64,
     pub durable: Arc<Durable>,
@@ -40,7 +41,7 @@ const PAGE_IN_BATCH: usize = 256;
 #[derive(Debug)]
 enum Ready {
     Resident(QueuedMessage),
-    Paged { seq: u64, redelivered: bool },
+    Paged { seq: u64, redelivered: bool, persisted: bool },
 }
 
 impl Ready {
@@ -152,7 +153,10 @@ impl Queue {
 
     /// Whether a message published now would be written to disk.
     pub fn persists(&self, msg: &Message) -> bool {
-        self.store.is_some() && msg.properties.delivery_mode == Some(2)
+        self.store.is_some()
+            && self.durable
+            && self.exclusive_owner.is_none()
+            && msg.properties.delivery_mode == Some(2)
     }
 
     /// Puts back messages recovered from the store, in order: with their body, or (beyond the
@@ -167,7 +171,7 @@ impl Queue {
                     let m = QueuedMessage { seq, msg: Arc::new(msg), redelivered: delivered, persisted: true };
                     st.ready.push_back(Ready::Resident(m));
                 }
-                None => st.ready.push_back(Ready::Paged { seq, redelivered: delivered }),
+                None => st.ready.push_back(Ready::Paged { seq, redelivered: delivered, persisted: true }),
             }
         }
     }
@@ -181,9 +185,10 @@ impl Queue {
         self.lock().resident
     }
 
-    fn forget_seq(&self, seq: u64) {
+    fn forget_paged(&self, seq: u64, persisted: bool) {
         if let Some(s) = &self.store {
-            s.durable.writer.submit(Op::Delete { queue: s.id, seq });
+            let op = if persisted { Op::Delete { queue: s.id, seq } } else { Op::DeleteTransient { queue: s.id, seq } };
+            s.durable.writer.submit(op);
         }
     }
 
@@ -203,22 +208,44 @@ impl Queue {
         if positions.is_empty() {
             return;
         }
-        let seqs: Vec<u64> = positions.iter().map(|&i| st.ready[i].seq()).collect();
-        let mut records = store.durable.store.read_messages(store.id, &seqs).unwrap_or_else(|e| {
-            tracing::error!(queue = %self.name, error = %e, "reading paged messages failed");
-            vec![None; seqs.len()]
-        });
+        // Persistent and transient bodies live in different column families: one read each.
+        let read = |st: &QueueState| -> Vec<Option<Bytes>> {
+            let mut out = vec![None; positions.len()];
+            for transient in [false, true] {
+                let (slots, seqs): (Vec<usize>, Vec<u64>) = positions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(slot, &i)| match st.ready[i] {
+                        Ready::Paged { seq, persisted, .. } if persisted != transient => Some((slot, seq)),
+                        _ => None,
+                    })
+                    .unzip();
+                if seqs.is_empty() {
+                    continue;
+                }
+                match store.durable.store.read_messages(store.id, &seqs, transient) {
+                    Ok(records) => slots.into_iter().zip(records).for_each(|(slot, r)| out[slot] = r),
+                    Err(e) => tracing::error!(queue = %self.name, error = %e, "reading paged messages failed"),
+                }
+            }
+            out
+        };
+        let mut records = read(st);
         if records.iter().any(Option::is_none) {
+            // The writes may still be queued in the writer: wait for them once.
             store.durable.writer.flush();
-            records = store.durable.store.read_messages(store.id, &seqs).unwrap_or_else(|_| vec![None; seqs.len()]);
+            records = read(st);
         }
         let mut lost = Vec::new();
         for (&i, record) in positions.iter().zip(records) {
-            let Ready::Paged { seq, redelivered } = st.ready[i] else { continue };
+            let Ready::Paged { seq, redelivered, persisted } = st.ready[i] else { continue };
             match record.as_ref().and_then(crate::store::messages::decode) {
                 Some(msg) => {
-                    st.ready[i] =
-                        Ready::Resident(QueuedMessage { seq, msg: Arc::new(msg), redelivered, persisted: true });
+                    if !persisted {
+                        // Back in memory: the paged copy is not needed any more.
+                        store.durable.writer.submit(Op::DeleteTransient { queue: store.id, seq });
+                    }
+                    st.ready[i] = Ready::Resident(QueuedMessage { seq, msg: Arc::new(msg), redelivered, persisted });
                     st.resident += 1;
                 }
                 None => lost.push(i),
@@ -301,9 +328,14 @@ impl Queue {
             }
             (None, _) => false,
         };
-        // A backlog beyond the window keeps only places in memory: the body is in the store.
-        if persisted && st.resident >= window && !st.ready.is_empty() {
-            st.ready.push_back(Ready::Paged { seq, redelivered: false });
+        // A backlog beyond the window keeps only places in memory: the body is in the store
+        // (persistent messages are there already; transient ones are paged out now).
+        if st.resident >= window && !st.ready.is_empty() && self.store.is_some() {
+            if let (false, Some(s)) = (persisted, &self.store) {
+                let record = crate::store::messages::encode(&msg);
+                s.durable.writer.submit(Op::PutTransient { queue: s.id, seq, record });
+            }
+            st.ready.push_back(Ready::Paged { seq, redelivered: false, persisted });
         } else {
             st.resident += 1;
             st.ready.push_back(Ready::Resident(QueuedMessage { seq, msg, redelivered: false, persisted }));
@@ -391,7 +423,7 @@ impl Queue {
         for r in std::mem::take(&mut st.ready) {
             match r {
                 Ready::Resident(m) => self.forget(&m),
-                Ready::Paged { seq, .. } => self.forget_seq(seq),
+                Ready::Paged { seq, persisted, .. } => self.forget_paged(seq, persisted),
             }
         }
         n

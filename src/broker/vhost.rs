@@ -223,17 +223,20 @@ impl VHost {
             spec.auto_delete,
             spec.arguments,
         );
-        // Exclusive queues die with their connection, so they are never stored.
-        if let (Some(durable), true) = (&self.durable, q.durable && q.exclusive_owner.is_none()) {
+        if let Some(durable) = &self.durable {
             let id = durable.new_queue_id();
-            let def = QueueDef {
-                vhost: self.name.clone(),
-                name: q.name.clone(),
-                id,
-                auto_delete: q.auto_delete,
-                arguments: q.arguments.clone(),
-            };
-            durable.store.save_queue(&def).map_err(store_failed)?;
+            // Exclusive and transient queues are never stored (they do not outlive their
+            // connection or the broker), but they page their backlogs through the store too.
+            if q.durable && q.exclusive_owner.is_none() {
+                let def = QueueDef {
+                    vhost: self.name.clone(),
+                    name: q.name.clone(),
+                    id,
+                    auto_delete: q.auto_delete,
+                    arguments: q.arguments.clone(),
+                };
+                durable.store.save_queue(&def).map_err(store_failed)?;
+            }
             q = q.with_store(QueueStore { id, durable: durable.clone() });
         }
         let q = Arc::new(q);

@@ -28,6 +28,9 @@ const CF_DEFINITIONS: &str = "definitions";
 const CF_MESSAGES: &str = "messages";
 /// `queue id ‖ seq` of messages delivered and not yet acked: they recover as redelivered.
 const CF_DELIVERED: &str = "delivered";
+/// Bodies of transient messages paged out of memory under a backlog; never synced, and
+/// emptied at start-up (transient messages do not survive a restart).
+const CF_TRANSIENT: &str = "transient";
 
 pub fn message_key(queue: u64, seq: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
@@ -97,6 +100,7 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_DEFINITIONS, Options::default()),
             ColumnFamilyDescriptor::new(CF_MESSAGES, messages),
             ColumnFamilyDescriptor::new(CF_DELIVERED, Options::default()),
+            ColumnFamilyDescriptor::new(CF_TRANSIENT, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             // RocksDB reports the held lock as an IO error naming the LOCK file.
@@ -106,7 +110,12 @@ impl Store {
                 StoreError::Db(e)
             }
         })?;
-        Ok(Store { db, path: dir.to_path_buf() })
+        let store = Store { db, path: dir.to_path_buf() };
+        // What a previous run paged out of transient messages is gone with that run.
+        let mut wipe = WriteBatch::default();
+        wipe.delete_range_cf(store.cf(CF_TRANSIENT), vec![0u8; 16], vec![0xffu8; 17]);
+        store.db.write(wipe)?;
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -122,9 +131,10 @@ impl Store {
         self.cf(CF_DEFINITIONS)
     }
 
-    /// Reads stored message records of a queue by sequence number (`None` where there is none).
-    pub fn read_messages(&self, queue: u64, seqs: &[u64]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let cf = self.cf(CF_MESSAGES);
+    /// Reads stored message records of a queue by sequence number (`None` where there is none),
+    /// from the persistent messages or from the paged-out transient ones.
+    pub fn read_messages(&self, queue: u64, seqs: &[u64], transient: bool) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let cf = self.cf(if transient { CF_TRANSIENT } else { CF_MESSAGES });
         let keys: Vec<(&ColumnFamily, [u8; 16])> = seqs.iter().map(|s| (cf, message_key(queue, *s))).collect();
         self.db
             .multi_get_cf(keys)

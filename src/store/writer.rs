@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use rocksdb::{WriteBatch, WriteOptions};
 
-use super::{message_key, queue_range, Store, CF_DELIVERED, CF_MESSAGES};
+use super::{message_key, queue_range, Store, CF_DELIVERED, CF_MESSAGES, CF_TRANSIENT};
 
 /// Runs once the operation it came with is durable (`Ok`) or failed (`Err`, with the reason).
 pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -27,6 +27,10 @@ pub enum Op {
     Delivered { queue: u64, seq: u64 },
     /// Purge or queue deletion.
     DeleteQueue { queue: u64 },
+    /// A transient message's body paged out of memory (not synced; wiped at start-up).
+    PutTransient { queue: u64, seq: u64, record: Bytes },
+    /// A paged-out transient message is gone.
+    DeleteTransient { queue: u64, seq: u64 },
     /// Runs once everything submitted before it is written and synced (shutdown, tests).
     Barrier(Completion),
 }
@@ -87,7 +91,7 @@ fn run(store: Arc<Store>, rx: Receiver<Op>) {
 }
 
 fn write_batch(store: &Store, ops: &mut Vec<Op>) {
-    let (messages, delivered) = (store.cf(CF_MESSAGES), store.cf(CF_DELIVERED));
+    let (messages, delivered, transient) = (store.cf(CF_MESSAGES), store.cf(CF_DELIVERED), store.cf(CF_TRANSIENT));
     let mut batch = WriteBatch::default();
     let mut sync = false;
     for op in ops.iter() {
@@ -105,7 +109,10 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>) {
                 let (from, to) = queue_range(*queue);
                 batch.delete_range_cf(messages, from, to);
                 batch.delete_range_cf(delivered, from, to);
+                batch.delete_range_cf(transient, from, to);
             }
+            Op::PutTransient { queue, seq, record } => batch.put_cf(transient, message_key(*queue, *seq), record),
+            Op::DeleteTransient { queue, seq } => batch.delete_cf(transient, message_key(*queue, *seq)),
             Op::Barrier(_) => sync = true,
         }
     }
