@@ -38,14 +38,7 @@ async fn publish_then_consume_with_ack() {
         assert!(!d.redelivered);
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
-    let declared = ch
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions { passive: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let declared = common::passive_declare(&ch, q.as_str()).await.unwrap();
     assert_eq!((declared.message_count(), declared.consumer_count()), (0, 1));
 }
 
@@ -88,13 +81,7 @@ async fn get_reports_remaining_count_and_get_empty() {
         .await
         .unwrap();
     }
-    ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions { passive: true, ..Default::default() },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    common::passive_declare(&ch, q.as_str()).await.unwrap();
     let m = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().expect("a message");
     assert_eq!((m.delivery.data.as_slice(), m.message_count), (&b"a"[..], 2));
     let m = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: false }).await.unwrap().expect("a message");

@@ -43,15 +43,7 @@ async fn every_publish_is_confirmed_in_order() {
     for c in pending {
         assert!(c.await.unwrap().is_ack());
     }
-    let n = ch
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions { passive: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count();
+    let n = common::passive_declare(&ch, q.as_str()).await.unwrap().message_count();
     assert_eq!(n, 500);
 }
 
@@ -62,17 +54,7 @@ async fn transactions_defer_publishes_and_acks_until_commit() {
     let (_c2, observer) = b.channel().await;
     let q = unique("tx");
     ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
-    let count = || async {
-        observer
-            .queue_declare(
-                q.as_str().into(),
-                QueueDeclareOptions { passive: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap()
-            .message_count()
-    };
+    let count = || async { common::passive_declare(&observer, q.as_str()).await.unwrap().message_count() };
     ch.tx_select().await.unwrap();
     ch.basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), b"a", BasicProperties::default())
         .await

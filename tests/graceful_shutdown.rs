@@ -65,15 +65,7 @@ async fn sigterm_closes_clients_with_320_flushes_and_exits_0() {
         let ch = c.create_channel().await.unwrap();
         (c, ch)
     };
-    let n = ch
-        .queue_declare(
-            "kept".into(),
-            QueueDeclareOptions { passive: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count();
+    let n = common::passive_declare(&ch, "kept").await.unwrap().message_count();
     assert_eq!(n, 100);
     warren.kill().unwrap();
     warren.wait().unwrap();

@@ -60,14 +60,7 @@ async fn persistent_messages_survive_restarts_and_unacked_ones_come_back_redeliv
     }
     let b = b.restart().await;
     let (_c, ch) = b.channel().await;
-    let q_now = ch
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions { passive: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let q_now = common::passive_declare(&ch, q.as_str()).await.unwrap();
     let expected: Vec<u32> = (2..50).filter(|i| i % 5 != 4).collect();
     assert_eq!(q_now.message_count() as usize, expected.len());
     for i in expected {
@@ -82,14 +75,7 @@ async fn persistent_messages_survive_restarts_and_unacked_ones_come_back_redeliv
         assert_eq!(d.properties.headers().as_ref().unwrap().inner().get("n"), Some(&AMQPValue::LongUInt(i)));
         assert_eq!(d.redelivered, i == 2, "only the message delivered before the restart is redelivered ({i})");
     }
-    let err = ch
-        .queue_declare(
-            transient_q.as_str().into(),
-            QueueDeclareOptions { passive: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = common::passive_declare(&ch, transient_q.as_str()).await.unwrap_err();
     assert_eq!(common::reply_code(&err), Some(404), "a transient queue's messages go with it");
 }
 
@@ -114,15 +100,7 @@ async fn purged_and_deleted_messages_stay_gone_after_a_restart() {
     let b = b.restart().await;
     let (_c, ch) = b.channel().await;
     for q in [&purged, &deleted] {
-        let n = ch
-            .queue_declare(
-                q.as_str().into(),
-                QueueDeclareOptions { passive: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap()
-            .message_count();
+        let n = common::passive_declare(&ch, q.as_str()).await.unwrap().message_count();
         assert_eq!(n, 0, "{q}");
     }
 }

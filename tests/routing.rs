@@ -25,10 +25,7 @@ async fn publish(ch: &Channel, exchange: &str, key: &str, headers: Option<FieldT
 }
 
 async fn count(ch: &Channel, q: &str) -> u32 {
-    ch.queue_declare(q.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
-        .await
-        .unwrap()
-        .message_count()
+    common::passive_declare(ch, q).await.unwrap().message_count()
 }
 
 #[tokio::test]
@@ -240,14 +237,7 @@ async fn declare_errors_carry_rabbitmqs_codes_and_texts() {
     assert!(reply_text(&err).starts_with("PRECONDITION_FAILED - inequivalent arg 'durable'"), "{}", reply_text(&err));
 
     let ch = conn.create_channel().await.unwrap();
-    let err = ch
-        .queue_declare(
-            "no-such-queue".into(),
-            QueueDeclareOptions { passive: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = common::passive_declare(&ch, "no-such-queue").await.unwrap_err();
     assert_eq!(reply_code(&err), Some(404));
     assert_eq!(reply_text(&err), "NOT_FOUND - no queue 'no-such-queue' in vhost '/'");
 
@@ -286,13 +276,7 @@ async fn declare_errors_carry_rabbitmqs_codes_and_texts() {
     assert!(reply_text(&err).contains("inequivalent arg 'type'"), "{}", reply_text(&err));
     // The connection survives channel errors.
     let ch = conn.create_channel().await.unwrap();
-    ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions { passive: true, ..Default::default() },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    common::passive_declare(&ch, q.as_str()).await.unwrap();
 }
 
 #[tokio::test]
@@ -306,13 +290,6 @@ async fn exclusive_queues_belong_to_their_connection() {
     c1.close(200, "bye".into()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let (_c3, ch3) = b.channel().await;
-    let err = ch3
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions { passive: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = common::passive_declare(&ch3, q.as_str()).await.unwrap_err();
     assert_eq!(reply_code(&err), Some(404), "exclusive queue deleted with its connection");
 }

@@ -151,3 +151,10 @@ pub async fn connect_port(port: u16) -> Connection {
         }
     }
 }
+
+/// `queue.declare` with `passive`: the queue's counts, or the broker's error.
+pub async fn passive_declare(ch: &Channel, queue: &str) -> lapin::Result<lapin::Queue> {
+    use lapin::options::QueueDeclareOptions;
+    ch.queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, Default::default())
+        .await
+}
