@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod perf;
 pub mod protocol;
 pub mod server;
 pub mod store;

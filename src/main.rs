@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run the broker (the default).
     Serve(ServeArgs),
+    /// Load generator: publish and consume against a broker (Warren or RabbitMQ) and report
+    /// throughput, latency and the broker's CPU and memory.
+    Perf(warren::perf::PerfArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Perf(args)) => return warren::perf::run(args),
         None => cli.serve,
     };
     let overrides = Overrides {

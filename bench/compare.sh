@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# Runs the same load scenarios against Warren and the reference RabbitMQ, one after the other,
+# with `warren perf` as the client for both, and prints their figures side by side with ratios.
+#
+#   bench/compare.sh [SCENARIO...]        default: S1
+#   bench/compare.sh S1 S3 S4             several, in that order
+#   bench/compare.sh --list               what each scenario is
+#
+# Scenarios (all transient messages, no persistence):
+#   S1  1 producer -> 1 queue -> 1 consumer, 16 B, auto-ack, unlimited rate
+#   S3  1 producer -> fanout exchange -> 10 queues -> 10 consumers, 16 B, auto-ack
+#   S4  4 producers -> 4 queues -> 4 consumers, 16 B, auto-ack
+#   S5  latency at a fixed 1,000 msg/s: confirms (window 100), consumer acks each, prefetch 100
+#   S7  1,000 idle connections (one channel each): broker memory per connection
+#   S8  topic exchange with 1,000 wildcard bindings, 1 producer -> 1 consumer, 16 B, auto-ack
+#
+# What it does: builds Warren (release) into $CARGO_TARGET_DIR (default ~/.cache/warren-target),
+# makes sure the reference RabbitMQ runs (../shared/tools/reference-rabbitmq.sh start), then for
+# each scenario starts a fresh Warren on a free port with a new temporary data directory, runs
+# `warren perf ... --broker-pid PID --json` against it, stops it, runs the same against RabbitMQ
+# (PID = its beam.smp), and finally prints a table (Markdown). RabbitMQ is left running.
+#
+# Environment:
+#   DURATION=20          seconds per run (S7 holds its connections for 5 s)
+#   PERF_THREADS=1       worker threads of the load generator (`warren perf --threads`)
+#   RABBITMQ_URI=...     use this RabbitMQ instead of the reference one
+#   RABBITMQ_PID=...     its broker process for CPU/RSS figures (default: beam.smp of the reference)
+#   RESULTS_DIR=...      where the JSON lines and logs go (default: a new temporary directory)
+#   QUIET_WAIT=900       seconds to wait, before each run, for the machine to be quiet: no
+#   QUIET_BUSY=15        compiler running and less than QUIET_BUSY % of the CPUs busy (on 2 cores
+#                        anything else running distorts every figure); then it measures anyway
+#
+# To add a scenario: a line in describe() and one in flags_of(), then list it above.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-20}
+PERF_THREADS=${PERF_THREADS:-1}
+QUIET_WAIT=${QUIET_WAIT:-900}
+QUIET_BUSY=${QUIET_BUSY:-15}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/warren-target}
+WARREN=$CARGO_TARGET_DIR/release/warren
+
+describe() {
+  case $1 in
+    S1) echo "1 producer -> 1 queue -> 1 consumer, 16 B transient, auto-ack, unlimited rate" ;;
+    S3) echo "fanout to 10 queues, 10 consumers, 16 B transient, auto-ack, unlimited rate" ;;
+    S4) echo "4 producers -> 4 queues -> 4 consumers, 16 B transient, auto-ack, unlimited rate" ;;
+    S5) echo "1,000 msg/s fixed rate, confirms (window 100), acks each, prefetch 100: latency" ;;
+    S7) echo "1,000 idle connections with a channel each: broker RSS per connection" ;;
+    S8) echo "topic exchange, 1,000 wildcard bindings, 1 producer -> 1 consumer, 16 B, auto-ack" ;;
+    *) return 1 ;;
+  esac
+}
+
+flags_of() {
+  local d=$DURATION
+  case $1 in
+    S1) echo "--producers 1 --consumers 1 --size 16 --auto-ack --duration $d" ;;
+    S3) echo "--producers 1 --consumers 10 --fanout-queues 10 --size 16 --auto-ack --duration $d" ;;
+    S4) echo "--producers 4 --consumers 4 --queue-pattern perf-s4-%d --queues 4 --size 16 --auto-ack --duration $d" ;;
+    S5) echo "--producers 1 --consumers 1 --size 16 --rate 1000 --confirm 100 --prefetch 100 --duration $d" ;;
+    S7) echo "--producers 0 --consumers 0 --idle-connections 1000 --duration 5" ;;
+    S8) echo "--producers 1 --consumers 1 --exchange-type topic --topic-bindings 1000 --size 16 --auto-ack --duration $d" ;;
+    *) return 1 ;;
+  esac
+}
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then usage; exit 0; fi
+if [[ ${1:-} == --list ]]; then
+  for s in S1 S3 S4 S5 S7 S8; do printf '%s  %s\n      warren perf %s\n' "$s" "$(describe $s)" "$(flags_of $s)"; done
+  exit 0
+fi
+scenarios=("$@")
+[[ ${#scenarios[@]} -eq 0 ]] && scenarios=(S1)
+for s in "${scenarios[@]}"; do
+  describe "$s" >/dev/null || { echo "unknown scenario '$s' (try --list)" >&2; exit 2; }
+done
+
+RESULTS_DIR=${RESULTS_DIR:-$(mktemp -d /tmp/warren-compare.XXXXXX)}
+mkdir -p "$RESULTS_DIR"
+echo "results and logs: $RESULTS_DIR" >&2
+
+echo "=== building Warren (release)" >&2
+cargo build --release --bin warren >&2
+
+# --- Warren on a free port, fresh data directory -------------------------------------------
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+# A fresh Warren (new process, new data directory) for every scenario, so that memory figures
+# and leftovers of one scenario never carry into the next. RabbitMQ is shared with other work
+# on this machine and keeps running; its peak RSS is reset (VmHWM) at the start of each run.
+warren_pid=
+warren_data=
+start_warren() {
+  warren_port=$(free_port)
+  warren_data=$(mktemp -d /tmp/warren-compare-data.XXXXXX)
+  "$WARREN" serve --bind 127.0.0.1 --port "$warren_port" --data-dir "$warren_data" --log-level warn \
+    >>"$RESULTS_DIR/warren.log" 2>&1 &
+  warren_pid=$!
+  wait_port "$warren_port" || { echo "Warren did not start; see $RESULTS_DIR/warren.log" >&2; exit 1; }
+  WARREN_URI="amqp://guest:guest@127.0.0.1:$warren_port/%2F"
+}
+stop_warren() {
+  [[ -n $warren_pid ]] || return 0
+  kill "$warren_pid" 2>/dev/null || true
+  wait "$warren_pid" 2>/dev/null || true
+  rm -rf "$warren_data"
+  warren_pid=
+}
+trap stop_warren EXIT
+
+# --- RabbitMQ ---------------------------------------------------------------------------------
+if [[ -n ${RABBITMQ_URI:-} ]]; then
+  rabbit_uri=$RABBITMQ_URI
+  rabbit_pid=${RABBITMQ_PID:-}
+else
+  rabbit_uri=$(../shared/tools/reference-rabbitmq.sh start | head -1)
+  base=${BASE:-/tmp/reference-rabbitmq-${PORT:-5680}}
+  # The script records the pid of the rabbitmq-server shell wrapper; the broker is its beam.smp.
+  rabbit_pid=${RABBITMQ_PID:-}
+  if [[ -z $rabbit_pid ]]; then
+    todo=("$(cat "$base/server.pid")")
+    while [[ ${#todo[@]} -gt 0 && -z $rabbit_pid ]]; do
+      p=${todo[0]}; todo=("${todo[@]:1}")
+      [[ $(cat "/proc/$p/comm" 2>/dev/null) == beam.smp ]] && rabbit_pid=$p && break
+      mapfile -t kids < <(pgrep -P "$p" || true)
+      todo+=("${kids[@]}")
+    done
+  fi
+fi
+[[ -z $rabbit_pid ]] && echo "warning: no RabbitMQ broker pid; its CPU and memory are not measured" >&2
+
+# --- one run ----------------------------------------------------------------------------------
+wait_for_quiet() {
+  local waited=0 busy
+  while true; do
+    busy=$(cpu_busy)
+    if (( busy < QUIET_BUSY )) && ! pgrep -x cc1plus >/dev/null && ! pgrep -x rustc >/dev/null; then return; fi
+    if (( waited == 0 )); then echo "waiting for the machine to be quiet (CPU busy $busy %; 2 cores)..." >&2; fi
+    if (( waited >= QUIET_WAIT )); then echo "warning: still busy ($busy %); measuring anyway" >&2; return; fi
+    sleep 9; waited=$((waited + 10))
+  done
+}
+
+# Busy share of all CPUs over one second, from /proc/stat: what else runs on the machine.
+cpu_busy() {
+  read -r _ a1 a2 a3 a4 a5 a6 a7 _ </proc/stat
+  sleep 1
+  read -r _ b1 b2 b3 b4 b5 b6 b7 _ </proc/stat
+  local idle=$(( (b4 + b5) - (a4 + a5) ))
+  local total=$(( (b1 + b2 + b3 + b4 + b5 + b6 + b7) - (a1 + a2 + a3 + a4 + a5 + a6 + a7) ))
+  echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
+}
+
+run_one() { # scenario label uri pid
+  local s=$1 label=$2 uri=$3 pid=$4
+  local pid_flag=()
+  [[ -n $pid ]] && pid_flag=(--broker-pid "$pid")
+  wait_for_quiet
+  local busy
+  busy=$(cpu_busy)
+  # shellcheck disable=SC2046  # the flags are meant to split
+  local cmd=("$WARREN" perf --uri "$uri" $(flags_of "$s") --threads "$PERF_THREADS" --label "$label" "${pid_flag[@]}" --json)
+  echo "=== $s on $label (CPU busy before the run: $busy %)" >&2
+  echo "    ${cmd[*]}" >&2
+  if "${cmd[@]}" >"$RESULTS_DIR/$s-$label.json" 2>"$RESULTS_DIR/$s-$label.log"; then :; else
+    echo "    (exit status $?: errors or missing messages; see $RESULTS_DIR/$s-$label.log)" >&2
+  fi
+  tail -n 20 "$RESULTS_DIR/$s-$label.log" | grep -v '^\[' >&2 || true
+  sleep 2 # let both brokers settle before the next run
+}
+
+for s in "${scenarios[@]}"; do
+  start_warren
+  run_one "$s" warren "$WARREN_URI" "$warren_pid"
+  stop_warren
+  run_one "$s" rabbitmq "$rabbit_uri" "$rabbit_pid"
+done
+
+# --- the table --------------------------------------------------------------------------------
+echo
+echo "Warren vs RabbitMQ, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load generator: warren perf --threads $PERF_THREADS"
+python3 - "$RESULTS_DIR" "${scenarios[@]}" <<'PY'
+import json, sys, os
+
+results, scenarios = sys.argv[1], sys.argv[2:]
+
+def load(s, label):
+    try:
+        with open(os.path.join(results, f"{s}-{label}.json")) as f:
+            return json.loads(f.read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if unit == "MiB":
+        return f"{v / 1024:.1f}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
+
+# (label, json key, unit, higher is better)
+rows = [
+    ("sent msg/s", "sent_rate", "", True),
+    ("received msg/s", "received_rate", "", True),
+    ("broker CPU µs/msg", "broker_cpu_us_per_msg", "", False),
+    ("broker CPU s", "broker_cpu_s", "", False),
+    ("broker peak RSS MiB", "broker_peak_rss_kib", "MiB", False),
+    ("e2e latency p50 µs", "e2e_p50_us", "", False),
+    ("e2e latency p95 µs", "e2e_p95_us", "", False),
+    ("e2e latency p99 µs", "e2e_p99_us", "", False),
+    ("e2e latency max µs", "e2e_max_us", "", False),
+    ("confirm latency p50 µs", "confirm_p50_us", "", False),
+    ("confirm latency p99 µs", "confirm_p99_us", "", False),
+    ("idle RSS KiB/connection", "idle_rss_per_connection_kib", "", False),
+    ("load generator CPU µs/msg", "loadgen_cpu_us_per_msg", "", False),
+    ("other processes' CPU s (noise)", "other_cpu_s", "", False),
+    ("errors", "errors", "", False),
+]
+
+for s in scenarios:
+    w, r = load(s, "warren"), load(s, "rabbitmq")
+    print()
+    print(f"### {s}: " + (w or r or {}).get("scenario", "(no result)"))
+    print()
+    wb = (w or {}).get("broker", "Warren") or "Warren"
+    rb = (r or {}).get("broker", "RabbitMQ") or "RabbitMQ"
+    print(f"| metric | {wb} | {rb} | Warren / RabbitMQ |")
+    print("|---|---:|---:|---:|")
+    for label, key, unit, _ in rows:
+        a, b = (w or {}).get(key), (r or {}).get(key)
+        if a is None and b is None:
+            continue
+        if not a and not b:  # both zero or absent: nothing to compare (e.g. msg/s in S7)
+            continue
+        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float)) and b
+        ratio = f"{a / b:.2f}×" if numbers and key not in ("errors", "other_cpu_s") else ""
+        print(f"| {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} |")
+PY

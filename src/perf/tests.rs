@@ -1,0 +1,95 @@
+//! Whole runs against an in-process Warren on a free port: the load generator and the broker
+//! agree on what was sent and received. Counts only; no timing is asserted.
+
+use clap::Parser;
+
+use super::*;
+use crate::config::Config;
+use crate::server::Listener;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    perf: PerfArgs,
+}
+
+async fn broker() -> (String, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = Config { bind: "127.0.0.1".into(), port: 0, data_dir: data.path().to_path_buf(), ..Config::default() };
+    let listener = Listener::bind(&config).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(listener.run());
+    (format!("amqp://guest:guest@{addr}/%2F"), data)
+}
+
+async fn perf(uri: &str, flags: &[&str]) -> Report {
+    let base = ["perf", "--uri", uri, "--quiet"];
+    let args = Cli::try_parse_from(base.iter().chain(flags).copied()).expect("flags parse").perf;
+    let limits = args.validate().expect("valid flags");
+    run_async(&args, limits).await.expect("run completes")
+}
+
+#[tokio::test]
+async fn counted_run_with_confirms_and_acks() {
+    let (uri, _data) = broker().await;
+    let r = perf(&uri, &["-x", "2", "-y", "2", "-C", "500", "-c", "20", "-q", "50", "-A", "10", "-s", "100"]).await;
+    assert_eq!((r.sent, r.received, r.confirmed), (1000, 1000, 1000));
+    assert_eq!((r.errors, r.missing), (0, Some(0)), "{:?}", r.error_samples);
+    assert_eq!((r.confirm.count, r.e2e.count), (1000, 1000));
+    assert!(r.broker.starts_with("Warren"), "{}", r.broker);
+}
+
+#[tokio::test]
+async fn fanout_delivers_every_message_to_every_queue() {
+    let (uri, _data) = broker().await;
+    let r = perf(&uri, &["--fanout-queues", "3", "-y", "3", "-C", "200", "--auto-ack"]).await;
+    assert_eq!((r.sent, r.received, r.queues), (200, 600, 3));
+    assert_eq!((r.errors, r.missing), (0, Some(0)), "{:?}", r.error_samples);
+}
+
+#[tokio::test]
+async fn topic_bindings_route_each_message_once_and_large_bodies_span_frames() {
+    let (uri, _data) = broker().await;
+    let flags = ["-t", "topic", "--topic-bindings", "50", "--queues", "2", "-y", "2", "-x", "2", "-C", "100"];
+    let r = perf(&uri, &[&flags[..], &["-s", "300000", "--auto-ack"]].concat()).await;
+    assert_eq!((r.sent, r.received, r.returned), (200, 200, 0));
+    assert_eq!((r.errors, r.missing), (0, Some(0)), "{:?}", r.error_samples);
+}
+
+#[tokio::test]
+async fn rate_limited_timed_run_and_idle_connections_end_by_themselves() {
+    let (uri, _data) = broker().await;
+    let r = perf(
+        &uri,
+        &["-r", "200", "-z", "0.5", "--idle-connections", "5", "--broker-pid", &std::process::id().to_string()],
+    )
+    .await;
+    assert_eq!(r.errors, 0, "{:?}", r.error_samples);
+    // The schedule allows one message at the start and then 200 per second of the run, however
+    // long the run really took.
+    assert!(r.sent > 0 && r.sent as f64 <= 200.0 * r.seconds + 1.0, "{} in {} s", r.sent, r.seconds);
+    assert!(r.idle_rss_per_connection_kib.is_some());
+    assert!(r.broker_cpu_s.is_some());
+}
+
+#[tokio::test]
+async fn the_run_cleans_up_what_it_declared() {
+    let (uri, _data) = broker().await;
+    perf(&uri, &["-C", "10", "--auto-ack", "--queue", "cleanup-check"]).await;
+    // A passive declare of the run's queue now fails: it was deleted.
+    let mut conn = Conn::open(&AmqpUri::parse(&uri).unwrap(), "check").await.unwrap();
+    conn.open_channel(1).await.unwrap();
+    let passive = Method::QueueDeclare(QueueDeclare {
+        queue: short("cleanup-check").unwrap(),
+        passive: true,
+        durable: false,
+        exclusive: false,
+        auto_delete: false,
+        no_wait: false,
+        arguments: FieldTable::new(),
+    });
+    match conn.call(1, passive).await {
+        Err(ClientError::Closed { code: 404, .. }) => {}
+        other => panic!("expected 404 for the deleted queue, got {other:?}"),
+    }
+}
