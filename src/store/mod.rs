@@ -70,6 +70,23 @@ pub struct Durable {
     next_queue_id: AtomicU64,
     /// Message bodies a durable queue keeps in memory; the rest of a backlog stays on disk.
     pub memory_window: usize,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The database must be closed before the process exits: RocksDB's background threads do not
+/// survive C++ static destruction. So the last handle stops the writer thread and waits for it;
+/// the store (and RocksDB) then closes on this thread, deterministically.
+impl Drop for Durable {
+    fn drop(&mut self) {
+        self.writer.close();
+        if let Some(thread) = self.writer_thread.take() {
+            // A completion running on the writer thread may drop the last handle: never join
+            // oneself (the thread ends by itself right after).
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl Durable {
@@ -77,8 +94,15 @@ impl Durable {
         let store = Arc::new(Store::open(dir)?);
         let defs = store.load_definitions()?;
         let next = defs.queues.iter().map(|q| q.id + 1).max().unwrap_or(1);
-        let (writer, _thread) = writer::StoreWriter::start(store.clone());
-        Ok((Durable { store, writer, next_queue_id: AtomicU64::new(next), memory_window: memory_window.max(1) }, defs))
+        let (writer, thread) = writer::StoreWriter::start(store.clone());
+        let durable = Durable {
+            store,
+            writer,
+            next_queue_id: AtomicU64::new(next),
+            memory_window: memory_window.max(1),
+            writer_thread: Some(thread),
+        };
+        Ok((durable, defs))
     }
 
     pub fn new_queue_id(&self) -> u64 {

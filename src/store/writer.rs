@@ -39,7 +39,8 @@ pub enum Op {
 const MAX_BATCH: usize = 4096;
 
 pub struct StoreWriter {
-    tx: Sender<Op>,
+    /// `None` once closed: the thread then finishes what it has and exits.
+    tx: Option<Sender<Op>>,
 }
 
 impl StoreWriter {
@@ -49,14 +50,24 @@ impl StoreWriter {
             .name("warren-store-writer".into())
             .spawn(move || run(store, rx))
             .expect("spawn the store writer thread");
-        (StoreWriter { tx }, thread)
+        (StoreWriter { tx: Some(tx) }, thread)
     }
 
     /// Queues an operation. If the writer is gone (shutting down), a completion is told so.
     pub fn submit(&self, op: Op) {
-        if let Err(mpsc::SendError(op)) = self.tx.send(op) {
-            fail(op, "the store is shut down");
+        match &self.tx {
+            Some(tx) => {
+                if let Err(mpsc::SendError(op)) = tx.send(op) {
+                    fail(op, "the store is shut down");
+                }
+            }
+            None => fail(op, "the store is shut down"),
         }
+    }
+
+    /// Stops accepting operations; the thread writes what it has, then exits.
+    pub fn close(&mut self) {
+        self.tx = None;
     }
 
     /// Waits until everything submitted so far is on disk.
