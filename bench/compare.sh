@@ -6,13 +6,20 @@
 #   bench/compare.sh S1 S3 S4             several, in that order
 #   bench/compare.sh --list               what each scenario is
 #
-# Scenarios (all transient messages, no persistence):
+# Scenarios (S2 and S6 persistent, the others transient):
 #   S1  1 producer -> 1 queue -> 1 consumer, 16 B, auto-ack, unlimited rate
+#   S2  1 KiB persistent into a durable queue, confirms (window 100), manual acks, prefetch 100
 #   S3  1 producer -> fanout exchange -> 10 queues -> 10 consumers, 16 B, auto-ack
 #   S4  4 producers -> 4 queues -> 4 consumers, 16 B, auto-ack
 #   S5  latency at a fixed 1,000 msg/s: confirms (window 100), consumer acks each, prefetch 100
 #   S7  1,000 idle connections (one channel each): broker memory per connection
 #   S8  topic exchange with 1,000 wildcard bindings, 1 producer -> 1 consumer, 16 B, auto-ack
+#   S6  backlog: S6_MESSAGES x 1 KiB persistent published with confirms into a durable queue with
+#       no consumer, then drained by 1 consumer (manual acks, prefetch 100): two `warren perf`
+#       runs (--keep-queues, then --producers 0 --cmessages N). Warren is stopped with SIGTERM
+#       between them and restarted on the same data directory: its recovery time is measured
+#       (AMQP connection.start received) and its "recovered from the store" log line kept.
+#       RabbitMQ is not restarted. Table: publish rate, drain rate, peak RSS of each phase.
 #
 # What it does: builds Warren (release) into $CARGO_TARGET_DIR (default ~/.cache/warren-target),
 # makes sure the reference RabbitMQ runs (../shared/tools/reference-rabbitmq.sh start), then for
@@ -21,7 +28,9 @@
 # (PID = its beam.smp), and finally prints a table (Markdown). RabbitMQ is left running.
 #
 # Environment:
-#   DURATION=20          seconds per run (S7 holds its connections for 5 s)
+#   DURATION=20          seconds per run (S7 holds its connections for 5 s; S6 is counted)
+#   S6_MESSAGES=1000000  S6 backlog size for Warren
+#   S6_RABBIT_MESSAGES=  S6 backlog size for RabbitMQ (default: S6_MESSAGES)
 #   PERF_THREADS=1       worker threads of the load generator (`warren perf --threads`)
 #   RABBITMQ_URI=...     use this RabbitMQ instead of the reference one
 #   RABBITMQ_PID=...     its broker process for CPU/RSS figures (default: beam.smp of the reference)
@@ -35,6 +44,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-20}
+S6_MESSAGES=${S6_MESSAGES:-1000000}
+S6_RABBIT_MESSAGES=${S6_RABBIT_MESSAGES:-$S6_MESSAGES}
 PERF_THREADS=${PERF_THREADS:-1}
 QUIET_WAIT=${QUIET_WAIT:-900}
 QUIET_BUSY=${QUIET_BUSY:-15}
@@ -49,6 +60,8 @@ describe() {
     S5) echo "1,000 msg/s fixed rate, confirms (window 100), acks each, prefetch 100: latency" ;;
     S7) echo "1,000 idle connections with a channel each: broker RSS per connection" ;;
     S8) echo "topic exchange, 1,000 wildcard bindings, 1 producer -> 1 consumer, 16 B, auto-ack" ;;
+    S2) echo "1 KiB persistent, durable queue, confirms (window 100), manual acks, prefetch 100" ;;
+    S6) echo "backlog of ${S6_MESSAGES} x 1 KiB persistent (no consumer), then drained; Warren restarted between" ;;
     *) return 1 ;;
   esac
 }
@@ -62,6 +75,10 @@ flags_of() {
     S5) echo "--producers 1 --consumers 1 --size 16 --rate 1000 --confirm 100 --prefetch 100 --duration $d" ;;
     S7) echo "--producers 0 --consumers 0 --idle-connections 1000 --duration 5" ;;
     S8) echo "--producers 1 --consumers 1 --exchange-type topic --topic-bindings 1000 --size 16 --auto-ack --duration $d" ;;
+    S2) echo "--producers 1 --consumers 1 --size 1024 --persistent --confirm 100 --prefetch 100 --duration $d" ;;
+    # S6 is two runs; the message count is appended by run_s6.
+    S6-publish) echo "--queue warren-perf-s6 --producers 1 --consumers 0 --size 1024 --persistent --confirm 100 --keep-queues --pmessages" ;;
+    S6-drain) echo "--queue warren-perf-s6 --producers 0 --consumers 1 --size 1024 --persistent --prefetch 100 --keep-queues --cmessages" ;;
     *) return 1 ;;
   esac
 }
@@ -70,7 +87,8 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then usage; exit 0; fi
 if [[ ${1:-} == --list ]]; then
-  for s in S1 S3 S4 S5 S7 S8; do printf '%s  %s\n      warren perf %s\n' "$s" "$(describe $s)" "$(flags_of $s)"; done
+  for s in S1 S2 S3 S4 S5 S7 S8; do printf '%s  %s\n      warren perf %s\n' "$s" "$(describe $s)" "$(flags_of $s)"; done
+  printf 'S6  %s\n      warren perf %s N\n      warren perf %s N\n' "$(describe S6)" "$(flags_of S6-publish)" "$(flags_of S6-drain)"
   exit 0
 fi
 scenarios=("$@")
@@ -88,8 +106,8 @@ cargo build --release --bin warren >&2
 
 # --- Warren on a free port, fresh data directory -------------------------------------------
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 100); do
+wait_port() { # port [tries of 0.1 s]
+  for _ in $(seq 1 "${2:-100}"); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
@@ -100,13 +118,15 @@ wait_port() {
 # on this machine and keeps running; its peak RSS is reset (VmHWM) at the start of each run.
 warren_pid=
 warren_data=
-start_warren() {
-  warren_port=$(free_port)
-  warren_data=$(mktemp -d /tmp/warren-compare-data.XXXXXX)
-  "$WARREN" serve --bind 127.0.0.1 --port "$warren_port" --data-dir "$warren_data" --log-level warn \
+start_warren() { # [reuse [log level]]: with reuse, the port and data directory of the last one
+  if [[ ${1:-} != reuse ]]; then
+    warren_port=$(free_port)
+    warren_data=$(mktemp -d /tmp/warren-compare-data.XXXXXX)
+  fi
+  "$WARREN" serve --bind 127.0.0.1 --port "$warren_port" --data-dir "$warren_data" --log-level "${2:-warn}" \
     >>"$RESULTS_DIR/warren.log" 2>&1 &
   warren_pid=$!
-  wait_port "$warren_port" || { echo "Warren did not start; see $RESULTS_DIR/warren.log" >&2; exit 1; }
+  wait_port "$warren_port" 3000 || { echo "Warren did not start; see $RESULTS_DIR/warren.log" >&2; exit 1; }
   WARREN_URI="amqp://guest:guest@127.0.0.1:$warren_port/%2F"
 }
 stop_warren() {
@@ -117,6 +137,31 @@ stop_warren() {
   warren_pid=
 }
 trap stop_warren EXIT
+# SIGTERM, wait for the exit, keep the data directory.
+term_warren() {
+  kill -TERM "$warren_pid" 2>/dev/null || true
+  wait "$warren_pid" 2>/dev/null || true
+  warren_pid=
+}
+# Seconds since start (Unix time, from `date +%s.%N`) until an AMQP protocol header on the port
+# is answered with connection.start.
+wait_amqp() { # port timeout_s start
+  python3 - "$1" "$2" "$3" <<'PY'
+import socket, sys, time
+port, limit, t0 = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+while time.time() - t0 < limit:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=limit) as s:
+            s.sendall(b"AMQP\x00\x00\x09\x01")
+            if s.recv(7)[:1] == b"\x01":
+                print(f"{time.time() - t0:.3f}")
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.01)
+sys.exit(1)
+PY
+}
 
 # --- RabbitMQ ---------------------------------------------------------------------------------
 if [[ -n ${RABBITMQ_URI:-} ]]; then
@@ -179,7 +224,60 @@ run_one() { # scenario label uri pid
   sleep 2 # let both brokers settle before the next run
 }
 
+# S6: publish a backlog (no consumer), [Warren: SIGTERM, restart, recovery time], drain it.
+run_s6() { # label uri pid messages
+  local label=$1 uri=$2 pid=$3 n=$4
+  local pid_flag=()
+  [[ -n $pid ]] && pid_flag=(--broker-pid "$pid")
+  wait_for_quiet
+  # shellcheck disable=SC2046
+  local cmd=("$WARREN" perf --uri "$uri" $(flags_of S6-publish) "$n" --threads "$PERF_THREADS" --label "$label" "${pid_flag[@]}" --json)
+  echo "=== S6 publish on $label ($n messages)" >&2
+  echo "    ${cmd[*]}" >&2
+  "${cmd[@]}" >"$RESULTS_DIR/S6-publish-$label.json" 2>"$RESULTS_DIR/S6-publish-$label.log" \
+    || echo "    (exit status $?; see $RESULTS_DIR/S6-publish-$label.log)" >&2
+  tail -n 20 "$RESULTS_DIR/S6-publish-$label.log" | grep -v '^\[' >&2 || true
+  if [[ $label == warren ]]; then
+    echo "=== S6 Warren: SIGTERM, restart on the same data directory ($(du -sh "$warren_data" | cut -f1))" >&2
+    term_warren
+    local t0 log_from
+    log_from=$(wc -l <"$RESULTS_DIR/warren.log")
+    t0=$(date +%s.%N)
+    "$WARREN" serve --bind 127.0.0.1 --port "$warren_port" --data-dir "$warren_data" --log-level info \
+      >>"$RESULTS_DIR/warren.log" 2>&1 &
+    warren_pid=$!
+    pid=$warren_pid
+    pid_flag=(--broker-pid "$pid")
+    local secs
+    secs=$(wait_amqp "$warren_port" 300 "$t0") || { echo "Warren did not come back; see $RESULTS_DIR/warren.log" >&2; exit 1; }
+    echo "    accepting AMQP after $secs s; RSS $(grep VmRSS /proc/"$pid"/status | awk '{print $2}') KiB" >&2
+    tail -n +"$((log_from + 1))" "$RESULTS_DIR/warren.log" | grep 'recovered from the store' | sed 's/\x1b\[[0-9;]*m//g' | tee -a /dev/stderr \
+      >"$RESULTS_DIR/S6-recovery-warren.log" || true
+    echo "$secs" >"$RESULTS_DIR/S6-recovery-warren.secs"
+    grep VmRSS /proc/"$pid"/status | awk '{print $2}' >"$RESULTS_DIR/S6-recovery-warren.rss_kib"
+    sleep 2
+  fi
+  # shellcheck disable=SC2046
+  cmd=("$WARREN" perf --uri "$uri" $(flags_of S6-drain) "$n" --threads "$PERF_THREADS" --label "$label" "${pid_flag[@]}" --json)
+  echo "=== S6 drain on $label" >&2
+  echo "    ${cmd[*]}" >&2
+  "${cmd[@]}" >"$RESULTS_DIR/S6-drain-$label.json" 2>"$RESULTS_DIR/S6-drain-$label.log" \
+    || echo "    (exit status $?; see $RESULTS_DIR/S6-drain-$label.log)" >&2
+  tail -n 20 "$RESULTS_DIR/S6-drain-$label.log" | grep -v '^\[' >&2 || true
+  # Remove the queue (RabbitMQ is shared; Warren's data directory goes anyway).
+  "$WARREN" perf --uri "$uri" --queue warren-perf-s6 --persistent --producers 0 --consumers 1 --duration 0.5 \
+    --quiet >/dev/null 2>&1 || true
+  sleep 2
+}
+
 for s in "${scenarios[@]}"; do
+  if [[ $s == S6 ]]; then
+    start_warren
+    run_s6 warren "$WARREN_URI" "$warren_pid" "$S6_MESSAGES"
+    stop_warren
+    run_s6 rabbitmq "$rabbit_uri" "$rabbit_pid" "$S6_RABBIT_MESSAGES"
+    continue
+  fi
   start_warren
   run_one "$s" warren "$WARREN_URI" "$warren_pid"
   stop_warren
@@ -231,7 +329,46 @@ rows = [
     ("errors", "errors", "", False),
 ]
 
+def s6():
+    wp, rp = load("S6-publish", "warren"), load("S6-publish", "rabbitmq")
+    wd, rd = load("S6-drain", "warren"), load("S6-drain", "rabbitmq")
+    print()
+    print("### S6: backlog of 1 KiB persistent messages: publish with no consumer, then drain")
+    print()
+    print("| metric | Warren | RabbitMQ | Warren / RabbitMQ |")
+    print("|---|---:|---:|---:|")
+    def row(label, a, b, unit=""):
+        ratio = f"{a / b:.2f}×" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
+        print(f"| {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} |")
+    g = lambda d, k: (d or {}).get(k)
+    row("messages published (confirmed)", g(wp, "confirmed"), g(rp, "confirmed"))
+    row("publish msg/s", g(wp, "sent_rate"), g(rp, "sent_rate"))
+    row("confirm latency p50 µs", g(wp, "confirm_p50_us"), g(rp, "confirm_p50_us"))
+    row("confirm latency p99 µs", g(wp, "confirm_p99_us"), g(rp, "confirm_p99_us"))
+    row("publish: broker peak RSS MiB", g(wp, "broker_peak_rss_kib"), g(rp, "broker_peak_rss_kib"), "MiB")
+    row("messages drained", g(wd, "received"), g(rd, "received"))
+    row("drain msg/s", g(wd, "received_rate"), g(rd, "received_rate"))
+    row("drain: broker peak RSS MiB", g(wd, "broker_peak_rss_kib"), g(rd, "broker_peak_rss_kib"), "MiB")
+    peaks = lambda *ds: max([x for x in (g(d, "broker_peak_rss_kib") for d in ds) if x is not None], default=None)
+    row("peak RSS over both phases MiB", peaks(wp, wd), peaks(rp, rd), "MiB")
+    row("broker CPU µs/msg, publish", g(wp, "broker_cpu_us_per_msg"), g(rp, "broker_cpu_us_per_msg"))
+    row("broker CPU µs/msg, drain", g(wd, "broker_cpu_us_per_msg"), g(rd, "broker_cpu_us_per_msg"))
+    row("errors (publish + drain)", (g(wp, "errors") or 0) + (g(wd, "errors") or 0),
+        (g(rp, "errors") or 0) + (g(rd, "errors") or 0))
+    try:
+        secs = open(os.path.join(results, "S6-recovery-warren.secs")).read().strip()
+        rss = int(open(os.path.join(results, "S6-recovery-warren.rss_kib")).read().strip())
+        log = open(os.path.join(results, "S6-recovery-warren.log")).read().strip()
+        print()
+        print(f"Warren restart (SIGTERM, then start on the same data directory): accepting AMQP after "
+              f"{secs} s, RSS then {rss / 1024:.1f} MiB; log: `{log[-300:]}`")
+    except (OSError, ValueError):
+        pass
+
 for s in scenarios:
+    if s == "S6":
+        s6()
+        continue
     w, r = load(s, "warren"), load(s, "rabbitmq")
     print()
     print(f"### {s}: " + (w or r or {}).get("scenario", "(no result)"))

@@ -13,12 +13,16 @@ Scenarios (bench/compare.sh --list shows the exact flags it uses):
   S5 latency      --rate 1000 --confirm 100 --prefetch 100
   S7 idle conns   --idle-connections 1000 --producers 0 --consumers 0 --duration 5
   S8 topic        --exchange-type topic --topic-bindings 1000 --auto-ack
+  S2 durable      --persistent --size 1024 --confirm 100 --prefetch 100
 
 Every message body starts with the time it was sent (8 octets) and the producer's sequence
 number (8 octets), hence --size >= 16; consumers compute end-to-end latency from it. Queues and
-the exchange are declared at the start (queues purged) and deleted at the end. The run stops by
-itself after --duration seconds, or once every producer has sent --pmessages and the consumers
-have received them (whichever comes first when both are given).
+the exchange are declared at the start (queues purged) and deleted at the end (neither with
+--keep-queues). The run stops by itself after --duration seconds, or once every producer has
+sent --pmessages and the consumers have received them, or once the consumers have received
+--cmessages (whichever comes first). S6 (publish 1 M persistent, then drain) is two runs:
+  --persistent --confirm 100 --consumers 0 --pmessages 1000000 --keep-queues
+  --persistent --producers 0 --prefetch 100 --cmessages 1000000 --keep-queues
 
 With --broker-pid, the broker's CPU time (utime + stime in /proc/PID/stat) over the run is
 divided by the messages delivered, and its peak RSS (VmHWM, reset at the start of the run when
@@ -75,6 +79,16 @@ pub struct PerfArgs {
     /// Messages each producer sends before it stops
     #[arg(short = 'C', long, value_name = "COUNT")]
     pub pmessages: Option<u64>,
+
+    /// Stop once the consumers together have received COUNT messages (e.g. draining a backlog
+    /// left by an earlier run with --keep-queues)
+    #[arg(short = 'D', long, value_name = "COUNT")]
+    pub cmessages: Option<u64>,
+
+    /// Neither purge the queues at the start nor delete the queues and the exchange at the end,
+    /// so that one run can fill a queue and a later one drain it
+    #[arg(long)]
+    pub keep_queues: bool,
 
     /// Persistent messages (delivery-mode 2) into durable queues
     #[arg(long)]
@@ -214,9 +228,15 @@ impl PerfArgs {
         if self.pmessages.is_some() && self.producers == 0 && self.duration.is_none() {
             return Err("--pmessages without producers never ends; give --duration".into());
         }
-        let duration = match (self.duration, self.pmessages) {
-            (None, None) => Some(DEFAULT_DURATION),
-            (d, _) => d,
+        if self.cmessages == Some(0) {
+            return Err("--cmessages must be at least 1".into());
+        }
+        if self.cmessages.is_some() && self.consumers == 0 {
+            return Err("--cmessages needs consumers".into());
+        }
+        let duration = match (self.duration, self.pmessages, self.cmessages) {
+            (None, None, None) => Some(DEFAULT_DURATION),
+            (d, _, _) => d,
         };
         AmqpUri::parse(&self.uri)?;
         Ok(Limits { duration, pmessages: self.pmessages })
@@ -446,6 +466,16 @@ mod tests {
         assert!(refused(&["--uri", "http://x"]).contains("amqp://"));
         assert!(refused(&["-e", "", "-t", "fanout"]).contains("default exchange"));
         assert!(parse(&["-x", "0", "-y", "0", "--idle-connections", "10"]).validate().is_ok());
+        assert!(refused(&["--cmessages", "0"]).contains("at least 1"));
+        assert!(refused(&["-y", "0", "--cmessages", "5"]).contains("needs consumers"));
+    }
+
+    #[test]
+    fn drain_runs_are_counted_not_timed() {
+        let a = parse(&["-x", "0", "-D", "1000", "--keep-queues"]);
+        assert!(a.keep_queues);
+        assert_eq!(a.cmessages, Some(1000));
+        assert_eq!(a.validate(), Ok(Limits { duration: None, pmessages: None }));
     }
 
     #[test]

@@ -145,6 +145,12 @@ pub async fn run(
 ) -> Result<(), ClientError> {
     let mut tracker = DeliveryTracker::new(plan.auto_ack, plan.multi_ack_every);
     let mut check_stop = std::pin::pin!(tokio::time::sleep(STOP_CHECK));
+    // On a queue with a backlog the first deliveries arrive with basic.consume-ok and are already
+    // in the read buffer; the socket may not become readable again before they are acked.
+    read_deliveries(&mut conn, &mut tracker, &stats, epoch)?;
+    if !conn.wbuf.is_empty() {
+        conn.try_flush()?;
+    }
     let result = loop {
         tokio::select! {
             biased;

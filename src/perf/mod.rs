@@ -107,12 +107,12 @@ async fn run_async(args: &PerfArgs, limits: Limits) -> Result<Report, String> {
     let mut admin = Conn::open(&uri, "warren perf admin").await.map_err(|e| format!("cannot connect to {uri}: {e}"))?;
     let broker_name = format!("{} {}", admin.server.product, admin.server.version).trim().to_string();
     admin.open_channel(ADMIN_CHANNEL).await.map_err(|e| format!("admin channel: {e}"))?;
-    if let Err(e) = declare(&mut admin, &topology, args.persistent).await {
-        cleanup(admin, &topology).await;
+    if let Err(e) = declare(&mut admin, &topology, args.persistent, args.keep_queues).await {
+        cleanup(admin, &topology, args.keep_queues).await;
         return Err(format!("declaring the topology: {e}"));
     }
     let result = measure(args, limits, &uri, &topology, broker).await;
-    cleanup(admin, &topology).await;
+    cleanup(admin, &topology, args.keep_queues).await;
     result.map(|mut r| {
         r.broker = broker_name;
         r
@@ -132,7 +132,7 @@ fn exchange_declare(topology: &Topology, durable: bool) -> Result<Method, Client
     }))
 }
 
-async fn declare(admin: &mut Conn, topology: &Topology, durable: bool) -> Result<(), ClientError> {
+async fn declare(admin: &mut Conn, topology: &Topology, durable: bool, keep: bool) -> Result<(), ClientError> {
     if topology.declare_exchange {
         let declare = exchange_declare(topology, durable)?;
         admin.call_expect(ADMIN_CHANNEL, declare, |m| matches!(m, Method::ExchangeDeclareOk(_))).await?;
@@ -148,6 +148,9 @@ async fn declare(admin: &mut Conn, topology: &Topology, durable: bool) -> Result
             arguments: FieldTable::new(),
         });
         admin.call_expect(ADMIN_CHANNEL, declare, |m| matches!(m, Method::QueueDeclareOk(_))).await?;
+        if keep {
+            continue;
+        }
         let purge = Method::QueuePurge(QueuePurge { queue: short(queue)?, no_wait: false });
         admin.call_expect(ADMIN_CHANNEL, purge, |m| matches!(m, Method::QueuePurgeOk(_))).await?;
     }
@@ -178,8 +181,15 @@ async fn declare(admin: &mut Conn, topology: &Topology, durable: bool) -> Result
     Ok(())
 }
 
-/// Deletes the queues and the exchange of the run; problems are reported, not fatal.
-async fn cleanup(mut admin: Conn, topology: &Topology) {
+/// Deletes the queues and the exchange of the run (unless `keep`) and closes the admin
+/// connection; problems are reported, not fatal.
+async fn cleanup(mut admin: Conn, topology: &Topology, keep: bool) {
+    if keep {
+        if let Err(e) = admin.close().await {
+            eprintln!("warren perf: warning: closing the admin connection: {e}");
+        }
+        return;
+    }
     for queue in &topology.queues {
         let Ok(name) = short(queue) else { continue };
         let delete =
@@ -456,7 +466,7 @@ async fn measure(
     let all_stats = || producer_stats.iter().chain(consumer_stats.iter()).map(|s| &**s);
 
     let deadline = limits.duration.map(|d| t0 + Duration::from_secs_f64(d));
-    let expected = limits.pmessages.map(|n| n * u64::from(args.producers) * topology.copies);
+    let expected = args.cmessages.or_else(|| limits.pmessages.map(|n| n * u64::from(args.producers) * topology.copies));
     let (mut total_confirm, mut total_e2e) = (Histogram::new(), Histogram::new());
     let (mut tick_confirm, mut tick_e2e) = (Histogram::new(), Histogram::new());
     let mut last = Counts::default();
@@ -533,7 +543,8 @@ async fn measure(
     report.confirmed = counts.confirmed;
     report.nacked = counts.nacked;
     report.returned = counts.returned;
-    report.missing = expected.map(|e| e.saturating_sub(counts.received));
+    // Without consumers (filling a queue for a later run) nothing is meant to arrive.
+    report.missing = expected.filter(|_| args.consumers > 0).map(|e| e.saturating_sub(counts.received));
     report.confirm = Latency::of(&total_confirm);
     report.e2e = Latency::of(&total_e2e);
     report.broker_cpu_s = cpu_delta(start.broker_cpu, end.broker_cpu);
