@@ -117,8 +117,7 @@ impl Broker {
     /// consumer exists (any more), which makes the message unroutable.
     pub fn deliver_reply(&self, routing_key: &ShortStr, message: &Arc<message::Message>) -> bool {
         let Some(key) = routing_key.as_bytes().strip_prefix(REPLY_TO_PREFIX.as_bytes()) else { return false };
-        let Ok(key) = ShortStr::from_bytes(bytes::Bytes::copy_from_slice(key)) else { return false };
-        let Some(consumer) = self.reply_consumers.get(&key).map(|c| c.clone()) else { return false };
+        let Some(consumer) = self.reply_consumers.get(key).map(|c| c.clone()) else { return false };
         consumer.sink.deliver_reply(&consumer, message)
     }
 

@@ -404,10 +404,7 @@ impl VHost {
             dests.clear();
             if x.name.is_empty() {
                 for key in &keys {
-                    if let Some(q) = ShortStr::from_bytes(bytes::Bytes::copy_from_slice(key))
-                        .ok()
-                        .and_then(|k| self.queues.get(&k).map(|q| q.clone()))
-                    {
+                    if let Some(q) = self.queues.get(*key).map(|q| q.clone()) {
                         dests.push(Destination::Queue(q));
                     }
                 }
@@ -416,10 +413,7 @@ impl VHost {
             }
             if dests.is_empty() {
                 if let Some(ae) = x.alternate_exchange() {
-                    if let Some(ae) = ShortStr::from_bytes(bytes::Bytes::copy_from_slice(ae))
-                        .ok()
-                        .and_then(|n| self.exchanges.get(&n).map(|e| e.clone()))
-                    {
+                    if let Some(ae) = self.exchanges.get(ae).map(|e| e.clone()) {
                         if !seen.iter().any(|s| Arc::ptr_eq(s, &ae)) {
                             seen.push(ae.clone());
                             todo.push(ae);

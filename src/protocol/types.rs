@@ -72,6 +72,14 @@ impl TryFrom<String> for ShortStr {
     }
 }
 
+// `Bytes` hashes and compares as its slice, so maps keyed by `ShortStr` can be searched with a
+// plain `&[u8]` (a routing key, a header value) without building a `ShortStr` first.
+impl std::borrow::Borrow<[u8]> for ShortStr {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl PartialEq<str> for ShortStr {
     fn eq(&self, other: &str) -> bool {
         self.0 == other.as_bytes()

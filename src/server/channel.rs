@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::{Bytes, BytesMut};
 use tracing::debug;
 
-use crate::broker::exchange::{Destination, ExchangeKind};
+use crate::broker::exchange::{Destination, Exchange, ExchangeKind};
 use crate::broker::message::Message;
 use crate::broker::queue::{ConsumeRefused, Consumer, ConsumerSink, Offer, Queue, QueuedMessage};
 use crate::broker::vhost::{ExchangeSpec, QueueSpec};
@@ -726,7 +726,11 @@ impl Channel {
         });
         for op in ops {
             match op {
-                TxOp::Publish { method, message, extra_keys } => self.route(method, message, extra_keys, &durable)?,
+                TxOp::Publish { method, message, extra_keys } => {
+                    // Looked up again: the exchange may have gone since the publish.
+                    let x = self.session().vhost.exchange(&method.exchange)?;
+                    self.route(&x, method, message, extra_keys, &durable)?
+                }
                 TxOp::Settle(op) => self.apply_settle(op)?,
             }
         }
@@ -787,7 +791,7 @@ impl Channel {
                 }
             }
         });
-        let routed = self.route(method, message, extra_keys, &durable);
+        let routed = self.route(&x, method, message, extra_keys, &durable);
         durable.release();
         routed
     }
@@ -796,16 +800,16 @@ impl Channel {
     /// completion from `durable`.
     fn route(
         &mut self,
+        x: &Arc<Exchange>,
         method: BasicPublish,
         message: Message,
         extra_keys: Vec<Bytes>,
         durable: &Arc<Countdown>,
     ) -> Result<(), AmqpError> {
         let session = self.shared.session.clone();
-        let x = session.vhost.exchange(&method.exchange)?;
         let keys: Vec<&[u8]> = extra_keys.iter().map(|k| &k[..]).collect();
         let message = Arc::new(message);
-        let queues = session.vhost.route(&x, &message, &keys);
+        let queues = session.vhost.route(x, &message, &keys);
         let replied = x.name.is_empty()
             && message.routing_key.as_bytes().starts_with(REPLY_TO_PREFIX.as_bytes())
             && session.broker.deliver_reply(&message.routing_key, &message);
