@@ -59,9 +59,14 @@ fn key(kind: u8, parts: &[&ShortStr]) -> Vec<u8> {
     k.to_vec()
 }
 
+/// The key of an exchange's (`is_queue` false) or a queue's record: it depends on nothing else.
+pub fn entity_key(vhost: &ShortStr, name: &ShortStr, is_queue: bool) -> Vec<u8> {
+    key(if is_queue { QUEUE } else { EXCHANGE }, &[vhost, name])
+}
+
 impl ExchangeDef {
     pub fn key(&self) -> Vec<u8> {
-        key(EXCHANGE, &[&self.vhost, &self.name])
+        entity_key(&self.vhost, &self.name, false)
     }
 
     pub fn value(&self) -> Vec<u8> {
@@ -75,7 +80,7 @@ impl ExchangeDef {
 
 impl QueueDef {
     pub fn key(&self) -> Vec<u8> {
-        key(QUEUE, &[&self.vhost, &self.name])
+        entity_key(&self.vhost, &self.name, true)
     }
 
     pub fn value(&self) -> Vec<u8> {

@@ -232,26 +232,7 @@ impl Store {
     /// Deletes an exchange (`to_queue = false`) or queue and every stored binding from or to it.
     pub fn delete_entity(&self, vhost: &ShortStr, name: &ShortStr, is_queue: bool) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
-        let key = if is_queue {
-            QueueDef {
-                vhost: vhost.clone(),
-                name: name.clone(),
-                id: 0,
-                auto_delete: false,
-                arguments: Default::default(),
-            }
-            .key()
-        } else {
-            ExchangeDef {
-                vhost: vhost.clone(),
-                name: name.clone(),
-                kind: ShortStr::EMPTY,
-                auto_delete: false,
-                internal: false,
-                arguments: Default::default(),
-            }
-            .key()
-        };
+        let key = definitions::entity_key(vhost, name, is_queue);
         b.delete_cf(self.definitions(), key);
         for binding in self.bindings_of(vhost)? {
             let from = !is_queue && binding.source == *name;
