@@ -2,7 +2,7 @@
 # The whole test suite, exactly what CI runs (.ci/run calls this):
 # install what is missing, format check, clippy (-D warnings), the spec cross-check, and every
 # Rust test (unit, property, integration, the pamqp differential test), then the pika and
-# amqplib interop suites against a Warren started on a free port.
+# amqplib interop suites (with their broker-restart tests) against a Warren started on a free port.
 #
 # CARGO_TARGET_DIR defaults to a cache outside the checkout: RocksDB takes ~10 minutes to build
 # from source, and a fresh clone should not pay that again.
@@ -30,17 +30,58 @@ step "cargo test"
 cargo test --all-targets --locked
 
 step "interop tests (pika, amqplib) against Warren"
+# Warren runs on a free port. $data/warren.sh (written here) starts, stops and restarts it with the
+# same port and data directory; the interop durability tests restart the broker through
+# BROKER_RESTART_CMD. The pid file follows the restarted process, so the EXIT trap stops it too.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 data=$(mktemp -d)
-"$CARGO_TARGET_DIR/debug/warren" --bind 127.0.0.1 --port "$port" --data-dir "$data/data" --log-level warn \
-  >"$data/warren.log" 2>&1 &
-warren_pid=$!
-trap 'kill "$warren_pid" 2>/dev/null; wait "$warren_pid" 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
-if ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" interop-tests/run.sh; then
+{
+  echo '#!/usr/bin/env bash'
+  echo '# start | stop | restart the Warren of the interop tests (written by scripts/test.sh)'
+  echo 'set -euo pipefail'
+  printf 'bin=%q port=%q dir=%q\n' "$CARGO_TARGET_DIR/debug/warren" "$port" "$data"
+  cat <<'SCRIPT'
+pidfile=$dir/warren.pid
+# kill -0 also succeeds for a zombie (no init reaping it), so look at the process state too.
+alive() { kill -0 "$1" 2>/dev/null && ! grep -qs '^[0-9]* (.*) Z' "/proc/$1/stat"; }
+start() {
+  "$bin" --bind 127.0.0.1 --port "$port" --data-dir "$dir/data" --log-level warn </dev/null >>"$dir/warren.log" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$pidfile"
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    alive "$pid" || { echo "warren exited; log: $dir/warren.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "warren does not accept connections on port $port after 30 s" >&2
+  return 1
+}
+stop() { # SIGTERM: Warren closes its connections and syncs the store, then exits
+  [[ -f $pidfile ]] || return 0
+  local pid
+  pid=$(cat "$pidfile")
+  if kill -TERM "$pid" 2>/dev/null; then
+    for _ in $(seq 1 300); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
+      echo "warren (pid $pid) still running 30 s after SIGTERM; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+    fi
+  fi
+  rm -f "$pidfile"
+}
+case ${1:-} in
+  start) start ;;
+  stop) stop ;;
+  restart) stop && start ;;
+  *) echo "usage: $0 start|stop|restart" >&2; exit 2 ;;
+esac
+SCRIPT
+} >"$data/warren.sh"
+chmod +x "$data/warren.sh"
+trap '"$data/warren.sh" stop; rm -rf "$data"' EXIT
+"$data/warren.sh" start
+if ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" BROKER_RESTART_CMD="$data/warren.sh restart" interop-tests/run.sh; then
   echo "--- warren log (last 50 lines)"
   tail -50 "$data/warren.log"
   exit 1

@@ -23,6 +23,9 @@ pub struct Config {
     /// Persistent message bodies each durable queue keeps in memory; a longer backlog stays on
     /// disk and is read back as consumers reach it.
     pub queue_memory_window: usize,
+    /// Free disk space (bytes) under the data directory below which publishing connections are
+    /// blocked until space returns (RabbitMQ's `disk_free_limit`, also 50 MB by default).
+    pub disk_free_limit: u64,
 }
 
 impl Default for Config {
@@ -34,6 +37,7 @@ impl Default for Config {
             log_level: "info".to_string(),
             max_message_size: 16 * 1024 * 1024,
             queue_memory_window: 8192,
+            disk_free_limit: 50_000_000,
         }
     }
 }
@@ -67,7 +71,8 @@ impl Config {
             .set_default("data_dir", d.data_dir.to_string_lossy().into_owned())?
             .set_default("log_level", d.log_level)?
             .set_default("max_message_size", d.max_message_size)?
-            .set_default("queue_memory_window", d.queue_memory_window as u64)?;
+            .set_default("queue_memory_window", d.queue_memory_window as u64)?
+            .set_default("disk_free_limit", d.disk_free_limit)?;
         b = match file {
             Some(path) => b.add_source(config::File::from(path).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),

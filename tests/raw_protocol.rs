@@ -266,3 +266,52 @@ async fn the_server_sends_heartbeats_and_drops_a_silent_client() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_disk_alarm_a_publisher_that_ignores_blocking_is_not_read() {
+    let b = common::start_with(|c| c.disk_free_limit = 0).await;
+    let queue = ShortStr::from_static("alarmed");
+    let mut p = Raw::handshake(b.addr).await;
+    p.send_method(1, Method::ChannelOpen(ChannelOpen {})).await;
+    assert!(matches!(p.method().await, Method::ChannelOpenOk(_)));
+    p.send_method(1, Method::QueueDeclare(QueueDeclare { queue: queue.clone(), ..Default::default() })).await;
+    assert!(matches!(p.method().await, Method::QueueDeclareOk(_)));
+
+    b.broker.set_disk_free_limit(u64::MAX);
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while !b.broker.alarms.current().disk_free {
+        assert!(std::time::Instant::now() < deadline, "the disk alarm is raised");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let publish = Method::BasicPublish(BasicPublish { routing_key: queue.clone(), ..Default::default() });
+    let one = |n: u8| {
+        let mut frames = BytesMut::new();
+        warren::protocol::encode_content(&mut frames, 1, &publish, &Default::default(), &[n], 4096);
+        frames
+    };
+    // The publish that meets the alarm is read and routed; then reading stops. This client did
+    // not announce the connection.blocked capability, so it is not told.
+    p.send(&one(0)).await;
+    let q = b.queue("alarmed");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while q.message_count() < 1 {
+        assert!(std::time::Instant::now() < deadline, "the first publish is routed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in 1..=10 {
+        p.send(&one(n)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(q.message_count(), 1, "nothing more is read from a blocked publisher");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), p.frame()).await.is_err(),
+        "no connection.blocked for a client without the capability"
+    );
+
+    b.broker.set_disk_free_limit(0);
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while q.message_count() < 11 {
+        assert!(std::time::Instant::now() < deadline, "the held-back publishes arrive once the alarm clears");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

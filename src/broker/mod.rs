@@ -1,6 +1,7 @@
 //! The broker model: vhosts, exchanges, queues, consumers and messages. Independent of sockets:
 //! the server's channels drive it, and it reaches consumers through [`queue::ConsumerSink`].
 
+pub mod alarms;
 pub mod exchange;
 pub mod message;
 pub mod queue;
@@ -26,6 +27,9 @@ pub struct Limits {
     pub max_message_size: u64,
     /// Persistent message bodies a durable queue keeps in memory (the rest stay on disk).
     pub queue_memory_window: usize,
+    /// Free disk space under the data directory below which publishers are blocked
+    /// (RabbitMQ's `disk_free_limit`).
+    pub disk_free_limit: u64,
 }
 
 impl Default for Limits {
@@ -36,6 +40,7 @@ impl Default for Limits {
             heartbeat: 60,
             max_message_size: 16 * 1024 * 1024,
             queue_memory_window: 8192,
+            disk_free_limit: 50_000_000,
         }
     }
 }
@@ -56,6 +61,11 @@ pub struct Broker {
     pub users: Users,
     pub limits: Limits,
     next_connection_id: AtomicU64,
+    pub alarms: alarms::Alarms,
+    /// The disk alarm's threshold; starts as `limits.disk_free_limit`, changeable at run time.
+    disk_free_limit: AtomicU64,
+    /// Wakes the resource monitor for an immediate check.
+    recheck_resources: Arc<tokio::sync::Notify>,
 }
 
 impl Broker {
@@ -91,8 +101,11 @@ impl Broker {
             connections: std::sync::atomic::AtomicUsize::new(0),
             reply_consumers: DashMap::new(),
             users: Users::with_default_guest(),
+            disk_free_limit: AtomicU64::new(limits.disk_free_limit),
             limits,
             next_connection_id: AtomicU64::new(1),
+            alarms: alarms::Alarms::default(),
+            recheck_resources: Arc::new(tokio::sync::Notify::new()),
         };
         let root = ShortStr::from_static("/");
         let vhost = VHost::new(root.clone(), durable);
@@ -148,8 +161,63 @@ impl Broker {
         }
     }
 
+    /// Changes the disk alarm's threshold and checks against it at once.
+    pub fn set_disk_free_limit(&self, bytes: u64) {
+        self.disk_free_limit.store(bytes, Ordering::Relaxed);
+        self.recheck_resources.notify_one();
+    }
+
+    /// Starts watching free disk space and the store's health (only with a store), raising and
+    /// clearing [`alarms`](Self::alarms). The task holds no strong reference: it ends with the
+    /// broker.
+    pub fn start_resource_monitor(self: &Arc<Self>) {
+        if self.durable.is_none() {
+            return;
+        }
+        tokio::spawn(monitor_resources(Arc::downgrade(self)));
+    }
+
+    /// One look at disk space and store health.
+    fn check_resources(&self) {
+        let Some(durable) = &self.durable else { return };
+        let store = &durable.store;
+        let limit = self.disk_free_limit.load(Ordering::Relaxed);
+        match store.free_space() {
+            Ok(free) => self.alarms.set_disk_free(free < limit, free, limit),
+            Err(e) => tracing::warn!(error = %e, dir = %store.path().display(), "cannot read free disk space"),
+        }
+        // Blocked publishers write nothing, so a failed store is probed to learn it recovered.
+        let failing = store.is_write_failing() && !store.probe_write();
+        self.alarms.set_store_failed(failing);
+    }
+
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// How often free disk space and store health are checked (RabbitMQ checks disk space every
+/// few seconds; a statvfs call is cheap).
+const RESOURCE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn monitor_resources(broker: std::sync::Weak<Broker>) {
+    loop {
+        let Some(b) = broker.upgrade() else { return };
+        let b2 = b.clone();
+        // statvfs and the probe write may block on a sick disk: not on a runtime thread.
+        if tokio::task::spawn_blocking(move || b2.check_resources()).await.is_err() {
+            return;
+        }
+        let recheck = b.recheck_resources.clone();
+        let stop = b.shutdown_signal();
+        drop(b);
+        tokio::select! {
+            _ = tokio::time::sleep(RESOURCE_CHECK_INTERVAL) => {}
+            _ = recheck.notified() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
     }
 }
 

@@ -362,6 +362,9 @@ impl VHost {
                 .map_err(|e| AmqpError::new(ReplyCode::PreconditionFailed, e))?;
         }
         let binding = Binding { destination, routing_key, arguments };
+        if x.has_binding(&binding) {
+            return Ok(());
+        }
         if let (Some(store), Some(def)) = (self.store(), self.binding_def(&x, &binding)) {
             store.save_binding(&def).map_err(store_failed)?;
         }

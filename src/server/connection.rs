@@ -13,6 +13,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use crate::broker::alarms::AlarmSet;
 use crate::broker::Broker;
 use crate::protocol::methods::*;
 use crate::protocol::{
@@ -120,7 +121,14 @@ pub async fn serve_connection(broker: Arc<Broker>, mut socket: TcpStream, peer: 
     outbound.set_heartbeat(heartbeat);
     info!(%peer, user = %session.user, vhost = %session.vhost.name, conn = session.id, "connection opened");
 
-    let mut conn = Connection { session: session.clone(), channels: HashMap::new(), closing: HashSet::new(), peer };
+    let mut conn = Connection {
+        session: session.clone(),
+        channels: HashMap::new(),
+        closing: HashSet::new(),
+        peer,
+        published: false,
+        alarms: broker.alarms.subscribe(),
+    };
     let end = conn.run(&mut reader, heartbeat, broker.shutdown_signal()).await;
     conn.teardown();
     match end {
@@ -232,6 +240,7 @@ fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
         consumer_cancel_notify: on("consumer_cancel_notify"),
         authentication_failure_close: on("authentication_failure_close"),
         publisher_confirms: on("publisher_confirms"),
+        connection_blocked: on("connection.blocked"),
     }
 }
 
@@ -359,6 +368,9 @@ struct Connection {
     /// Channels we closed on an error, waiting for the client's `channel.close-ok`.
     closing: HashSet<u16>,
     peer: SocketAddr,
+    /// A `basic.publish` arrived since the last read: under an alarm, this connection blocks.
+    published: bool,
+    alarms: tokio::sync::watch::Receiver<AlarmSet>,
 }
 
 impl Connection {
@@ -380,6 +392,9 @@ impl Connection {
             }
             for ch in self.channels.values_mut() {
                 ch.flush_confirms();
+            }
+            if std::mem::take(&mut self.published) && self.alarms.borrow().any() {
+                self.block(reader, &mut shutdown).await?;
             }
             // Back-pressure: a client that does not read what we send gets nothing more read.
             if self.session.outbound.is_congested() {
@@ -406,8 +421,44 @@ impl Connection {
         }
     }
 
+    /// Stops reading from a publisher while a resource alarm is raised (RabbitMQ's flow for
+    /// its disk and memory alarms), telling the client if it understands `connection.blocked`.
+    async fn block(
+        &mut self,
+        reader: &mut FrameReader,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), ConnError> {
+        let reason = self.alarms.borrow().reason();
+        info!(peer = %self.peer, conn = self.session.id, reason, "connection blocked: not reading until the alarm clears");
+        let tell = self.session.capabilities.connection_blocked;
+        if tell {
+            let blocked = ConnectionBlocked { reason: ShortStr::from_static(reason) };
+            self.session.outbound.send_method(0, &Method::ConnectionBlocked(blocked));
+        }
+        tokio::select! {
+            cleared = self.alarms.wait_for(|a| !a.any()) => {
+                if cleared.is_err() {
+                    return Err(ConnError::Gone("broker stopped"));
+                }
+            }
+            _ = shutdown.wait_for(|stopping| *stopping) => {
+                return Err(AmqpError::connection(ReplyCode::ConnectionForced, "broker shutdown").into());
+            }
+        }
+        if tell {
+            self.session.outbound.send_method(0, &Method::ConnectionUnblocked(ConnectionUnblocked {}));
+        }
+        info!(peer = %self.peer, conn = self.session.id, "connection unblocked");
+        // The client's heartbeats went unread while blocked; they do not count as missed.
+        reader.last_read = Instant::now();
+        Ok(())
+    }
+
     /// Handles one frame; true when the connection is done (client closed it).
     fn handle(&mut self, frame: Frame) -> Result<bool, ConnError> {
+        if let Frame::Method { method: Method::BasicPublish(_), .. } = &frame {
+            self.published = true;
+        }
         let channel = frame.channel();
         if channel == 0 {
             return self.handle_connection_frame(frame);

@@ -22,13 +22,16 @@ impl Listener {
         let limits = Limits {
             max_message_size: config.max_message_size,
             queue_memory_window: config.queue_memory_window,
+            disk_free_limit: config.disk_free_limit,
             ..Limits::default()
         };
         // The store first: a second Warren on the same data directory stops here, before it
         // takes a port.
         let broker = Broker::open(limits, &config.data_dir).map_err(std::io::Error::other)?;
         let inner = TcpListener::bind((config.bind.as_str(), config.port)).await?;
-        Ok(Listener { inner, broker: Arc::new(broker) })
+        let broker = Arc::new(broker);
+        broker.start_resource_monitor();
+        Ok(Listener { inner, broker })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -11,6 +11,7 @@ pub struct ClientCapabilities {
     pub consumer_cancel_notify: bool,
     pub authentication_failure_close: bool,
     pub publisher_confirms: bool,
+    pub connection_blocked: bool,
 }
 
 /// One open connection, after the handshake.

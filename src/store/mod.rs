@@ -59,6 +59,8 @@ pub enum StoreError {
 pub struct Store {
     db: DB,
     path: PathBuf,
+    /// The last write failed and none has succeeded since (the broker's store alarm).
+    write_failing: std::sync::atomic::AtomicBool,
 }
 
 /// What the broker holds to persist things: the store for definitions, the group-commit
@@ -134,7 +136,7 @@ impl Store {
                 StoreError::Db(e)
             }
         })?;
-        let store = Store { db, path: dir.to_path_buf() };
+        let store = Store { db, path: dir.to_path_buf(), write_failing: Default::default() };
         // What a previous run paged out of transient messages is gone with that run.
         let mut wipe = WriteBatch::default();
         wipe.delete_range_cf(store.cf(CF_TRANSIENT), vec![0u8; 16], vec![0xffu8; 17]);
@@ -144,6 +146,44 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Space available to us on the data directory's file system, in bytes.
+    pub fn free_space(&self) -> std::io::Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer for statvfs.
+        if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: statvfs returned 0, so it filled `st`.
+        let st = unsafe { st.assume_init() };
+        // Both are 64-bit on every Linux target Warren builds for.
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// Records the outcome of a write; true when that changed whether writes are failing.
+    fn note_write(&self, ok: bool) -> bool {
+        self.write_failing.swap(!ok, Ordering::AcqRel) == ok
+    }
+
+    pub fn is_write_failing(&self) -> bool {
+        self.write_failing.load(Ordering::Acquire)
+    }
+
+    /// Tries a small synced write (into the transient family, which holds no real key at
+    /// `u64::MAX`) to learn whether the store takes writes again.
+    pub fn probe_write(&self) -> bool {
+        let key = message_key(u64::MAX, u64::MAX);
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_TRANSIENT), key, b"probe");
+        batch.delete_cf(self.cf(CF_TRANSIENT), key);
+        let ok = self.db.write_opt(batch, &opts).is_ok();
+        self.note_write(ok);
+        ok
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {

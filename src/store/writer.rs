@@ -130,8 +130,15 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>) {
     let mut opts = WriteOptions::default();
     opts.set_sync(sync);
     let result = store.db.write_opt(batch, &opts).map_err(|e| e.to_string());
-    if let Err(e) = &result {
-        tracing::error!(error = %e, ops = ops.len(), "store write failed; publishes in it are nacked");
+    let changed = store.note_write(result.is_ok());
+    match &result {
+        // Every failed batch while failing would flood the log; the first says it all.
+        Err(e) if changed => {
+            tracing::error!(error = %e, ops = ops.len(), "store write failed; publishes in it are nacked")
+        }
+        Err(e) => tracing::debug!(error = %e, ops = ops.len(), "store write failed again"),
+        Ok(()) if changed => tracing::warn!("store writes succeed again"),
+        Ok(()) => {}
     }
     for op in ops.drain(..) {
         match op {

@@ -166,6 +166,11 @@ impl Exchange {
         gone.len()
     }
 
+    /// Whether an identical binding exists (re-binding then changes nothing, on disk either).
+    pub fn has_binding(&self, binding: &Binding) -> bool {
+        self.read().all.contains(binding)
+    }
+
     pub fn has_bindings(&self) -> bool {
         !self.read().all.is_empty()
     }

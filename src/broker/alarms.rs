@@ -1,0 +1,80 @@
+//! Resource alarms, as RabbitMQ has them: while one is raised, a connection that publishes is
+//! blocked (told `connection.blocked` if it understands it, and not read from) until every alarm
+//! clears. Consumers, acks and `basic.get` on other connections keep working, so a backlog can
+//! drain while the broker cannot take more.
+//!
+//! Two sources raise them: free disk space under the data directory below `disk_free_limit`
+//! (RabbitMQ's disk alarm), and a store that failed a write (an I/O error, a full disk that
+//! the free-space check did not see coming). Publishes whose write failed are nacked; blocking
+//! stops the flood of further nacks until the store writes again.
+
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlarmSet {
+    /// Free space under the data directory is below the limit.
+    pub disk_free: bool,
+    /// The last write to the store failed and no write has succeeded since.
+    pub store_failed: bool,
+}
+
+impl AlarmSet {
+    pub fn any(&self) -> bool {
+        self.disk_free || self.store_failed
+    }
+
+    /// The reason given in `connection.blocked` (RabbitMQ's text for its disk alarm).
+    pub fn reason(&self) -> &'static str {
+        "low on disk"
+    }
+}
+
+pub struct Alarms {
+    state: watch::Sender<AlarmSet>,
+}
+
+impl Default for Alarms {
+    fn default() -> Alarms {
+        Alarms { state: watch::channel(AlarmSet::default()).0 }
+    }
+}
+
+impl Alarms {
+    pub fn current(&self) -> AlarmSet {
+        *self.state.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<AlarmSet> {
+        self.state.subscribe()
+    }
+
+    pub fn set_disk_free(&self, on: bool, free: u64, limit: u64) {
+        self.state.send_if_modified(|s| {
+            if s.disk_free == on {
+                return false;
+            }
+            s.disk_free = on;
+            if on {
+                tracing::warn!(free, limit, "disk alarm: free disk space is below the limit; publishers are blocked");
+            } else {
+                tracing::warn!(free, limit, "disk alarm cleared; publishers are unblocked");
+            }
+            true
+        });
+    }
+
+    pub fn set_store_failed(&self, on: bool) {
+        self.state.send_if_modified(|s| {
+            if s.store_failed == on {
+                return false;
+            }
+            s.store_failed = on;
+            if on {
+                tracing::error!("store alarm: writes to the store fail; publishers are blocked until one succeeds");
+            } else {
+                tracing::warn!("store alarm cleared: the store writes again; publishers are unblocked");
+            }
+            true
+        });
+    }
+}
