@@ -43,6 +43,7 @@ fn message(size: usize) -> Message {
             ..Default::default()
         },
         body: Bytes::from(vec![b'x'; size]),
+        timestamp_ms: 0,
     }
 }
 

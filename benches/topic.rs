@@ -151,8 +151,8 @@ fn binding(i: usize, pattern: &str) -> Binding {
 }
 
 /// A vhost whose `amq.topic` has `n` bindings, binding `i` to its own queue `q<i>`.
-fn vhost(n: usize) -> (VHost, Arc<Exchange>) {
-    let v = VHost::new(ShortStr::from_static("/"), None);
+fn vhost(n: usize) -> (Arc<VHost>, Arc<Exchange>) {
+    let v = VHost::create(ShortStr::from_static("/"), None, Default::default());
     let x = v.exchange(&ShortStr::from_static("amq.topic")).expect("amq.topic");
     for (i, p) in patterns(n).iter().enumerate() {
         x.bind(binding(i, p));
@@ -166,6 +166,7 @@ fn message(key: &[u8]) -> Message {
         routing_key: ShortStr::try_from(std::str::from_utf8(key).unwrap()).unwrap(),
         properties: BasicProperties::default(),
         body: bytes::Bytes::from_static(b"x"),
+        timestamp_ms: 0,
     }
 }
 

@@ -28,10 +28,44 @@ def pytest_sessionstart(session):
 
     from helpers import params
 
+    global SERVER_PRODUCT
     try:
-        pika.BlockingConnection(params(stack_timeout=15)).close()
+        conn = pika.BlockingConnection(params(stack_timeout=15))
+        SERVER_PRODUCT = _product(conn._impl.server_properties)
+        conn.close()
     except Exception as exc:  # noqa: BLE001 - any failure means "no usable broker"
         pytest.exit(f"cannot open an AMQP connection to {AMQP_URL}: {exc!r}", returncode=3)
+
+
+# The broker's connection.start server_properties["product"] ("Warren" or
+# "RabbitMQ"), read once per session; the warren_only / warren_pending markers
+# and the server_product fixture use it.
+SERVER_PRODUCT = None
+
+
+def _product(server_properties):
+    value = (server_properties or {}).get("product")
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def is_warren():
+    return SERVER_PRODUCT == "Warren"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("warren_only") and not is_warren():
+            item.add_marker(pytest.mark.skip(reason=f"Warren-only (server is {SERVER_PRODUCT})"))
+        pending = item.get_closest_marker("warren_pending")
+        # INTEROP_RUN_PENDING=1 runs them anyway, to see how far Warren has got.
+        if pending and is_warren() and os.environ.get("INTEROP_RUN_PENDING") != "1":
+            feature = pending.args[0] if pending.args else "?"
+            item.add_marker(pytest.mark.skip(reason=f"not yet implemented in Warren: {feature}"))
+
+
+@pytest.fixture(scope="session")
+def server_product():
+    return SERVER_PRODUCT
 
 
 @pytest.fixture

@@ -12,10 +12,58 @@ pub struct Message {
     pub routing_key: ShortStr,
     pub properties: BasicProperties,
     pub body: Bytes,
+    /// When Warren took it (ms since the UNIX epoch); TTLs count from here, also after a
+    /// restart.
+    pub timestamp_ms: u64,
 }
 
 impl Message {
     pub fn headers(&self) -> Option<&crate::protocol::FieldTable> {
         self.properties.headers.as_ref()
+    }
+
+    /// The per-message TTL from the `expiration` property, in ms; `Err` carries RabbitMQ's
+    /// reason when the property is not a non-negative integer.
+    pub fn expiration_ms(&self) -> Result<Option<u64>, String> {
+        self.properties.expiration.as_ref().map(|e| parse_expiration(e.as_bytes())).transpose()
+    }
+}
+
+/// Reads `expiration` as RabbitMQ does (Erlang's `string:to_integer`, then a sign check), with
+/// its reasons for refusing: `no_integer`, `{value_negative,N}`, `{leftover_string,"..."}`.
+pub fn parse_expiration(text: &[u8]) -> Result<u64, String> {
+    let (negative, digits_from) = match text.first() {
+        Some(b'-') => (true, 1),
+        Some(b'+') => (false, 1),
+        _ => (false, 0),
+    };
+    let digits = text[digits_from..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err("no_integer".into());
+    }
+    let end = digits_from + digits;
+    let magnitude: u64 =
+        std::str::from_utf8(&text[digits_from..end]).ok().and_then(|d| d.parse().ok()).unwrap_or(u64::MAX);
+    if end < text.len() {
+        return Err(format!("{{leftover_string,\"{}\"}}", String::from_utf8_lossy(&text[end..])));
+    }
+    if negative && magnitude > 0 {
+        return Err(format!("{{value_negative,-{magnitude}}}"));
+    }
+    Ok(magnitude)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiration_as_rabbitmq_reads_it() {
+        assert_eq!(parse_expiration(b"1500"), Ok(1500));
+        assert_eq!(parse_expiration(b"0"), Ok(0));
+        assert_eq!(parse_expiration(b"abc"), Err("no_integer".into()));
+        assert_eq!(parse_expiration(b""), Err("no_integer".into()));
+        assert_eq!(parse_expiration(b"-1"), Err("{value_negative,-1}".into()));
+        assert_eq!(parse_expiration(b"5s"), Err("{leftover_string,\"s\"}".into()));
     }
 }

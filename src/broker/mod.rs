@@ -2,9 +2,11 @@
 //! the server's channels drive it, and it reaches consumers through [`queue::ConsumerSink`].
 
 pub mod alarms;
+pub mod dead_letter;
 pub mod exchange;
 pub mod message;
 pub mod queue;
+pub mod timer;
 pub mod vhost;
 
 use std::path::Path;
@@ -62,6 +64,8 @@ pub struct Broker {
     pub limits: Limits,
     next_connection_id: AtomicU64,
     pub alarms: alarms::Alarms,
+    /// TTLs, queue expiry and consumer timeouts of every vhost.
+    timers: Arc<timer::Timers>,
     /// The disk alarm's threshold; starts as `limits.disk_free_limit`, changeable at run time.
     disk_free_limit: AtomicU64,
     /// Wakes the resource monitor for an immediate check.
@@ -105,12 +109,13 @@ impl Broker {
             limits,
             next_connection_id: AtomicU64::new(1),
             alarms: alarms::Alarms::default(),
+            timers: Arc::new(timer::Timers::default()),
             recheck_resources: Arc::new(tokio::sync::Notify::new()),
         };
         let root = ShortStr::from_static("/");
-        let vhost = VHost::new(root.clone(), durable);
+        let vhost = VHost::create(root.clone(), durable, b.timers.clone());
         vhost.restore(defs);
-        b.vhosts.insert(root, Arc::new(vhost));
+        b.vhosts.insert(root, vhost);
         b
     }
 

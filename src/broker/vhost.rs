@@ -1,13 +1,15 @@
 //! A virtual host: its exchanges and queues, and the operations on them with RabbitMQ's
 //! checks and reply texts (`NOT_FOUND - no queue 'q' in vhost '/'`, ...).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 
+use super::dead_letter::{dead_lettered, is_cycle, run_flattened, DeadLetter};
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use super::message::Message;
-use super::queue::{Queue, QueueStore};
+use super::queue::{Queue, QueueArgs, QueueEnv, QueueStore, Recovered};
+use super::timer::Timers;
 use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode, ShortStr};
 use crate::store::{messages, BindingDef, Definitions, Durable, ExchangeDef, QueueDef, Store, StoreError};
 
@@ -59,6 +61,9 @@ pub struct VHost {
     /// Where durable definitions and persistent messages go; `None` keeps everything in
     /// memory (unit tests).
     durable: Option<Arc<Durable>>,
+    /// This vhost, for its queues (they dead-letter through it) without a reference cycle.
+    self_ref: Weak<VHost>,
+    timers: Arc<Timers>,
 }
 
 fn store_failed(e: StoreError) -> AmqpError {
@@ -76,8 +81,10 @@ fn default_exchange_refused() -> AmqpError {
 
 impl VHost {
     /// A vhost with the exchanges every RabbitMQ vhost has.
-    pub fn new(name: ShortStr, durable: Option<Arc<Durable>>) -> VHost {
-        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new(), durable };
+    /// A vhost with the predeclared exchanges. Built inside `Arc::new_cyclic` so it knows its
+    /// own handle: `VHost::create`.
+    fn new(name: ShortStr, durable: Option<Arc<Durable>>, self_ref: Weak<VHost>, timers: Arc<Timers>) -> VHost {
+        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new(), durable, self_ref, timers };
         let predeclared: [(&'static str, ExchangeKind, bool); 7] = [
             ("", ExchangeKind::Direct, false),
             ("amq.direct", ExchangeKind::Direct, false),
@@ -93,6 +100,14 @@ impl VHost {
             v.exchanges.insert(name, Arc::new(x));
         }
         v
+    }
+
+    pub fn create(name: ShortStr, durable: Option<Arc<Durable>>, timers: Arc<Timers>) -> Arc<VHost> {
+        Arc::new_cyclic(|me| VHost::new(name, durable, me.clone(), timers))
+    }
+
+    fn queue_env(&self) -> QueueEnv {
+        QueueEnv { vhost: self.self_ref.clone(), timers: self.timers.clone() }
     }
 
     fn store(&self) -> Option<&Store> {
@@ -189,9 +204,14 @@ impl VHost {
 
     /// Declares (or checks, when `passive`) a queue. Returns it and whether it was created.
     pub fn declare_queue(&self, spec: QueueSpec, passive: bool, conn: u64) -> Result<(Arc<Queue>, bool), AmqpError> {
+        if !passive {
+            // Checked first, as RabbitMQ does: a bad argument is refused even for an existing queue.
+            QueueArgs::parse(&spec.arguments, &spec.name.to_string_lossy(), &self.name.to_string_lossy())?;
+        }
         if let Some(existing) = self.queues.get(&spec.name).map(|q| q.clone()) {
             if passive {
                 check_exclusive(&existing, Some(conn), false, &self.name)?;
+                existing.touch();
                 return Ok((existing, false));
             }
             check_exclusive(
@@ -204,6 +224,7 @@ impl VHost {
             assert_flag("durable", &what, spec.durable, existing.durable)?;
             assert_flag("auto_delete", &what, spec.auto_delete, existing.auto_delete)?;
             assert_args_equivalent(QUEUE_EQUIVALENCE_ARGS, &what, &spec.arguments, &existing.arguments)?;
+            existing.touch();
             return Ok((existing, false));
         }
         if passive {
@@ -222,7 +243,8 @@ impl VHost {
             spec.exclusive_owner,
             spec.auto_delete,
             spec.arguments,
-        );
+        )
+        .with_env(self.queue_env());
         if let Some(durable) = &self.durable {
             let id = durable.new_queue_id();
             // Exclusive and transient queues are never stored (they do not outlive their
@@ -250,6 +272,7 @@ impl VHost {
             })
             .clone();
         // No explicit binding to the default exchange: routing there looks the queue up by name.
+        q.touch();
         Ok((q, created))
     }
 
@@ -444,6 +467,44 @@ impl VHost {
         queues
     }
 
+    /// Routes messages that died in `from` through its dead-letter exchange (see
+    /// `dead_letter.rs`). A missing exchange drops them, as in RabbitMQ. Called without any
+    /// queue lock held.
+    pub fn dead_letter(&self, from: &Queue, dead: Vec<DeadLetter>) {
+        let Some(dlx) = from.args.dead_letter_exchange.clone() else { return };
+        let Some(me) = self.self_ref.upgrade() else { return };
+        let (queue, dlrk) = (from.name.clone(), from.args.dead_letter_routing_key.clone());
+        run_flattened(Box::new(move || {
+            let Ok(x) = me.exchange(&dlx) else {
+                tracing::debug!(queue = %queue, exchange = %dlx, "dead-letter exchange missing; messages dropped");
+                return;
+            };
+            for DeadLetter { msg, reason } in dead {
+                let out = Arc::new(dead_lettered(&msg, &queue, reason, &dlx, dlrk.as_ref()));
+                let cc: Vec<Vec<u8>> = match (&dlrk, out.headers().and_then(|h| h.get("CC"))) {
+                    (None, Some(FieldValue::Array(keys))) => {
+                        keys.iter().filter_map(|k| k.as_bytes().map(<[u8]>::to_vec)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let extra: Vec<&[u8]> = cc.iter().map(Vec::as_slice).collect();
+                let mut record = None;
+                for q in me.route(&x, &out, &extra) {
+                    if is_cycle(&out, reason, q.name.as_bytes()) {
+                        tracing::debug!(queue = %q.name, "dead-letter cycle: message dropped");
+                        continue;
+                    }
+                    let persist = q.persists(&out).then(|| {
+                        let r = record.get_or_insert_with(|| messages::encode(&out)).clone();
+                        let done: crate::store::writer::Completion = Box::new(|_| {});
+                        (r, done)
+                    });
+                    q.publish(out.clone(), persist);
+                }
+            }
+        }));
+    }
+
     /// Recreates the durable exchanges, queues and bindings stored for this vhost. Bindings
     /// whose ends are missing (a crash between two writes) are skipped with a warning.
     pub fn restore(&self, defs: &Definitions) {
@@ -456,31 +517,32 @@ impl VHost {
             self.exchanges.entry(d.name.clone()).or_insert(Arc::new(x));
         }
         for d in defs.queues.iter().filter(|d| d.vhost == self.name) {
-            let mut q = Queue::new(d.name.clone(), self.name.clone(), true, None, d.auto_delete, d.arguments.clone());
+            let mut q = Queue::new(d.name.clone(), self.name.clone(), true, None, d.auto_delete, d.arguments.clone())
+                .with_env(self.queue_env());
             if let Some(durable) = &self.durable {
                 // Linked to the store first, so recovery keeps only the memory window resident.
                 q = q.with_store(QueueStore { id: d.id, durable: durable.clone() });
-                match durable.store.load_messages(d.id, durable.memory_window) {
-                    Ok(records) => {
-                        let total = records.len();
-                        let messages: Vec<(u64, Option<Message>, bool)> = records
-                            .into_iter()
-                            .filter_map(|(seq, record, delivered)| match record {
-                                Some(r) => Some((seq, Some(messages::decode(&r)?), delivered)),
-                                None => Some((seq, None, delivered)),
-                            })
-                            .collect();
-                        if messages.len() != total {
-                            tracing::error!(queue = %d.name, unreadable = total - messages.len(), "skipped unreadable stored messages");
-                        }
-                        q.recover(messages);
-                    }
-                    Err(e) => {
-                        tracing::error!(queue = %d.name, error = %e, "could not read the queue's stored messages")
-                    }
+                let (mut count, mut unreadable) = (0usize, 0usize);
+                let window = durable.memory_window;
+                let read = durable.store.for_each_message(d.id, |seq, record, delivered| {
+                    let Some(msg) = messages::decode(&record) else {
+                        unreadable += 1;
+                        return;
+                    };
+                    let place = if count < window { Recovered::Resident(msg) } else { q.recovered_place(&msg) };
+                    count += 1;
+                    q.recover(seq, place, delivered);
+                });
+                if let Err(e) = read {
+                    tracing::error!(queue = %d.name, error = %e, "could not read the queue's stored messages");
+                }
+                if unreadable > 0 {
+                    tracing::error!(queue = %d.name, unreadable, "skipped unreadable stored messages");
                 }
             }
-            self.queues.insert(d.name.clone(), Arc::new(q));
+            let q = Arc::new(q);
+            q.touch(); // x-expires starts over at recovery, as in RabbitMQ
+            self.queues.insert(d.name.clone(), q);
         }
         for d in defs.bindings.iter().filter(|d| d.vhost == self.name) {
             let destination = if d.to_queue {
@@ -562,42 +624,35 @@ fn assert_args_equivalent(
             _ => false,
         };
         if !same {
+            // Both present: RabbitMQ prints the bare values; one missing: with their types.
+            let (received, current) = match (r, c) {
+                (Some(a), Some(b)) => (format!("'{}'", value_text(a)), format!("'{}'", value_text(b))),
+                _ => (describe(r), describe(c)),
+            };
             return Err(AmqpError::new(
                 ReplyCode::PreconditionFailed,
-                format!("inequivalent arg '{key}' for {what}: received {} but current is {}", describe(r), describe(c)),
+                format!("inequivalent arg '{key}' for {what}: received {received} but current is {current}"),
             ));
         }
     }
     Ok(())
 }
 
-/// `the value '10' of type 'long'` / `none`, as in RabbitMQ's equivalence errors.
-fn describe(v: Option<&FieldValue>) -> String {
-    let Some(v) = v else { return "none".to_string() };
-    let ty = match v {
-        FieldValue::Bool(_) => "bool",
-        FieldValue::I8(_) => "byte",
-        FieldValue::U8(_) => "unsignedbyte",
-        FieldValue::I16(_) => "short",
-        FieldValue::U16(_) => "unsignedshort",
-        FieldValue::I32(_) => "signedint",
-        FieldValue::U32(_) => "unsignedint",
-        FieldValue::I64(_) => "long",
-        FieldValue::F32(_) => "float",
-        FieldValue::F64(_) => "double",
-        FieldValue::Decimal { .. } => "decimal",
-        FieldValue::LongStr(_) => "longstr",
-        FieldValue::Bytes(_) => "binary",
-        FieldValue::Array(_) => "array",
-        FieldValue::Timestamp(_) => "timestamp",
-        FieldValue::Table(_) => "table",
-        FieldValue::Void => "void",
-    };
-    let value = match (v.as_i64(), v.as_bytes(), v) {
+/// A value as RabbitMQ prints it in equivalence errors.
+fn value_text(v: &FieldValue) -> String {
+    match (v.as_i64(), v.as_bytes(), v) {
         (Some(n), _, _) => n.to_string(),
         (_, Some(b), _) => String::from_utf8_lossy(b).into_owned(),
         (_, _, FieldValue::Bool(b)) => b.to_string(),
         (_, _, other) => format!("{other:?}"),
-    };
-    format!("the value '{value}' of type '{ty}'")
+    }
+}
+
+/// `the value '10' of type 'long'` / `none`, as in RabbitMQ's equivalence errors when only one
+/// side has the argument.
+fn describe(v: Option<&FieldValue>) -> String {
+    match v {
+        Some(v) => format!("the value '{}' of type '{}'", value_text(v), v.rabbit_type_name()),
+        None => "none".to_string(),
+    }
 }

@@ -78,6 +78,38 @@ impl FieldValue {
         }
     }
 
+    /// The type's name as RabbitMQ prints it in argument errors (`{unacceptable_type,long}`).
+    pub fn rabbit_type_name(&self) -> &'static str {
+        match self {
+            FieldValue::Bool(_) => "bool",
+            FieldValue::I8(_) => "byte",
+            FieldValue::U8(_) => "unsignedbyte",
+            FieldValue::I16(_) => "short",
+            FieldValue::U16(_) => "unsignedshort",
+            FieldValue::I32(_) => "signedint",
+            FieldValue::U32(_) => "unsignedint",
+            FieldValue::I64(_) => "long",
+            FieldValue::F32(_) => "float",
+            FieldValue::F64(_) => "double",
+            FieldValue::Decimal { .. } => "decimal",
+            FieldValue::LongStr(_) => "longstr",
+            FieldValue::Bytes(_) => "binary",
+            FieldValue::Array(_) => "array",
+            FieldValue::Timestamp(_) => "timestamp",
+            FieldValue::Table(_) => "table",
+            FieldValue::Void => "void",
+        }
+    }
+
+    /// The value of an integer type (not timestamps: RabbitMQ refuses those where it wants an
+    /// integer).
+    pub fn as_integer(&self) -> Option<i64> {
+        match self {
+            FieldValue::Timestamp(_) => None,
+            v => v.as_i64(),
+        }
+    }
+
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
             FieldValue::LongStr(s) => Some(s.as_bytes()),

@@ -13,7 +13,9 @@ use tracing::debug;
 
 use crate::broker::exchange::{Destination, Exchange, ExchangeKind};
 use crate::broker::message::Message;
-use crate::broker::queue::{ConsumeRefused, Consumer, ConsumerSink, Offer, Queue, QueuedMessage};
+use crate::broker::queue::{
+    consumer_priority, ConsumeRefused, Consumer, ConsumerSink, Offer, Published, Queue, QueuedMessage,
+};
 use crate::broker::vhost::{ExchangeSpec, QueueSpec};
 use crate::broker::{REPLY_TO_PREFIX, REPLY_TO_QUEUE};
 use crate::protocol::methods::*;
@@ -491,15 +493,8 @@ impl Channel {
         if self.shared.lock().consumers.contains_key(&tag) {
             return Err(AmqpError::connection(ReplyCode::NotAllowed, format!("attempt to reuse consumer tag '{tag}'")));
         }
-        let priority = match m.arguments.get("x-priority") {
-            None => 0,
-            Some(v) => v.as_i64().and_then(|p| i32::try_from(p).ok()).ok_or_else(|| {
-                precondition(format!(
-                    "invalid arg 'x-priority' for queue '{}' in vhost '{}'",
-                    q.name, session.vhost.name
-                ))
-            })?,
-        };
+        let priority =
+            consumer_priority(&m.arguments, &q.name.to_string_lossy(), &session.vhost.name.to_string_lossy())?;
         let sink: Arc<dyn ConsumerSink> = self.shared.clone();
         let consumer = Arc::new(Consumer {
             tag: tag.clone(),
@@ -643,7 +638,7 @@ impl Channel {
 
     fn apply_settle(&mut self, op: Settle) -> Result<(), AmqpError> {
         let taken = self.take_unacked(op.tag, op.multiple)?;
-        self.settle(taken, op.requeue == Some(true));
+        self.settle(taken, op.requeue);
         Ok(())
     }
 
@@ -673,7 +668,11 @@ impl Channel {
 
     /// Requeues (or drops) settled deliveries and lets their queues deliver again now that
     /// credit is back.
-    fn settle(&self, taken: Vec<Unacked>, requeue: bool) {
+    /// `requeue`: `None` for an ack, `Some(true)` to put them back, `Some(false)` for a
+    /// rejection (dead-lettered where the queue says so).
+    fn settle(&self, taken: Vec<Unacked>, requeue: Option<bool>) {
+        let rejected = requeue == Some(false);
+        let requeue = requeue == Some(true);
         let mut by_queue: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
         for u in taken {
             match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
@@ -685,6 +684,8 @@ impl Channel {
         for (q, msgs) in &mut by_queue {
             if requeue {
                 q.requeue(std::mem::take(msgs));
+            } else if rejected {
+                q.reject(std::mem::take(msgs));
             } else {
                 msgs.iter().for_each(|m| q.forget(m));
                 q.dispatch();
@@ -706,7 +707,7 @@ impl Channel {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let taken = self.take_unacked(0, true)?;
-        self.settle(taken, true);
+        self.settle(taken, Some(true));
         Ok(())
     }
 
@@ -773,8 +774,17 @@ impl Channel {
             properties.reply_to = Some(ShortStr::try_from(address).map_err(in_publish)?);
         }
         let extra_keys = sender_selected_keys(&mut properties).map_err(in_publish)?;
-        let message =
-            Message { exchange: method.exchange.clone(), routing_key: method.routing_key.clone(), properties, body };
+        let message = Message {
+            exchange: method.exchange.clone(),
+            routing_key: method.routing_key.clone(),
+            properties,
+            body,
+            timestamp_ms: crate::broker::timer::now_ms(),
+        };
+        if let Err(reason) = message.expiration_ms().and_then(check_expiration_range) {
+            let given = message.properties.expiration.as_ref().map(ShortStr::to_string_lossy).unwrap_or_default();
+            return Err(in_publish(precondition(format!("invalid expiration '{given}': {reason}"))));
+        }
         if let Some(ops) = self.tx.as_mut() {
             ops.push(TxOp::Publish { method, message, extra_keys });
             return Ok(());
@@ -832,7 +842,12 @@ impl Channel {
                 let r = record.get_or_insert_with(|| crate::store::messages::encode(&message)).clone();
                 (r, durable.completion())
             });
-            q.publish(message.clone(), persist);
+            let persisting = persist.is_some();
+            if q.publish(message.clone(), persist) == Published::Rejected && !persisting {
+                // A full queue refused it (x-overflow reject-publish): the publisher is nacked,
+                // though other queues may have taken it.
+                (durable.completion())(Err("queue full".into()));
+            }
         }
         Ok(())
     }
@@ -856,7 +871,7 @@ impl Channel {
         for (_, entry) in consumers {
             self.drop_consumer(entry);
         }
-        self.settle(unacked.into_iter().collect(), true);
+        self.settle(unacked.into_iter().collect(), Some(true));
         self.content = Content::Idle;
         self.tx = None;
         debug!(channel = self.shared.id, "channel closed");
@@ -865,6 +880,16 @@ impl Channel {
 
 /// Sender-selected distribution: the `CC` and `BCC` headers (arrays of strings) add routing
 /// keys; `BCC` is removed before the message is stored, so consumers never see it.
+/// RabbitMQ's upper bound for TTLs (ten years in ms).
+const MAX_EXPIRY_MS: u64 = 315_360_000_000;
+
+fn check_expiration_range(ttl: Option<u64>) -> Result<Option<u64>, String> {
+    match ttl {
+        Some(t) if t > MAX_EXPIRY_MS => Err(format!("{{value_too_large,{t}}}")),
+        t => Ok(t),
+    }
+}
+
 fn sender_selected_keys(properties: &mut BasicProperties) -> Result<Vec<Bytes>, AmqpError> {
     let Some(headers) = properties.headers.as_mut() else { return Ok(Vec::new()) };
     let mut keys = Vec::new();

@@ -1,15 +1,21 @@
-//! The stored form of a message: exchange, routing key, properties (flag word + present
-//! properties, as in a content header) and the body, in one record.
+//! The stored form of a message: a format byte, the time Warren took it, exchange, routing key,
+//! properties (flag word + present properties, as in a content header) and the body, in one
+//! record.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use nom::number::complete::be_u16;
+use nom::number::complete::{be_u16, be_u64, u8 as byte};
 
 use crate::broker::message::Message;
 use crate::protocol::wire::{self, PResult};
 use crate::protocol::BasicProperties;
 
+/// Bumped when the layout changes; records of another format are refused, not misread.
+const FORMAT: u8 = 1;
+
 pub fn encode(m: &Message) -> Bytes {
-    let mut b = BytesMut::with_capacity(m.body.len() + 64);
+    let mut b = BytesMut::with_capacity(m.body.len() + 72);
+    b.put_u8(FORMAT);
+    b.put_u64(m.timestamp_ms);
     wire::put_shortstr(&mut b, &m.exchange);
     wire::put_shortstr(&mut b, &m.routing_key);
     m.properties.encode(&mut b);
@@ -19,16 +25,22 @@ pub fn encode(m: &Message) -> Bytes {
 
 /// `None` when the record is not one `encode` wrote.
 pub fn decode(record: &Bytes) -> Option<Message> {
-    let parse = || -> PResult<'_, (crate::protocol::ShortStr, crate::protocol::ShortStr, BasicProperties)> {
-        let (i, exchange) = wire::shortstr(record, record)?;
+    type Parts = (u8, u64, crate::protocol::ShortStr, crate::protocol::ShortStr, BasicProperties);
+    let parse = || -> PResult<'_, Parts> {
+        let (i, format) = byte(&record[..])?;
+        let (i, timestamp_ms) = be_u64(i)?;
+        let (i, exchange) = wire::shortstr(record, i)?;
         let (i, routing_key) = wire::shortstr(record, i)?;
         let (i, flags) = be_u16(i)?;
         let (i, properties) = BasicProperties::decode_with_flags(flags, record, i)?;
-        Ok((i, (exchange, routing_key, properties)))
+        Ok((i, (format, timestamp_ms, exchange, routing_key, properties)))
     };
-    let (rest, (exchange, routing_key, properties)) = parse().ok()?;
+    let (rest, (format, timestamp_ms, exchange, routing_key, properties)) = parse().ok()?;
+    if format != FORMAT {
+        return None;
+    }
     let body = record.slice_ref(rest);
-    Some(Message { exchange, routing_key, properties, body })
+    Some(Message { exchange, routing_key, properties, body, timestamp_ms })
 }
 
 #[cfg(test)]
@@ -47,6 +59,7 @@ mod tests {
                 ..Default::default()
             },
             body: Bytes::from_static(b"hello"),
+            timestamp_ms: 1_700_000_000_123,
         };
         assert_eq!(decode(&encode(&m)), Some(m));
         assert_eq!(decode(&Bytes::from_static(b"\x09ab")), None);

@@ -207,10 +207,10 @@ impl Store {
             .collect()
     }
 
-    /// The persistent messages of a queue in order, with whether each was delivered before.
-    /// Only the first `with_bodies` come with their record; the rest are places (sequence
-    /// numbers), so recovering a long backlog does not read it all into memory.
-    pub fn load_messages(&self, queue: u64, with_bodies: usize) -> Result<Vec<(u64, Option<Bytes>, bool)>, StoreError> {
+    /// Calls `f` with each persistent message of a queue, in order: its sequence number, its
+    /// record and whether it was delivered before. Records are handed over one at a time, so
+    /// recovering a long backlog never holds it all in memory.
+    pub fn for_each_message(&self, queue: u64, mut f: impl FnMut(u64, Bytes, bool)) -> Result<(), StoreError> {
         let (from, to) = queue_range(queue);
         let mut read = rocksdb::ReadOptions::default();
         read.set_iterate_upper_bound(to);
@@ -223,16 +223,14 @@ impl Store {
         }
         let mut read = rocksdb::ReadOptions::default();
         read.set_iterate_upper_bound(to);
-        let mut out = Vec::new();
         for item in
             self.db.iterator_cf_opt(self.cf(CF_MESSAGES), read, IteratorMode::From(&from, rocksdb::Direction::Forward))
         {
             let (k, v) = item?;
             let seq = seq_of(&k)?;
-            let body = (out.len() < with_bodies).then(|| Bytes::from(v.into_vec()));
-            out.push((seq, body, delivered.contains(&seq)));
+            f(seq, Bytes::from(v.into_vec()), delivered.contains(&seq));
         }
-        Ok(out)
+        Ok(())
     }
 
     fn synced() -> WriteOptions {

@@ -4,14 +4,27 @@
 //! section, hands messages to consumers that have credit (their channel encodes the delivery
 //! straight into its connection's outbound buffer). No task hop per message. See LOCKS.md for
 //! what may be locked while this lock is held.
+//!
+//! A queue's arguments ([`QueueArgs`]) add the message lifecycle: TTLs expire messages at the
+//! head (a timer wakes the queue when its head is due), length limits drop the oldest or refuse
+//! new ones, priorities keep one FIFO per level, and whatever dies is dead-lettered — after the
+//! queue lock is released, since dead-lettering publishes into other queues.
 
-use std::collections::VecDeque;
+mod args;
+mod ready;
+
+pub use args::{consumer_priority, Overflow, QueueArgs};
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
+use ready::{Ready, ReadyList};
 
+use super::dead_letter::{DeadLetter, DeathReason};
 use super::message::Message;
+use super::timer::{now_ms, TimerTarget, Timers};
+use super::vhost::VHost;
 use crate::protocol::{FieldTable, ShortStr};
 use crate::store::writer::{Completion, Op};
 use crate::store::Durable;
@@ -24,6 +37,10 @@ pub struct QueuedMessage {
     pub redelivered: bool,
     /// Written to the store (persistent message in a durable queue): its ack deletes it there.
     pub persisted: bool,
+    /// When it expires (ms since the UNIX epoch): the lower of the queue's and its own TTL.
+    pub expires_at: Option<u64>,
+    /// How often it was handed out (for `x-delivery-limit` and `x-delivery-count`).
+    pub deliveries: u32,
 }
 
 /// A queue's link to the store: its id (key prefix) and the writer. Durable queues persist
@@ -33,24 +50,20 @@ pub struct QueueStore {
     pub durable: Arc<Durable>,
 }
 
+/// What a queue needs from the broker around it: where dead letters go, and the timer.
+#[derive(Clone)]
+pub struct QueueEnv {
+    pub vhost: Weak<VHost>,
+    pub timers: Arc<Timers>,
+}
+
 /// Bodies read back from the store at a time when the head of a queue reaches paged messages.
 const PAGE_IN_BATCH: usize = 256;
 
-/// One entry of the ready list: a message in memory, or only its place, its body being in the
-/// store until the head of the queue comes near (memory stays bounded under a backlog).
-#[derive(Debug)]
-enum Ready {
-    Resident(QueuedMessage),
-    Paged { seq: u64, redelivered: bool, persisted: bool },
-}
-
-impl Ready {
-    fn seq(&self) -> u64 {
-        match self {
-            Ready::Resident(m) => m.seq,
-            Ready::Paged { seq, .. } => *seq,
-        }
-    }
+/// A message read back from the store at start-up.
+pub enum Recovered {
+    Resident(Message),
+    Paged { size: u32, priority: Option<u8>, expires_at: Option<u64> },
 }
 
 /// What a consumer's channel said to one offered message.
@@ -60,6 +73,16 @@ pub enum Offer {
     Taken,
     /// No credit (prefetch reached, or the client is not reading); try other consumers.
     Busy,
+}
+
+/// What became of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Queued,
+    /// The queue was deleted meanwhile.
+    Deleted,
+    /// Refused by a full queue (`x-overflow` = `reject-publish(-dlx)`): the publisher is nacked.
+    Rejected,
 }
 
 /// The channel side of a consumer: implemented by the server's channel.
@@ -76,7 +99,8 @@ pub struct Consumer {
     pub tag: ShortStr,
     pub no_ack: bool,
     pub exclusive: bool,
-    pub priority: i32,
+    /// `x-priority`; RabbitMQ takes any integer, 64-bit ones included.
+    pub priority: i64,
     pub arguments: FieldTable,
     pub sink: Arc<dyn ConsumerSink>,
 }
@@ -95,21 +119,25 @@ pub struct Queue {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The behaviour its arguments ask for.
+    pub args: QueueArgs,
     deleted: AtomicBool,
     state: Mutex<QueueState>,
     store: Option<QueueStore>,
+    env: Option<QueueEnv>,
 }
 
-#[derive(Default)]
 struct QueueState {
-    ready: VecDeque<Ready>,
-    /// How many entries of `ready` hold their body.
-    resident: usize,
+    ready: ReadyList,
     next_seq: u64,
     /// Sorted by priority, highest first; equal priorities keep arrival order.
     consumers: Vec<Arc<Consumer>>,
     round_robin: usize,
     ever_consumed: bool,
+    /// When the timer is due to wake this queue for expiries.
+    wakeup_at: Option<u64>,
+    /// Last time the queue was used (declared, consumed from, got from) for `x-expires`.
+    last_used: u64,
 }
 
 /// Why adding a consumer was refused.
@@ -128,6 +156,18 @@ impl Queue {
         auto_delete: bool,
         arguments: FieldTable,
     ) -> Queue {
+        // Declares check arguments before they get here; a queue restored from the store had
+        // them checked when first declared.
+        let args = QueueArgs::parse(&arguments, &name.to_string_lossy(), &vhost.to_string_lossy()).unwrap_or_default();
+        let state = QueueState {
+            ready: ReadyList::new(args.max_priority),
+            next_seq: 0,
+            consumers: Vec::new(),
+            round_robin: 0,
+            ever_consumed: false,
+            wakeup_at: None,
+            last_used: now_ms(),
+        };
         Queue {
             name,
             vhost,
@@ -135,15 +175,23 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
+            args,
             deleted: AtomicBool::new(false),
-            state: Mutex::new(QueueState::default()),
+            state: Mutex::new(state),
             store: None,
+            env: None,
         }
     }
 
     /// Makes persistent messages published to this queue durable in `store`.
     pub fn with_store(mut self, store: QueueStore) -> Queue {
         self.store = Some(store);
+        self
+    }
+
+    /// Connects the queue to its vhost (dead letters) and the broker's timer.
+    pub fn with_env(mut self, env: QueueEnv) -> Queue {
+        self.env = Some(env);
         self
     }
 
@@ -159,20 +207,52 @@ impl Queue {
             && msg.properties.delivery_mode == Some(2)
     }
 
-    /// Puts back messages recovered from the store, in order: with their body, or (beyond the
-    /// memory window) as a place whose body stays on disk.
-    pub fn recover(&self, messages: impl IntoIterator<Item = (u64, Option<Message>, bool)>) {
+    /// When a message taken at `msg.timestamp_ms` expires here: the lower of the queue's TTL
+    /// and the message's own `expiration`.
+    fn expiry_of(&self, msg: &Message) -> Option<u64> {
+        let own = msg.expiration_ms().ok().flatten();
+        let ttl = match (self.args.message_ttl, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ttl.map(|t| msg.timestamp_ms.saturating_add(t))
+    }
+
+    /// Puts back one message recovered from the store (called in queue order): with its body,
+    /// or (beyond the memory window) as a place whose body stays on disk.
+    pub fn recover(&self, seq: u64, message: Recovered, delivered: bool) {
         let mut st = self.lock();
-        for (seq, msg, delivered) in messages {
-            st.next_seq = st.next_seq.max(seq + 1);
-            match msg {
-                Some(msg) => {
-                    st.resident += 1;
-                    let m = QueuedMessage { seq, msg: Arc::new(msg), redelivered: delivered, persisted: true };
-                    st.ready.push_back(Ready::Resident(m));
-                }
-                None => st.ready.push_back(Ready::Paged { seq, redelivered: delivered, persisted: true }),
+        st.next_seq = st.next_seq.max(seq + 1);
+        match message {
+            Recovered::Resident(msg) => {
+                let level = st.ready.level_of(msg.properties.priority);
+                let expires_at = self.expiry_of(&msg);
+                let deliveries = u32::from(delivered);
+                let m = QueuedMessage {
+                    seq,
+                    msg: Arc::new(msg),
+                    redelivered: delivered,
+                    persisted: true,
+                    expires_at,
+                    deliveries,
+                };
+                st.ready.push_back(level, Ready::Resident(m));
             }
+            Recovered::Paged { size, priority, expires_at } => {
+                let level = st.ready.level_of(priority);
+                let paged = Ready::Paged { seq, redelivered: delivered, persisted: true, expires_at, size };
+                st.ready.push_back(level, paged);
+            }
+        }
+    }
+
+    /// What recovery keeps of a message beyond the memory window: enough to queue it in the
+    /// right place and expire it on time, without its body.
+    pub fn recovered_place(&self, msg: &Message) -> Recovered {
+        Recovered::Paged {
+            size: msg.body.len() as u32,
+            priority: msg.properties.priority,
+            expires_at: self.expiry_of(msg),
         }
     }
 
@@ -182,7 +262,7 @@ impl Queue {
 
     /// Messages whose bodies are in memory (the rest are in the store).
     pub fn resident_count(&self) -> usize {
-        self.lock().resident
+        self.lock().ready.resident()
     }
 
     fn forget_paged(&self, seq: u64, persisted: bool) {
@@ -192,13 +272,14 @@ impl Queue {
         }
     }
 
-    /// Reads the bodies of the paged messages nearest the head back from the store, so the head
-    /// is resident. A body not found is first waited for (its write may still be queued in the
-    /// writer); one still missing after that is dropped, loudly.
-    fn page_in(&self, st: &mut QueueState) {
+    /// Reads the bodies of the paged messages nearest the head of `level` back from the store.
+    /// A body not found is first waited for (its write may still be queued in the writer); one
+    /// still missing after that is dropped, loudly.
+    fn page_in(&self, st: &mut QueueState, level: usize) {
         let Some(store) = &self.store else { return };
         let positions: Vec<usize> = st
             .ready
+            .level(level)
             .iter()
             .enumerate()
             .filter(|(_, r)| matches!(r, Ready::Paged { .. }))
@@ -215,7 +296,7 @@ impl Queue {
                 let (slots, seqs): (Vec<usize>, Vec<u64>) = positions
                     .iter()
                     .enumerate()
-                    .filter_map(|(slot, &i)| match st.ready[i] {
+                    .filter_map(|(slot, &i)| match st.ready.level(level)[i] {
                         Ready::Paged { seq, persisted, .. } if persisted != transient => Some((slot, seq)),
                         _ => None,
                     })
@@ -238,39 +319,46 @@ impl Queue {
         }
         let mut lost = Vec::new();
         for (&i, record) in positions.iter().zip(records) {
-            let Ready::Paged { seq, redelivered, persisted } = st.ready[i] else { continue };
+            let Ready::Paged { seq, redelivered, persisted, .. } = st.ready.level(level)[i] else { continue };
             match record.as_ref().and_then(crate::store::messages::decode) {
                 Some(msg) => {
                     if !persisted {
                         // Back in memory: the paged copy is not needed any more.
                         store.durable.writer.submit(Op::DeleteTransient { queue: store.id, seq });
                     }
-                    st.ready[i] = Ready::Resident(QueuedMessage { seq, msg: Arc::new(msg), redelivered, persisted });
-                    st.resident += 1;
+                    let expires_at = self.expiry_of(&msg);
+                    let deliveries = u32::from(redelivered);
+                    let m = QueuedMessage { seq, msg: Arc::new(msg), redelivered, persisted, expires_at, deliveries };
+                    st.ready.make_resident(level, i, m);
                 }
                 None => lost.push(i),
             }
         }
         for i in lost.into_iter().rev() {
-            tracing::error!(queue = %self.name, seq = st.ready[i].seq(), "a paged message is missing from the store");
-            st.ready.remove(i);
+            if let Some(r) = st.ready.remove(level, i) {
+                tracing::error!(queue = %self.name, seq = r.seq(), "a paged message is missing from the store");
+            }
         }
     }
 
     /// Makes the head resident; false when the queue is empty.
     fn head_resident(&self, st: &mut QueueState) -> bool {
-        if matches!(st.ready.front(), Some(Ready::Paged { .. })) {
-            self.page_in(st);
+        while let Some(level) = st.ready.head_level() {
+            if !matches!(st.ready.level(level).front(), Some(Ready::Paged { .. })) {
+                return true;
+            }
+            self.page_in(st, level);
+            if matches!(st.ready.level(level).front(), Some(Ready::Resident(_))) {
+                return true;
+            }
+            // Everything read back was missing (and dropped); look again.
         }
-        !st.ready.is_empty()
+        false
     }
 
     fn pop_head(st: &mut QueueState) -> Option<QueuedMessage> {
         match st.ready.pop_front()? {
-            Ready::Resident(m) => {
-                st.resident -= 1;
-                Some(m)
-            }
+            Ready::Resident(m) => Some(m),
             Ready::Paged { .. } => None,
         }
     }
@@ -300,19 +388,150 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Appends and delivers what it can. False if the queue was deleted meanwhile.
+    fn has_dlx(&self) -> bool {
+        self.args.dead_letter_exchange.is_some()
+    }
+
+    /// Removes the expired messages at the head of every priority level (RabbitMQ expires only
+    /// at the head: a message behind a live one waits its turn), and arms the timer for the
+    /// next deadline.
+    fn expire(self: &Arc<Self>, st: &mut QueueState, now: u64, dead: &mut Vec<DeadLetter>) {
+        for level in 0..st.ready.levels() {
+            while let Some(r) = st.ready.level(level).front() {
+                if r.expires_at().is_none_or(|at| at > now) {
+                    break;
+                }
+                if self.has_dlx() && matches!(r, Ready::Paged { .. }) {
+                    self.page_in(st, level);
+                    continue; // the body is needed for the dead letter
+                }
+                match st.ready.pop_front_of(level) {
+                    Some(Ready::Resident(m)) => {
+                        self.forget(&m);
+                        if self.has_dlx() {
+                            dead.push(DeadLetter { msg: m.msg, reason: DeathReason::Expired });
+                        }
+                    }
+                    Some(Ready::Paged { seq, persisted, .. }) => self.forget_paged(seq, persisted),
+                    None => break,
+                }
+            }
+        }
+        self.arm_timer(st, now);
+    }
+
+    /// When an unused queue with `x-expires` is due to go (never while it has consumers).
+    fn unused_deadline(&self, st: &QueueState) -> Option<u64> {
+        let expires = self.args.expires?;
+        st.consumers.is_empty().then(|| st.last_used.saturating_add(expires))
+    }
+
+    /// Marks the queue used (declare, `basic.get`, consumers coming or going): `x-expires`
+    /// counts from here.
+    pub fn touch(self: &Arc<Self>) {
+        if self.args.expires.is_none() {
+            return;
+        }
+        let mut st = self.lock();
+        let now = now_ms();
+        st.last_used = now;
+        self.arm_timer(&mut st, now);
+    }
+
+    /// Asks the timer to wake the queue when the earliest head expires, or when it is due to
+    /// be deleted unused.
+    fn arm_timer(self: &Arc<Self>, st: &mut QueueState, now: u64) {
+        let Some(env) = &self.env else { return };
+        let heads = (0..st.ready.levels()).filter_map(|l| st.ready.level(l).front()?.expires_at()).min();
+        let next = match (heads, self.unused_deadline(st)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(at) = next else { return };
+        if st.wakeup_at.is_some_and(|w| w <= at && w >= now) {
+            return; // already due to wake in time
+        }
+        st.wakeup_at = Some(at);
+        env.timers.schedule(at, Arc::downgrade(self) as Weak<dyn TimerTarget>);
+    }
+
+    /// Enforces `x-max-length(-bytes)` by dropping from the head (`drop-head`).
+    fn drop_over_limit(&self, st: &mut QueueState, dead: &mut Vec<DeadLetter>) {
+        let over = |st: &QueueState| {
+            self.args.max_length.is_some_and(|max| st.ready.len() as u64 > max)
+                || self.args.max_length_bytes.is_some_and(|max| st.ready.bytes() > max)
+        };
+        while over(st) {
+            if self.has_dlx() {
+                self.head_resident(st);
+            }
+            match st.ready.pop_front() {
+                Some(Ready::Resident(m)) => {
+                    self.forget(&m);
+                    if self.has_dlx() {
+                        dead.push(DeadLetter { msg: m.msg, reason: DeathReason::Maxlen });
+                    }
+                }
+                Some(Ready::Paged { seq, persisted, .. }) => self.forget_paged(seq, persisted),
+                None => break,
+            }
+        }
+    }
+
+    /// Whether one more message of `size` bytes would take the queue past its limits.
+    fn would_overflow(&self, st: &QueueState, size: u64) -> bool {
+        self.args.max_length.is_some_and(|max| st.ready.len() as u64 + 1 > max)
+            || self.args.max_length_bytes.is_some_and(|max| st.ready.bytes() + size > max)
+    }
+
+    /// Hands what died to the vhost's dead-letter routing (never under the queue lock: that
+    /// publishes into other queues).
+    fn send_dead_letters(&self, dead: Vec<DeadLetter>) {
+        if dead.is_empty() {
+            return;
+        }
+        if let Some(vhost) = self.env.as_ref().and_then(|e| e.vhost.upgrade()) {
+            vhost.dead_letter(self, dead);
+        }
+    }
+
+    /// Appends and delivers what it can.
     ///
     /// `persist` carries the stored record and the completion (publisher confirm) of a
     /// persistent message; it is handed to the writer here, under the queue lock and before any
     /// consumer can see the message, so its write always precedes the delete of its ack.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>, persist: Option<(Bytes, Completion)>) -> bool {
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>, persist: Option<(Bytes, Completion)>) -> Published {
+        let mut dead = Vec::new();
+        let outcome = self.publish_locked(msg, persist, &mut dead);
+        self.send_dead_letters(dead);
+        outcome
+    }
+
+    fn publish_locked(
+        self: &Arc<Self>,
+        msg: Arc<Message>,
+        persist: Option<(Bytes, Completion)>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Published {
         let mut st = self.lock();
         if self.is_deleted() {
             drop(st);
             if let Some((_, done)) = persist {
                 done(Ok(())); // routed, then the queue went: nothing left to make durable
             }
-            return false;
+            return Published::Deleted;
+        }
+        let now = now_ms();
+        self.expire(&mut st, now, dead);
+        if self.args.overflow != Overflow::DropHead && self.would_overflow(&st, msg.body.len() as u64) {
+            drop(st);
+            if let Some((_, done)) = persist {
+                done(Err("queue full (x-overflow reject-publish)".into()));
+            }
+            if self.args.overflow == Overflow::RejectPublishDlx && self.has_dlx() {
+                dead.push(DeadLetter { msg, reason: DeathReason::Maxlen });
+            }
+            return Published::Rejected;
         }
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -328,29 +547,40 @@ impl Queue {
             }
             (None, _) => false,
         };
+        let expires_at = self.expiry_of(&msg);
+        let level = st.ready.level_of(msg.properties.priority);
         // A backlog beyond the window keeps only places in memory: the body is in the store
         // (persistent messages are there already; transient ones are paged out now).
-        if st.resident >= window && !st.ready.is_empty() && self.store.is_some() {
+        if st.ready.resident() >= window && !st.ready.is_empty() && self.store.is_some() {
             if let (false, Some(s)) = (persisted, &self.store) {
                 let record = crate::store::messages::encode(&msg);
                 s.durable.writer.submit(Op::PutTransient { queue: s.id, seq, record });
             }
-            st.ready.push_back(Ready::Paged { seq, redelivered: false, persisted });
+            let size = msg.body.len() as u32;
+            st.ready.push_back(level, Ready::Paged { seq, redelivered: false, persisted, expires_at, size });
         } else {
-            st.resident += 1;
-            st.ready.push_back(Ready::Resident(QueuedMessage { seq, msg, redelivered: false, persisted }));
+            let m = QueuedMessage { seq, msg, redelivered: false, persisted, expires_at, deliveries: 0 };
+            st.ready.push_back(level, Ready::Resident(m));
         }
-        self.dispatch_locked(&mut st);
-        true
+        // Offered before expiring: a TTL of 0 means "to a consumer ready now, or never".
+        self.deliver(&mut st);
+        self.expire(&mut st, now, dead);
+        self.drop_over_limit(&mut st, dead);
+        Published::Queued
     }
 
     /// Offers ready messages to consumers until messages or credit run out.
     pub fn dispatch(self: &Arc<Self>) {
-        let mut st = self.lock();
-        self.dispatch_locked(&mut st);
+        let mut dead = Vec::new();
+        {
+            let mut st = self.lock();
+            self.expire(&mut st, now_ms(), &mut dead);
+            self.deliver(&mut st);
+        }
+        self.send_dead_letters(dead);
     }
 
-    fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
+    fn deliver(self: &Arc<Self>, st: &mut QueueState) {
         while !st.consumers.is_empty() && self.head_resident(st) {
             let Some(Ready::Resident(front)) = st.ready.front() else { break };
             let Some(skipped) = offer_by_priority(self, st, front) else { break };
@@ -361,29 +591,51 @@ impl Queue {
     }
 
     /// `basic.get`: the head of the queue and how many stay behind it.
-    pub fn get(&self) -> Option<(QueuedMessage, u32)> {
-        let mut st = self.lock();
-        if !self.head_resident(&mut st) {
-            return None;
-        }
-        let m = Self::pop_head(&mut st)?;
-        Some((m, st.ready.len() as u32))
+    pub fn get(self: &Arc<Self>) -> Option<(QueuedMessage, u32)> {
+        let mut dead = Vec::new();
+        let got = {
+            let mut st = self.lock();
+            self.expire(&mut st, now_ms(), &mut dead);
+            if self.head_resident(&mut st) {
+                Self::pop_head(&mut st).map(|m| (m, st.ready.len() as u32))
+            } else {
+                None
+            }
+        };
+        self.send_dead_letters(dead);
+        self.touch();
+        got
     }
 
     /// Puts messages back in their original places, marked redelivered, and delivers again.
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
-        let mut st = self.lock();
-        if self.is_deleted() {
-            return;
+        let mut dead = Vec::new();
+        {
+            let mut st = self.lock();
+            if self.is_deleted() {
+                return;
+            }
+            for mut m in messages {
+                m.redelivered = true;
+                let level = st.ready.level_of(m.msg.properties.priority);
+                st.ready.insert_by_seq(level, Ready::Resident(m));
+            }
+            self.expire(&mut st, now_ms(), &mut dead);
+            self.deliver(&mut st);
+            self.drop_over_limit(&mut st, &mut dead);
         }
-        for mut m in messages {
-            m.redelivered = true;
-            // Requeued messages are usually older than everything ready: search from the front.
-            let at = st.ready.partition_point(|r| r.seq() < m.seq);
-            st.ready.insert(at, Ready::Resident(m));
-            st.resident += 1;
+        self.send_dead_letters(dead);
+    }
+
+    /// Settles deliveries that were rejected without requeue: gone, and dead-lettered if the
+    /// queue has a dead-letter exchange.
+    pub fn reject(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
+        messages.iter().for_each(|m| self.forget(m));
+        if self.has_dlx() {
+            let dead = messages.into_iter().map(|m| DeadLetter { msg: m.msg, reason: DeathReason::Rejected }).collect();
+            self.send_dead_letters(dead);
         }
-        self.dispatch_locked(&mut st);
+        self.dispatch();
     }
 
     /// Adds a consumer. `on_added` runs once it is in, before any delivery to it (the channel
@@ -393,34 +645,44 @@ impl Queue {
         consumer: Arc<Consumer>,
         on_added: impl FnOnce(),
     ) -> Result<(), ConsumeRefused> {
-        let mut st = self.lock();
-        if self.is_deleted() {
-            return Err(ConsumeRefused::Deleted);
+        let mut dead = Vec::new();
+        {
+            let mut st = self.lock();
+            if self.is_deleted() {
+                return Err(ConsumeRefused::Deleted);
+            }
+            if st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty()) {
+                return Err(ConsumeRefused::ExclusiveInUse);
+            }
+            let at = st.consumers.partition_point(|c| c.priority >= consumer.priority);
+            st.consumers.insert(at, consumer);
+            st.ever_consumed = true;
+            on_added();
+            self.expire(&mut st, now_ms(), &mut dead);
+            self.deliver(&mut st);
         }
-        if st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty()) {
-            return Err(ConsumeRefused::ExclusiveInUse);
-        }
-        let at = st.consumers.partition_point(|c| c.priority >= consumer.priority);
-        st.consumers.insert(at, consumer);
-        st.ever_consumed = true;
-        on_added();
-        self.dispatch_locked(&mut st);
+        self.send_dead_letters(dead);
+        self.touch();
         Ok(())
     }
 
     /// Removes a consumer; true when this leaves an auto-delete queue to be deleted.
-    pub fn remove_consumer(&self, tag: &ShortStr, sink: &Arc<dyn ConsumerSink>) -> bool {
-        let mut st = self.lock();
-        st.consumers.retain(|c| !(c.tag == *tag && Arc::ptr_eq(&c.sink, sink)));
-        self.auto_delete && st.ever_consumed && st.consumers.is_empty() && !self.is_deleted()
+    pub fn remove_consumer(self: &Arc<Self>, tag: &ShortStr, sink: &Arc<dyn ConsumerSink>) -> bool {
+        let last_gone = {
+            let mut st = self.lock();
+            st.consumers.retain(|c| !(c.tag == *tag && Arc::ptr_eq(&c.sink, sink)));
+            self.auto_delete && st.ever_consumed && st.consumers.is_empty() && !self.is_deleted()
+        };
+        self.touch(); // x-expires counts from the last consumer leaving
+        last_gone
     }
 
     /// Drops ready messages (not unacked ones); returns how many.
     pub fn purge(&self) -> u32 {
         let mut st = self.lock();
-        let n = st.ready.len() as u32;
-        st.resident = 0;
-        for r in std::mem::take(&mut st.ready) {
+        let all = st.ready.take_all();
+        let n = all.len() as u32;
+        for r in all {
             match r {
                 Ready::Resident(m) => self.forget(&m),
                 Ready::Paged { seq, persisted, .. } => self.forget_paged(seq, persisted),
@@ -443,9 +705,7 @@ impl Queue {
         let (count, consumers) = {
             let mut st = self.lock();
             self.deleted.store(true, Ordering::Release);
-            let count = st.ready.len() as u32;
-            st.ready.clear();
-            st.resident = 0;
+            let count = st.ready.take_all().len() as u32;
             if let Some(s) = &self.store {
                 s.durable.writer.submit(Op::DeleteQueue { queue: s.id });
             }
@@ -455,6 +715,35 @@ impl Queue {
             c.sink.cancelled_by_server(&c);
         }
         count
+    }
+}
+
+impl TimerTarget for Queue {
+    fn fire(self: Arc<Self>, now_ms: u64) {
+        if self.is_deleted() {
+            return;
+        }
+        let mut dead = Vec::new();
+        let unused = {
+            let mut st = self.lock();
+            if st.wakeup_at.is_some_and(|w| w <= now_ms) {
+                st.wakeup_at = None;
+            }
+            let unused = self.unused_deadline(&st).is_some_and(|at| at <= now_ms);
+            if !unused {
+                self.expire(&mut st, now_ms, &mut dead);
+                self.deliver(&mut st);
+            }
+            unused
+        };
+        self.send_dead_letters(dead);
+        if unused {
+            // x-expires: deleted with its messages (they are not dead-lettered).
+            if let Some(vhost) = self.env.as_ref().and_then(|e| e.vhost.upgrade()) {
+                tracing::info!(queue = %self.name, vhost = %self.vhost, "queue expired unused (x-expires)");
+                vhost.remove_queue(&self);
+            }
+        }
     }
 }
 
@@ -511,7 +800,7 @@ mod tests {
         Arc::new(Recorder { credit: StdMutex::new(credit), got: StdMutex::new(Vec::new()) })
     }
 
-    fn consumer(tag: &'static str, priority: i32, sink: Arc<Recorder>) -> Arc<Consumer> {
+    fn consumer(tag: &'static str, priority: i64, sink: Arc<Recorder>) -> Arc<Consumer> {
         Arc::new(Consumer {
             tag: ShortStr::from_static(tag),
             no_ack: false,
@@ -539,6 +828,7 @@ mod tests {
             routing_key: ShortStr::from_static("q"),
             properties: Default::default(),
             body: Bytes::from_static(b"x"),
+            timestamp_ms: 0,
         })
     }
 
@@ -593,6 +883,6 @@ mod tests {
         let sink: Arc<dyn ConsumerSink> = r;
         assert!(q.remove_consumer(&ShortStr::from_static("x"), &sink), "last consumer of an auto-delete queue");
         assert_eq!(q.delete(), 0);
-        assert!(!q.publish(msg(), None));
+        assert_eq!(q.publish(msg(), None), Published::Deleted);
     }
 }

@@ -1,0 +1,261 @@
+//! The `x-` arguments of `queue.declare` that change how a queue behaves, checked the way
+//! RabbitMQ checks them (same order, same texts: clients and tests match on them) and turned
+//! into typed settings. Unknown arguments are ignored, as RabbitMQ does.
+
+use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode, ShortStr};
+
+/// What happens to a publish that would take a queue past `x-max-length(-bytes)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// The oldest messages are dropped (dead-lettered with reason `maxlen`) to make room.
+    #[default]
+    DropHead,
+    /// The new message is refused: the publisher gets `basic.nack` (with confirms).
+    RejectPublish,
+    /// As `RejectPublish`, and the refused message is dead-lettered with reason `maxlen`.
+    RejectPublishDlx,
+}
+
+/// A queue's behaviour from its arguments. Defaults mean "no limit, no TTL, no DLX".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueArgs {
+    /// `x-message-ttl`, ms.
+    pub message_ttl: Option<u64>,
+    /// `x-expires`: the queue is deleted after this many ms unused.
+    pub expires: Option<u64>,
+    pub dead_letter_exchange: Option<ShortStr>,
+    pub dead_letter_routing_key: Option<ShortStr>,
+    pub max_length: Option<u64>,
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
+    /// `x-max-priority`: priorities 0..=max are kept apart; `None` is a plain FIFO.
+    pub max_priority: Option<u8>,
+    pub single_active_consumer: bool,
+    /// `x-delivery-limit`: deliveries after which a message is dead-lettered instead of
+    /// requeued (accepted on every queue type, unlike RabbitMQ 3.x's classic queues).
+    pub delivery_limit: Option<u64>,
+    /// `x-consumer-timeout`, ms.
+    pub consumer_timeout: Option<u64>,
+}
+
+/// RabbitMQ's `invalid arg` error; `detail` is printed as Erlang prints the reason term.
+fn invalid(key: &str, queue: &str, vhost: &str, detail: impl std::fmt::Display) -> AmqpError {
+    AmqpError::new(
+        ReplyCode::PreconditionFailed,
+        format!("invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {detail}"),
+    )
+}
+
+/// An integer argument (any integer type; RabbitMQ refuses floats, strings and timestamps).
+fn integer(v: &FieldValue) -> Result<i64, String> {
+    v.as_integer().ok_or_else(|| format!("\"expected integer, got {}\"", v.rabbit_type_name()))
+}
+
+fn non_negative(v: &FieldValue) -> Result<u64, String> {
+    let n = integer(v)?;
+    u64::try_from(n).map_err(|_| format!("{{value_negative,{n}}}"))
+}
+
+/// RabbitMQ's ceiling for TTLs and expiries: ten years in ms.
+const MAX_EXPIRY_MS: u64 = 315_360_000_000;
+
+fn expiry(v: &FieldValue) -> Result<u64, String> {
+    let n = non_negative(v)?;
+    if n > MAX_EXPIRY_MS {
+        return Err(format!("{{value_too_large,{n}}}"));
+    }
+    Ok(n)
+}
+
+fn string(v: &FieldValue) -> Result<&[u8], String> {
+    match v {
+        FieldValue::LongStr(s) => Ok(s.as_bytes()),
+        other => Err(format!("{{unacceptable_type,{}}}", other.rabbit_type_name())),
+    }
+}
+
+fn short_string(bytes: &[u8]) -> Result<ShortStr, String> {
+    ShortStr::from_bytes(bytes::Bytes::copy_from_slice(bytes)).map_err(|_| "name_too_long".to_string())
+}
+
+/// The `x-priority` argument of `basic.consume`.
+pub fn consumer_priority(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<i64, AmqpError> {
+    let Some(v) = arguments.get("x-priority") else { return Ok(0) };
+    integer(v).map_err(|e| invalid("x-priority", queue, vhost, e))
+}
+
+impl QueueArgs {
+    /// Checks and reads the arguments, in RabbitMQ's order (its first complaint is the one
+    /// reported, whatever the order in the table).
+    pub fn parse(args: &FieldTable, queue: &str, vhost: &str) -> Result<QueueArgs, AmqpError> {
+        let mut out = QueueArgs::default();
+        let err = |key: &str, detail: String| invalid(key, queue, vhost, detail);
+        if let Some(v) = args.get("x-expires") {
+            let n = integer(v).map_err(|e| err("x-expires", e))?;
+            match n {
+                0 => return Err(err("x-expires", "{value_zero,0}".into())),
+                n if n < 0 => return Err(err("x-expires", format!("{{value_negative,{n}}}"))),
+                _ => out.expires = Some(expiry(v).map_err(|e| err("x-expires", e))?),
+            }
+        }
+        if let Some(v) = args.get("x-message-ttl") {
+            out.message_ttl = Some(expiry(v).map_err(|e| err("x-message-ttl", e))?);
+        }
+        if let Some(v) = args.get("x-dead-letter-exchange") {
+            let FieldValue::LongStr(name) = v else {
+                return Err(AmqpError::new(
+                    ReplyCode::PreconditionFailed,
+                    format!(
+                        "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{queue}' in vhost '{vhost}'",
+                        v.rabbit_type_name()
+                    ),
+                ));
+            };
+            out.dead_letter_exchange =
+                Some(short_string(name.as_bytes()).map_err(|e| err("x-dead-letter-exchange", e))?);
+        }
+        if let Some(v) = args.get("x-dead-letter-routing-key") {
+            let key = string(v).map_err(|e| err("x-dead-letter-routing-key", e))?;
+            if out.dead_letter_exchange.is_none() {
+                return Err(err("x-dead-letter-routing-key", "routing_key_but_no_dlx_defined".into()));
+            }
+            out.dead_letter_routing_key = Some(short_string(key).map_err(|e| err("x-dead-letter-routing-key", e))?);
+        }
+        if let Some(v) = args.get("x-max-length") {
+            out.max_length = Some(non_negative(v).map_err(|e| err("x-max-length", e))?);
+        }
+        if let Some(v) = args.get("x-max-length-bytes") {
+            out.max_length_bytes = Some(non_negative(v).map_err(|e| err("x-max-length-bytes", e))?);
+        }
+        for key in ["x-max-in-memory-length", "x-max-in-memory-bytes"] {
+            if let Some(v) = args.get(key) {
+                non_negative(v).map_err(|e| err(key, e))?;
+            }
+        }
+        if let Some(v) = args.get("x-max-priority") {
+            let n = non_negative(v).map_err(|e| err("x-max-priority", e))?;
+            if n > 255 {
+                return Err(err("x-max-priority", format!("{{max_value_exceeded,{n}}}")));
+            }
+            out.max_priority = Some(n as u8);
+        }
+        if let Some(v) = args.get("x-overflow") {
+            out.overflow = match string(v).map_err(|e| err("x-overflow", e))? {
+                b"drop-head" => Overflow::DropHead,
+                b"reject-publish" => Overflow::RejectPublish,
+                b"reject-publish-dlx" => Overflow::RejectPublishDlx,
+                _ => return Err(err("x-overflow", "invalid_overflow".into())),
+            };
+        }
+        if let Some(v) = args.get("x-queue-mode") {
+            let mode = string(v).map_err(|e| err("x-queue-mode", e))?;
+            // Every Warren queue pages its backlog to disk: "lazy" is how it always behaves.
+            if mode != b"default" && mode != b"lazy" {
+                let mode = String::from_utf8_lossy(mode);
+                return Err(err("x-queue-mode", format!("\"unsupported queue mode '{mode}'\"")));
+            }
+        }
+        if let Some(v) = args.get("x-single-active-consumer") {
+            match v {
+                FieldValue::Bool(b) => out.single_active_consumer = *b,
+                other => {
+                    let detail = format!("{{unacceptable_type,{}}}", other.rabbit_type_name());
+                    return Err(err("x-single-active-consumer", detail));
+                }
+            }
+        }
+        if let Some(v) = args.get("x-queue-type") {
+            let kind = string(v).map_err(|e| err("x-queue-type", e))?;
+            // Quorum queues are accepted (and behave as classic queues with their delivery
+            // limit); streams are a different model Warren does not offer.
+            if kind != b"classic" && kind != b"quorum" {
+                let kind = String::from_utf8_lossy(kind);
+                return Err(err("x-queue-type", format!("\"unsupported queue type '{kind}'\"")));
+            }
+        }
+        if let Some(v) = args.get("x-delivery-limit") {
+            out.delivery_limit = Some(non_negative(v).map_err(|e| err("x-delivery-limit", e))?);
+        }
+        if let Some(v) = args.get("x-consumer-timeout") {
+            let n = non_negative(v).map_err(|e| err("x-consumer-timeout", e))?;
+            out.consumer_timeout = (n > 0).then_some(n);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::LongStr;
+
+    fn table(entries: &[(&'static str, FieldValue)]) -> FieldTable {
+        let mut t = FieldTable::new();
+        for (k, v) in entries {
+            t.insert(ShortStr::from_static(k), v.clone());
+        }
+        t
+    }
+
+    fn refusal(entries: &[(&'static str, FieldValue)]) -> String {
+        QueueArgs::parse(&table(entries), "q", "/").unwrap_err().message.to_string()
+    }
+
+    #[test]
+    fn rabbitmq_texts_and_order() {
+        let s = |v: &str| FieldValue::LongStr(LongStr::from(v));
+        assert_eq!(
+            refusal(&[("x-message-ttl", s("60000"))]),
+            "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': \"expected integer, got longstr\""
+        );
+        assert_eq!(
+            refusal(&[("x-expires", FieldValue::I8(0))]),
+            "invalid arg 'x-expires' for queue 'q' in vhost '/': {value_zero,0}"
+        );
+        assert_eq!(
+            refusal(&[("x-max-priority", FieldValue::I16(256))]),
+            "invalid arg 'x-max-priority' for queue 'q' in vhost '/': {max_value_exceeded,256}"
+        );
+        assert_eq!(
+            refusal(&[("x-overflow", FieldValue::I8(5))]),
+            "invalid arg 'x-overflow' for queue 'q' in vhost '/': {unacceptable_type,byte}"
+        );
+        assert_eq!(
+            refusal(&[("x-dead-letter-routing-key", s("k"))]),
+            "invalid arg 'x-dead-letter-routing-key' for queue 'q' in vhost '/': routing_key_but_no_dlx_defined"
+        );
+        assert_eq!(
+            refusal(&[("x-dead-letter-exchange", FieldValue::Bool(true))]),
+            "invalid type 'bool' for arg 'x-dead-letter-exchange' in queue 'q' in vhost '/'"
+        );
+        // x-expires is checked before x-overflow, whatever the table order.
+        assert_eq!(
+            refusal(&[("x-overflow", s("nope")), ("x-expires", FieldValue::I8(0))]),
+            "invalid arg 'x-expires' for queue 'q' in vhost '/': {value_zero,0}"
+        );
+    }
+
+    #[test]
+    fn settings_are_read() {
+        let s = |v: &str| FieldValue::LongStr(LongStr::from(v));
+        let a = QueueArgs::parse(
+            &table(&[
+                ("x-message-ttl", FieldValue::U32(5000)),
+                ("x-dead-letter-exchange", s("dlx")),
+                ("x-dead-letter-routing-key", s("dead")),
+                ("x-max-length", FieldValue::I64(10)),
+                ("x-overflow", s("reject-publish-dlx")),
+                ("x-max-priority", FieldValue::U8(9)),
+                ("x-unknown", s("ignored")),
+            ]),
+            "q",
+            "/",
+        )
+        .unwrap();
+        assert_eq!(a.message_ttl, Some(5000));
+        assert_eq!(a.dead_letter_exchange, Some(ShortStr::from_static("dlx")));
+        assert_eq!(a.max_length, Some(10));
+        assert_eq!(a.overflow, Overflow::RejectPublishDlx);
+        assert_eq!(a.max_priority, Some(9));
+    }
+}
