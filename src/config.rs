@@ -26,6 +26,9 @@ pub struct Config {
     /// Free disk space (bytes) under the data directory below which publishing connections are
     /// blocked until space returns (RabbitMQ's `disk_free_limit`, also 50 MB by default).
     pub disk_free_limit: u64,
+    /// Milliseconds a delivery may stay unacked before its channel is closed with 406 and the
+    /// message requeued (RabbitMQ's `consumer_timeout`, 30 minutes by default; 0 = never).
+    pub consumer_timeout: u64,
 }
 
 impl Default for Config {
@@ -38,6 +41,7 @@ impl Default for Config {
             max_message_size: 16 * 1024 * 1024,
             queue_memory_window: 8192,
             disk_free_limit: 50_000_000,
+            consumer_timeout: 30 * 60 * 1000,
         }
     }
 }
@@ -72,7 +76,8 @@ impl Config {
             .set_default("log_level", d.log_level)?
             .set_default("max_message_size", d.max_message_size)?
             .set_default("queue_memory_window", d.queue_memory_window as u64)?
-            .set_default("disk_free_limit", d.disk_free_limit)?;
+            .set_default("disk_free_limit", d.disk_free_limit)?
+            .set_default("consumer_timeout", d.consumer_timeout)?;
         b = match file {
             Some(path) => b.add_source(config::File::from(path).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),

@@ -32,6 +32,9 @@ pub struct Limits {
     /// Free disk space under the data directory below which publishers are blocked
     /// (RabbitMQ's `disk_free_limit`).
     pub disk_free_limit: u64,
+    /// How long a delivery may stay unacked before its channel is closed (RabbitMQ's
+    /// `consumer_timeout`; 0 = never). A queue's `x-consumer-timeout` overrides it.
+    pub consumer_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -43,6 +46,7 @@ impl Default for Limits {
             max_message_size: 16 * 1024 * 1024,
             queue_memory_window: 8192,
             disk_free_limit: 50_000_000,
+            consumer_timeout_ms: 30 * 60 * 1000,
         }
     }
 }

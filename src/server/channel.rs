@@ -31,6 +31,9 @@ struct Unacked {
     queue: Arc<Queue>,
     message: QueuedMessage,
     consumer_tag: Option<ShortStr>,
+    /// When the client must have acked it (ms since the UNIX epoch), and the timeout that gave.
+    deadline: u64,
+    timeout: u64,
 }
 
 struct ConsumerEntry {
@@ -59,6 +62,9 @@ pub struct ChannelShared {
     state: Mutex<DeliveryState>,
     /// Publisher confirms; the store writer settles them from its thread.
     pub confirms: Confirms,
+    /// The earliest ack deadline of an unacked delivery (`u64::MAX`: none). Read without the
+    /// lock by the connection, which wakes up then to enforce consumer timeouts.
+    ack_deadline: std::sync::atomic::AtomicU64,
 }
 
 impl ChannelShared {
@@ -74,6 +80,42 @@ impl ChannelShared {
             Some(c) => c.prefetch == 0 || c.unacked < c.prefetch as u32,
             None => false,
         }
+    }
+}
+
+impl ChannelShared {
+    /// The ack deadline of a delivery from `queue` made now (its `x-consumer-timeout`, or the
+    /// broker's `consumer_timeout`), noted as the channel's earliest if it is.
+    fn ack_deadline_for(&self, queue: &Queue) -> (u64, u64) {
+        let timeout = queue.args.consumer_timeout.unwrap_or(self.session.broker.limits.consumer_timeout_ms);
+        if timeout == 0 {
+            return (u64::MAX, 0);
+        }
+        let deadline = crate::broker::timer::now_ms().saturating_add(timeout);
+        self.ack_deadline.fetch_min(deadline, std::sync::atomic::Ordering::Relaxed);
+        (deadline, timeout)
+    }
+
+    /// The earliest ack deadline among unacked deliveries, if any.
+    pub fn ack_deadline(&self) -> Option<u64> {
+        let d = self.ack_deadline.load(std::sync::atomic::Ordering::Relaxed);
+        (d != u64::MAX).then_some(d)
+    }
+
+    /// Checks the unacked deliveries against their deadlines: the error to close the channel
+    /// with if one has passed (RabbitMQ's consumer timeout), and the earliest deadline kept.
+    pub fn check_ack_timeouts(&self, now: u64) -> Option<AmqpError> {
+        let d = self.lock();
+        let late = d.unacked.iter().find(|u| u.deadline <= now);
+        let earliest = d.unacked.iter().map(|u| u.deadline).min().unwrap_or(u64::MAX);
+        self.ack_deadline.store(earliest, std::sync::atomic::Ordering::Relaxed);
+        late.map(|u| {
+            precondition(format!(
+                "delivery acknowledgement on channel {} timed out. Timeout value used: {} ms. This timeout value \
+                 can be configured, see consumers doc guide to learn more",
+                self.id, u.timeout
+            ))
+        })
     }
 }
 
@@ -106,7 +148,9 @@ impl ConsumerSink for ChannelShared {
         });
         let frame_max = self.session.frame_max;
         // Encoded under the channel lock so delivery tags reach the socket in order.
-        out.write(|buf| encode_content(buf, self.id, &deliver, &m.properties, &m.body, frame_max));
+        let counted = delivery_count_properties(queue, message, false);
+        let properties = counted.as_ref().unwrap_or(&m.properties);
+        out.write(|buf| encode_content(buf, self.id, &deliver, properties, &m.body, frame_max));
         if consumer.no_ack {
             queue.forget(message);
         } else {
@@ -114,12 +158,11 @@ impl ConsumerSink for ChannelShared {
             if let Some(c) = d.consumers.get_mut(&consumer.tag) {
                 c.unacked += 1;
             }
-            d.unacked.push_back(Unacked {
-                tag,
-                queue: queue.clone(),
-                message: message.clone(),
-                consumer_tag: Some(consumer.tag.clone()),
-            });
+            let mut message = message.clone();
+            message.deliveries += 1;
+            let (deadline, timeout) = self.ack_deadline_for(queue);
+            let consumer_tag = Some(consumer.tag.clone());
+            d.unacked.push_back(Unacked { tag, queue: queue.clone(), message, consumer_tag, deadline, timeout });
         }
         Offer::Taken
     }
@@ -204,7 +247,13 @@ impl Channel {
         let state = DeliveryState { open: true, ..Default::default() };
         let confirms = Confirms::new(id, session.outbound.clone());
         Channel {
-            shared: Arc::new(ChannelShared { id, session, state: Mutex::new(state), confirms }),
+            shared: Arc::new(ChannelShared {
+                id,
+                session,
+                state: Mutex::new(state),
+                confirms,
+                ack_deadline: std::sync::atomic::AtomicU64::new(u64::MAX),
+            }),
             content: Content::Idle,
             tx: None,
             consumer_prefetch: 0,
@@ -611,14 +660,17 @@ impl Channel {
             message_count,
         });
         let frame_max = session.frame_max;
-        session
-            .outbound
-            .write(|buf| encode_content(buf, self.shared.id, &get_ok, &msg.properties, &msg.body, frame_max));
+        let counted = delivery_count_properties(&q, &message, true);
+        let properties = counted.as_ref().unwrap_or(&msg.properties);
+        session.outbound.write(|buf| encode_content(buf, self.shared.id, &get_ok, properties, &msg.body, frame_max));
         if m.no_ack {
             q.forget(&message);
         } else {
             q.delivered(&message);
-            d.unacked.push_back(Unacked { tag, queue: q, message, consumer_tag: None });
+            let mut message = message;
+            message.deliveries += 1;
+            let (deadline, timeout) = self.shared.ack_deadline_for(&q);
+            d.unacked.push_back(Unacked { tag, queue: q, message, consumer_tag: None, deadline, timeout });
         }
         Ok(())
     }
@@ -868,10 +920,12 @@ impl Channel {
             d.open = false;
             (std::mem::take(&mut d.consumers), std::mem::take(&mut d.unacked))
         };
+        // Unacked messages go back first (this channel is closed, so they are not offered to
+        // it again): a single active consumer's successor then gets them before newer ones.
+        self.settle(unacked.into_iter().collect(), Some(true));
         for (_, entry) in consumers {
             self.drop_consumer(entry);
         }
-        self.settle(unacked.into_iter().collect(), Some(true));
         self.content = Content::Idle;
         self.tx = None;
         debug!(channel = self.shared.id, "channel closed");
@@ -880,6 +934,19 @@ impl Channel {
 
 /// Sender-selected distribution: the `CC` and `BCC` headers (arrays of strings) add routing
 /// keys; `BCC` is removed before the message is stored, so consumers never see it.
+/// The properties to deliver with when the queue counts deliveries: `x-delivery-count` says
+/// how often the message was delivered before (as RabbitMQ's quorum queues do: from the first
+/// redelivery on, and on `basic.get` from the first). `None`: deliver the properties as they are.
+fn delivery_count_properties(queue: &Queue, message: &QueuedMessage, on_get: bool) -> Option<BasicProperties> {
+    if !queue.counts_deliveries() || (message.deliveries == 0 && !on_get) {
+        return None;
+    }
+    let mut properties = message.msg.properties.clone();
+    let headers = properties.headers.get_or_insert_with(Default::default);
+    headers.insert(ShortStr::from_static("x-delivery-count"), FieldValue::I64(i64::from(message.deliveries)));
+    Some(properties)
+}
+
 /// RabbitMQ's upper bound for TTLs (ten years in ms).
 const MAX_EXPIRY_MS: u64 = 315_360_000_000;
 

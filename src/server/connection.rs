@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::broker::alarms::AlarmSet;
+use crate::broker::timer::now_ms;
 use crate::broker::Broker;
 use crate::protocol::methods::*;
 use crate::protocol::{
@@ -403,7 +404,12 @@ impl Connection {
             if self.session.outbound.is_closed() {
                 return Err(ConnError::Gone("socket closed for writing"));
             }
+            let ack_deadline = self.channels.values().filter_map(|ch| ch.shared.ack_deadline()).min();
+            let ack_wait = ack_deadline.map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
             tokio::select! {
+                _ = tokio::time::sleep(ack_wait.unwrap_or_default()), if ack_wait.is_some() => {
+                    self.enforce_ack_timeouts();
+                }
                 more = reader.fill() => {
                     if !more? {
                         return Err(ConnError::Gone("client closed the socket"));
@@ -491,15 +497,32 @@ impl Connection {
                 Ok(()) => Ok(false),
                 Err(e) if e.is_connection_error() => Err(e.into()),
                 Err(e) => {
-                    info!(peer = %self.peer, conn = self.session.id, channel, error = %e, "closing channel");
-                    ch.flush_confirms();
-                    ch.close();
-                    self.channels.remove(&channel);
-                    self.closing.insert(channel);
-                    self.session.outbound.send_method(channel, &e.to_close_method());
+                    self.close_channel_on_error(channel, e);
                     Ok(false)
                 }
             },
+        }
+    }
+
+    /// Closes a channel with a soft error: its unacked messages are requeued and the client is
+    /// sent `channel.close`; frames for it are then dropped until `channel.close-ok`.
+    fn close_channel_on_error(&mut self, channel: u16, e: AmqpError) {
+        let Some(mut ch) = self.channels.remove(&channel) else { return };
+        info!(peer = %self.peer, conn = self.session.id, channel, error = %e, "closing channel");
+        ch.flush_confirms();
+        ch.close();
+        self.closing.insert(channel);
+        self.session.outbound.send_method(channel, &e.to_close_method());
+    }
+
+    /// Consumer timeouts: a channel with a delivery unacked past its deadline is closed.
+    fn enforce_ack_timeouts(&mut self) {
+        let now = now_ms();
+        let late: Vec<(u16, AmqpError)> =
+            self.channels.iter().filter_map(|(id, ch)| Some((*id, ch.shared.check_ack_timeouts(now)?))).collect();
+        for (channel, e) in late {
+            warn!(peer = %self.peer, conn = self.session.id, channel, "consumer ack timeout");
+            self.close_channel_on_error(channel, e);
         }
     }
 

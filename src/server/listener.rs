@@ -23,6 +23,7 @@ impl Listener {
             max_message_size: config.max_message_size,
             queue_memory_window: config.queue_memory_window,
             disk_free_limit: config.disk_free_limit,
+            consumer_timeout_ms: config.consumer_timeout,
             ..Limits::default()
         };
         // The store first: a second Warren on the same data directory stops here, before it

@@ -16,7 +16,7 @@ function quorum(args) {
   return { durable: true, arguments: { 'x-queue-type': 'quorum', ...args } };
 }
 
-test('a poison message is redelivered up to x-delivery-limit times, then dead-lettered', pending('delivery-limit'), withEnv(async (env) => {
+test('a poison message is redelivered up to x-delivery-limit times, then dead-lettered', opts, withEnv(async (env) => {
   const ch = await env.confirmChannel();
   const poison = await env.queue(ch);
   const q = await env.queue(ch, quorum({
@@ -47,7 +47,7 @@ test('a poison message is redelivered up to x-delivery-limit times, then dead-le
   assert.equal(await messageCount(ch, q), 0);
 }));
 
-test('workers that crash holding the message use up its deliveries too; without a DLX it is dropped', pending('delivery-limit'), withEnv(async (env) => {
+test('workers that crash holding the message use up its deliveries too; without a DLX it is dropped', opts, withEnv(async (env) => {
   const ch = await env.confirmChannel();
   const q = await env.queue(ch, quorum({ 'x-delivery-limit': 1 }));
   ch.sendToQueue(q, Buffer.from('crash-me'));
@@ -67,7 +67,7 @@ test('workers that crash holding the message use up its deliveries too; without 
   assert.equal(await ch.get(q, { noAck: true }), false);
 }));
 
-test('basic.get on a quorum queue: x-delivery-count is 0 on the first delivery', pending('delivery-limit'), withEnv(async (env) => {
+test('basic.get on a quorum queue: x-delivery-count is 0 on the first delivery', opts, withEnv(async (env) => {
   const ch = await env.confirmChannel();
   const q = await env.queue(ch, quorum({ 'x-delivery-limit': 1 }));
   ch.sendToQueue(q, Buffer.from('polled'));

@@ -25,7 +25,7 @@ async function publish(ch, queue, list) {
   await ch.waitForConfirms();
 }
 
-test('only the first consumer receives messages; the others wait', pending('single-active-consumer'), withEnv(async (env) => {
+test('only the first consumer receives messages; the others wait', opts, withEnv(async (env) => {
   const pub = await env.confirmChannel();
   const q = await env.queue(pub, SAC);
   const a = await instance(env, q);
@@ -38,7 +38,7 @@ test('only the first consumer receives messages; the others wait', pending('sing
   assert.deepEqual(b.got.msgs, []);
 }));
 
-test('failover on cancel: the next consumer in line takes over', pending('single-active-consumer'), withEnv(async (env) => {
+test('failover on cancel: the next consumer in line takes over', opts, withEnv(async (env) => {
   const pub = await env.confirmChannel();
   const q = await env.queue(pub, SAC);
   const a = await instance(env, q);
@@ -62,7 +62,7 @@ test('failover on cancel: the next consumer in line takes over', pending('single
   assert.deepEqual(bodies(c.got.msgs), ['m5']);
 }));
 
-test('failover on a crash: the next consumer gets the unacked messages first, in order', pending('single-active-consumer'), withEnv(async (env) => {
+test('failover on a crash: the next consumer gets the unacked messages first, in order', opts, withEnv(async (env) => {
   const pub = await env.confirmChannel();
   const q = await env.queue(pub, SAC);
   const a = await instance(env, q, { prefetch: 1, ack: false }); // holds m1, never acks
@@ -78,7 +78,7 @@ test('failover on a crash: the next consumer gets the unacked messages first, in
     [['m1', true], ['m2', false], ['m3', false]]);
 }));
 
-test('basic.get still works on a single-active-consumer queue; an exclusive consume is refused', pending('single-active-consumer'), withEnv(async (env) => {
+test('basic.get still works on a single-active-consumer queue; an exclusive consume is refused', opts, withEnv(async (env) => {
   const ch = await env.confirmChannel();
   const q = await env.queue(ch, SAC);
   await publish(ch, q, ['polled']);

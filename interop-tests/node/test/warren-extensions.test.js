@@ -25,7 +25,7 @@ const {
 
 // ---- consumer timeout -------------------------------------------------------------
 
-test('x-consumer-timeout: a consumer that sits on a delivery loses its channel, the message is requeued', warrenOnly(pending('consumer-timeout')), withEnv(async (env) => {
+test('x-consumer-timeout: a consumer that sits on a delivery loses its channel, the message is requeued', warrenOnly(), withEnv(async (env) => {
   const conn = await env.connect();
   const pub = await env.confirmChannel(conn);
   const q = await env.queue(pub, { arguments: { 'x-consumer-timeout': 1000 } });

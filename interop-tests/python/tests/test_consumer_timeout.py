@@ -19,7 +19,7 @@ import pytest
 from helpers import get_one, wait_channel_closed, wait_until
 from lifecycle import pump
 
-pytestmark = [pytest.mark.warren_only, pytest.mark.warren_pending("consumer-timeout")]
+pytestmark = pytest.mark.warren_only
 
 TIMEOUT_MS = 500
 

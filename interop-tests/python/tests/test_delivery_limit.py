@@ -18,7 +18,6 @@ import pytest
 from helpers import get_one
 from lifecycle import depth, pump, pump_until
 
-pytestmark = pytest.mark.warren_pending("delivery-limit")
 
 
 @pytest.fixture

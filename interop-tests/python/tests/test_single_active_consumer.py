@@ -16,7 +16,6 @@ import pytest
 
 from lifecycle import pump, pump_until
 
-pytestmark = pytest.mark.warren_pending("single-active-consumer")
 
 
 @pytest.fixture

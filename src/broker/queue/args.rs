@@ -36,6 +36,8 @@ pub struct QueueArgs {
     pub delivery_limit: Option<u64>,
     /// `x-consumer-timeout`, ms.
     pub consumer_timeout: Option<u64>,
+    /// Declared with `x-queue-type` = `quorum`.
+    pub quorum: bool,
 }
 
 /// RabbitMQ's `invalid arg` error; `detail` is printed as Erlang prints the reason term.
@@ -168,6 +170,7 @@ impl QueueArgs {
             let kind = string(v).map_err(|e| err("x-queue-type", e))?;
             // Quorum queues are accepted (and behave as classic queues with their delivery
             // limit); streams are a different model Warren does not offer.
+            out.quorum = kind == b"quorum";
             if kind != b"classic" && kind != b"quorum" {
                 let kind = String::from_utf8_lossy(kind);
                 return Err(err("x-queue-type", format!("\"unsupported queue type '{kind}'\"")));

@@ -138,6 +138,8 @@ struct QueueState {
     wakeup_at: Option<u64>,
     /// Last time the queue was used (declared, consumed from, got from) for `x-expires`.
     last_used: u64,
+    /// `x-single-active-consumer`: the one consumer that gets messages.
+    active: Option<Arc<Consumer>>,
 }
 
 /// Why adding a consumer was refused.
@@ -167,6 +169,7 @@ impl Queue {
             ever_consumed: false,
             wakeup_at: None,
             last_used: now_ms(),
+            active: None,
         };
         Queue {
             name,
@@ -197,6 +200,12 @@ impl Queue {
 
     pub fn store_id(&self) -> Option<u64> {
         self.store.as_ref().map(|s| s.id)
+    }
+
+    /// Whether deliveries carry `x-delivery-count` (queues with a delivery limit, and quorum
+    /// queues as in RabbitMQ).
+    pub fn counts_deliveries(&self) -> bool {
+        self.args.delivery_limit.is_some() || self.args.quorum
     }
 
     /// Whether a message published now would be written to disk.
@@ -583,6 +592,13 @@ impl Queue {
     fn deliver(self: &Arc<Self>, st: &mut QueueState) {
         while !st.consumers.is_empty() && self.head_resident(st) {
             let Some(Ready::Resident(front)) = st.ready.front() else { break };
+            if let Some(active) = &st.active {
+                if active.sink.offer(active, self, front) == Offer::Busy {
+                    break;
+                }
+                Self::pop_head(st);
+                continue;
+            }
             let Some(skipped) = offer_by_priority(self, st, front) else { break };
             // The next message starts with the consumer after the one that took this one.
             st.round_robin = st.round_robin.wrapping_add(skipped + 1);
@@ -616,6 +632,14 @@ impl Queue {
                 return;
             }
             for mut m in messages {
+                if self.args.delivery_limit.is_some_and(|limit| u64::from(m.deliveries) > limit) {
+                    // Delivered too often (a poison message): dead-lettered or dropped.
+                    self.forget(&m);
+                    if self.has_dlx() {
+                        dead.push(DeadLetter { msg: m.msg, reason: DeathReason::DeliveryLimit });
+                    }
+                    continue;
+                }
                 m.redelivered = true;
                 let level = st.ready.level_of(m.msg.properties.priority);
                 st.ready.insert_by_seq(level, Ready::Resident(m));
@@ -651,8 +675,15 @@ impl Queue {
             if self.is_deleted() {
                 return Err(ConsumeRefused::Deleted);
             }
-            if st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty()) {
+            let exclusive_conflict =
+                st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty());
+            // A single-active-consumer queue already decides who consumes: RabbitMQ refuses an
+            // exclusive consumer there.
+            if exclusive_conflict || (consumer.exclusive && self.args.single_active_consumer) {
                 return Err(ConsumeRefused::ExclusiveInUse);
+            }
+            if self.args.single_active_consumer && st.active.is_none() {
+                st.active = Some(consumer.clone());
             }
             let at = st.consumers.partition_point(|c| c.priority >= consumer.priority);
             st.consumers.insert(at, consumer);
@@ -671,8 +702,20 @@ impl Queue {
         let last_gone = {
             let mut st = self.lock();
             st.consumers.retain(|c| !(c.tag == *tag && Arc::ptr_eq(&c.sink, sink)));
+            let was_active = st.active.as_ref().is_some_and(|a| a.tag == *tag && Arc::ptr_eq(&a.sink, sink));
+            if was_active {
+                // Failover: the highest-priority waiting consumer, the earliest among equals
+                // (the list is sorted that way).
+                st.active = st.consumers.first().cloned();
+                if let Some(next) = &st.active {
+                    tracing::debug!(queue = %self.name, consumer = %next.tag, "single active consumer handed over");
+                }
+            }
             self.auto_delete && st.ever_consumed && st.consumers.is_empty() && !self.is_deleted()
         };
+        if self.args.single_active_consumer {
+            self.dispatch();
+        }
         self.touch(); // x-expires counts from the last consumer leaving
         last_gone
     }
