@@ -3,6 +3,7 @@
 
 pub mod alarms;
 pub mod dead_letter;
+pub mod dedup;
 pub mod exchange;
 pub mod message;
 pub mod queue;

@@ -149,6 +149,9 @@ impl VHost {
                 format!("exchange name '{}' contains reserved prefix 'amq.*'", spec.name),
             ));
         }
+        if spec.kind == ExchangeKind::MessageDeduplication {
+            super::dedup::SeenCache::from_arguments(&spec.arguments)?;
+        }
         if let Some(ae) = spec.arguments.get("alternate-exchange") {
             if ae.as_bytes().is_none() {
                 return Err(AmqpError::new(

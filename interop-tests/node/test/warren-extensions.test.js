@@ -122,7 +122,7 @@ test('x-delayed-message needs x-delayed-type naming a known exchange type', warr
 const DEDUP_QUEUE = { arguments: { 'x-message-deduplication': true } };
 const dedupKey = (key) => ({ headers: { 'x-deduplication-header': key } });
 
-test('queue deduplication: a message whose key is already in the queue is dropped (and confirmed)', warrenOnly(pending('dedup')), withEnv(async (env) => {
+test('queue deduplication: a message whose key is already in the queue is dropped (and confirmed)', warrenOnly(), withEnv(async (env) => {
   const ch = await env.confirmChannel();
   const q = await env.queue(ch, DEDUP_QUEUE);
   const outcomes = [];
@@ -139,7 +139,7 @@ test('queue deduplication: a message whose key is already in the queue is droppe
   assert.deepEqual(await drain(ch, q), ['order-1', 'order-2', 'no key', 'no key', 'number key']);
 }));
 
-test('queue deduplication: a key stays taken until its message is acked, rejected or fetched with noAck', warrenOnly(pending('dedup')), withEnv(async (env) => {
+test('queue deduplication: a key stays taken until its message is acked, rejected or fetched with noAck', warrenOnly(), withEnv(async (env) => {
   const ch = await env.confirmChannel();
   const q = await env.queue(ch, DEDUP_QUEUE);
   await publishOutcome(ch, '', q, 'first', dedupKey('k'));
@@ -161,7 +161,7 @@ test('queue deduplication: a key stays taken until its message is acked, rejecte
   assert.deepEqual(await drain(ch, q), ['after autoack get']);
 }));
 
-test('exchange deduplication: repeated keys are not routed; it routes like a fanout', warrenOnly(pending('dedup')), withEnv(async (env) => {
+test('exchange deduplication: repeated keys are not routed; it routes like a fanout', warrenOnly(), withEnv(async (env) => {
   const ch = await env.confirmChannel();
   const returned = [];
   ch.on('return', (msg) => returned.push(msg));
@@ -186,7 +186,7 @@ test('exchange deduplication: repeated keys are not routed; it routes like a fan
   assert.equal(returned[0].fields.replyText, 'NO_ROUTE');
 }));
 
-test('exchange deduplication: keys are forgotten after x-cache-ttl (argument or header)', warrenOnly(pending('dedup')), withEnv(async (env) => {
+test('exchange deduplication: keys are forgotten after x-cache-ttl (argument or header)', warrenOnly(), withEnv(async (env) => {
   const ch = await env.confirmChannel();
   const q = await env.queue(ch);
   const withTtl = await env.exchange(ch, 'x-message-deduplication', { arguments: { 'x-cache-size': 100, 'x-cache-ttl': 500 } });
@@ -205,7 +205,7 @@ test('exchange deduplication: keys are forgotten after x-cache-ttl (argument or 
   assert.deepEqual(await drain(ch, q), ['a1', 'b1', 'c1', 'a3', 'b2']);
 }));
 
-test('exchange deduplication needs a positive x-cache-size', warrenOnly(pending('dedup')), withEnv(async (env) => {
+test('exchange deduplication needs a positive x-cache-size', warrenOnly(), withEnv(async (env) => {
   const conn = await env.connect();
   for (const args of [{}, { 'x-cache-size': 0 }, { 'x-cache-size': 'lots' }]) {
     const x = env.trackExchange(env.name('x.dedup'));

@@ -25,7 +25,7 @@ import pytest
 from helpers import drain, expect_channel_error, get_one
 from lifecycle import depth
 
-pytestmark = [pytest.mark.warren_only, pytest.mark.warren_pending("message-deduplication")]
+pytestmark = pytest.mark.warren_only
 
 
 @pytest.fixture

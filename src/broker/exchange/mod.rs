@@ -9,7 +9,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 
+use super::dedup::SeenCache;
 use super::queue::Queue;
+use super::timer::now_ms;
 use crate::protocol::{FieldTable, ShortStr};
 use topic::TopicTrie;
 
@@ -19,6 +21,8 @@ pub enum ExchangeKind {
     Fanout,
     Topic,
     Headers,
+    /// `x-message-deduplication`: a fanout that drops messages it has seen (see `dedup.rs`).
+    MessageDeduplication,
 }
 
 impl ExchangeKind {
@@ -28,6 +32,7 @@ impl ExchangeKind {
             b"fanout" => Some(ExchangeKind::Fanout),
             b"topic" => Some(ExchangeKind::Topic),
             b"headers" => Some(ExchangeKind::Headers),
+            b"x-message-deduplication" => Some(ExchangeKind::MessageDeduplication),
             _ => None,
         }
     }
@@ -38,6 +43,7 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::MessageDeduplication => "x-message-deduplication",
         }
     }
 }
@@ -91,6 +97,8 @@ pub struct Exchange {
     pub internal: bool,
     pub arguments: FieldTable,
     bindings: RwLock<Bindings>,
+    /// The identities a deduplicating exchange has routed.
+    seen: Option<SeenCache>,
 }
 
 impl Exchange {
@@ -102,7 +110,11 @@ impl Exchange {
         internal: bool,
         arguments: FieldTable,
     ) -> Exchange {
-        Exchange { name, kind, durable, auto_delete, internal, arguments, bindings: RwLock::default() }
+        // Declares check the cache arguments first; one restored from the store had them
+        // checked when declared.
+        let seen = (kind == ExchangeKind::MessageDeduplication)
+            .then(|| SeenCache::from_arguments(&arguments).unwrap_or_else(|_| SeenCache::unbounded()));
+        Exchange { name, kind, durable, auto_delete, internal, arguments, bindings: RwLock::default(), seen }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Bindings> {
@@ -134,7 +146,7 @@ impl Exchange {
             ExchangeKind::Topic => {
                 b.topic.insert(binding.routing_key.as_bytes(), binding.destination.clone());
             }
-            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+            ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::MessageDeduplication => {}
         }
         b.all.push(binding);
         true
@@ -197,6 +209,12 @@ impl Exchange {
                 }
             }
             ExchangeKind::Fanout => b.all.iter().for_each(|x| push(&x.destination)),
+            ExchangeKind::MessageDeduplication => {
+                let first = self.seen.as_ref().is_none_or(|s| s.first_sighting(headers, now_ms()));
+                if first {
+                    b.all.iter().for_each(|x| push(&x.destination));
+                }
+            }
             ExchangeKind::Topic => {
                 for key in routing_keys {
                     b.topic.matches(key, &mut push);
@@ -226,6 +244,6 @@ fn remove_from_index(b: &mut Bindings, kind: ExchangeKind, key: &ShortStr, dest:
         ExchangeKind::Topic => {
             b.topic.remove(key.as_bytes(), dest);
         }
-        ExchangeKind::Fanout | ExchangeKind::Headers => {}
+        ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::MessageDeduplication => {}
     }
 }

@@ -38,6 +38,9 @@ pub struct QueueArgs {
     pub consumer_timeout: Option<u64>,
     /// Declared with `x-queue-type` = `quorum`.
     pub quorum: bool,
+    /// `x-message-deduplication`: drop a message whose `x-deduplication-header` matches one
+    /// the queue holds.
+    pub deduplicate: bool,
 }
 
 /// RabbitMQ's `invalid arg` error; `detail` is printed as Erlang prints the reason term.
@@ -183,6 +186,7 @@ impl QueueArgs {
             let n = non_negative(v).map_err(|e| err("x-consumer-timeout", e))?;
             out.consumer_timeout = (n > 0).then_some(n);
         }
+        out.deduplicate = matches!(args.get("x-message-deduplication"), Some(FieldValue::Bool(true)));
         Ok(out)
     }
 }

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use ready::{Ready, ReadyList};
 
 use super::dead_letter::{DeadLetter, DeathReason};
+use super::dedup::{identity, HeldIdentities};
 use super::message::Message;
 use super::timer::{now_ms, TimerTarget, Timers};
 use super::vhost::VHost;
@@ -63,7 +64,7 @@ const PAGE_IN_BATCH: usize = 256;
 /// A message read back from the store at start-up.
 pub enum Recovered {
     Resident(Message),
-    Paged { size: u32, priority: Option<u8>, expires_at: Option<u64> },
+    Paged { size: u32, priority: Option<u8>, expires_at: Option<u64>, identity: Option<Bytes> },
 }
 
 /// What a consumer's channel said to one offered message.
@@ -125,6 +126,9 @@ pub struct Queue {
     state: Mutex<QueueState>,
     store: Option<QueueStore>,
     env: Option<QueueEnv>,
+    /// Identities of the messages held, for `x-message-deduplication` (a leaf lock: taken
+    /// under the queue's, never the other way round).
+    held: Option<Mutex<HeldIdentities>>,
 }
 
 struct QueueState {
@@ -161,6 +165,7 @@ impl Queue {
         // Declares check arguments before they get here; a queue restored from the store had
         // them checked when first declared.
         let args = QueueArgs::parse(&arguments, &name.to_string_lossy(), &vhost.to_string_lossy()).unwrap_or_default();
+        let args_dedup = args.deduplicate;
         let state = QueueState {
             ready: ReadyList::new(args.max_priority),
             next_seq: 0,
@@ -183,6 +188,7 @@ impl Queue {
             state: Mutex::new(state),
             store: None,
             env: None,
+            held: args_dedup.then(Mutex::default),
         }
     }
 
@@ -234,6 +240,9 @@ impl Queue {
         st.next_seq = st.next_seq.max(seq + 1);
         match message {
             Recovered::Resident(msg) => {
+                if let (Some(held), Some(id)) = (&self.held, identity(msg.headers())) {
+                    held.lock().unwrap_or_else(|e| e.into_inner()).hold(seq, id);
+                }
                 let level = st.ready.level_of(msg.properties.priority);
                 let expires_at = self.expiry_of(&msg);
                 let deliveries = u32::from(delivered);
@@ -247,7 +256,10 @@ impl Queue {
                 };
                 st.ready.push_back(level, Ready::Resident(m));
             }
-            Recovered::Paged { size, priority, expires_at } => {
+            Recovered::Paged { size, priority, expires_at, identity } => {
+                if let (Some(held), Some(id)) = (&self.held, identity) {
+                    held.lock().unwrap_or_else(|e| e.into_inner()).hold(seq, id);
+                }
                 let level = st.ready.level_of(priority);
                 let paged = Ready::Paged { seq, redelivered: delivered, persisted: true, expires_at, size };
                 st.ready.push_back(level, paged);
@@ -262,6 +274,7 @@ impl Queue {
             size: msg.body.len() as u32,
             priority: msg.properties.priority,
             expires_at: self.expiry_of(msg),
+            identity: self.held.as_ref().and_then(|_| identity(msg.headers())),
         }
     }
 
@@ -274,7 +287,14 @@ impl Queue {
         self.lock().ready.resident()
     }
 
+    fn release_identity(&self, seq: u64) {
+        if let Some(held) = &self.held {
+            held.lock().unwrap_or_else(|e| e.into_inner()).release(seq);
+        }
+    }
+
     fn forget_paged(&self, seq: u64, persisted: bool) {
+        self.release_identity(seq);
         if let Some(s) = &self.store {
             let op = if persisted { Op::Delete { queue: s.id, seq } } else { Op::DeleteTransient { queue: s.id, seq } };
             s.durable.writer.submit(op);
@@ -374,6 +394,7 @@ impl Queue {
 
     /// The message is gone for good (acked, rejected, delivered without ack, purged).
     pub fn forget(&self, m: &QueuedMessage) {
+        self.release_identity(m.seq);
         if let (Some(s), true) = (&self.store, m.persisted) {
             s.durable.writer.submit(Op::Delete { queue: s.id, seq: m.seq });
         }
@@ -542,8 +563,22 @@ impl Queue {
             }
             return Published::Rejected;
         }
+        let identity = self.held.as_ref().and_then(|_| identity(msg.headers()));
+        if let (Some(held), Some(id)) = (&self.held, &identity) {
+            if held.lock().unwrap_or_else(|e| e.into_inner()).is_held(id) {
+                // A duplicate: accepted (confirmed) and dropped.
+                drop(st);
+                if let Some((_, done)) = persist {
+                    done(Ok(()));
+                }
+                return Published::Queued;
+            }
+        }
         let seq = st.next_seq;
         st.next_seq += 1;
+        if let (Some(held), Some(id)) = (&self.held, identity) {
+            held.lock().unwrap_or_else(|e| e.into_inner()).hold(seq, id);
+        }
         let window = self.memory_window();
         let persisted = match (persist, &self.store) {
             (Some((record, done)), Some(s)) => {
@@ -749,6 +784,9 @@ impl Queue {
             let mut st = self.lock();
             self.deleted.store(true, Ordering::Release);
             let count = st.ready.take_all().len() as u32;
+            if let Some(held) = &self.held {
+                held.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
             if let Some(s) = &self.store {
                 s.durable.writer.submit(Op::DeleteQueue { queue: s.id });
             }
