@@ -562,6 +562,11 @@ impl VHost {
                 }
             }
         }
+        // Only now, with every queue and binding back, may overdue messages expire and be
+        // dead-lettered.
+        for q in self.queues.iter() {
+            q.arm_recovered();
+        }
     }
 
     /// Ready messages in all queues (start-up report).

@@ -468,6 +468,13 @@ impl Queue {
         self.arm_timer(&mut st, now);
     }
 
+    /// Arms the timer for what recovery put back (called once every queue of the vhost is
+    /// restored, so dead letters of overdue messages find their destinations).
+    pub fn arm_recovered(self: &Arc<Self>) {
+        let mut st = self.lock();
+        self.arm_timer(&mut st, now_ms());
+    }
+
     /// Asks the timer to wake the queue when the earliest head expires, or when it is due to
     /// be deleted unused.
     fn arm_timer(self: &Arc<Self>, st: &mut QueueState, now: u64) {
