@@ -115,7 +115,7 @@ async fn nack_without_requeue_dead_letters_every_message_of_a_multiple_nack_in_o
             (field(&death, "reason"), field(&death, "queue"), field(&death, "exchange")),
             ("rejected".into(), src.clone(), String::new())
         );
-        assert_eq!(strings(&death.inner()["routing-keys"]), [src.clone()]);
+        assert_eq!(strings(&death.inner()["routing-keys"]), [src.as_str()]);
     }
     assert!(get(&ch, &dlq).await.is_none());
     assert_eq!(count(&ch, &src).await, 0);

@@ -33,16 +33,17 @@ async fn queue_ttl_expires_messages_on_the_timer_without_any_client_action() {
     let b = common::start().await;
     let (_c, ch) = confirming(&b).await;
     let q = unique("ttl");
-    declare(&ch, &q, ttl(1000)).await;
+    declare(&ch, &q, ttl(1500)).await;
     let start = Instant::now();
     for i in 0..3 {
         send(&ch, &q, format!("m{i}").as_bytes(), BasicProperties::default()).await;
     }
-    assert!(start.elapsed() < Duration::from_millis(800), "publishing took too long to check before the TTL");
-    assert_eq!(ready(&b, &q), 3, "not expired before the TTL");
+    let before_ttl = ready(&b, &q);
+    assert!(start.elapsed() < Duration::from_millis(1400), "publishing took too long to check before the TTL");
+    assert_eq!(before_ttl, 3, "not expired before the TTL");
     // Read inside the broker: nothing a client does wakes the queue, only its timer.
     wait_for("the timer to expire the messages", || ready(&b, &q) == 0).await;
-    assert!(start.elapsed() >= Duration::from_millis(1000), "expired early: {:?}", start.elapsed());
+    assert!(start.elapsed() >= Duration::from_millis(1500), "expired early: {:?}", start.elapsed());
     assert_eq!(count(&ch, &q).await, 0);
     assert!(get(&ch, &q).await.is_none());
 }
@@ -205,56 +206,65 @@ async fn invalid_expiration_closes_the_channel_with_precondition_failed() {
     assert_eq!(count(&ch, &q).await, 0);
 }
 
-/// Durable queues holding three persistent messages each, published just now: `later` (TTL
-/// 2 s) and `later_own` (each message's `expiration` 2 s), and `soon` (TTL 300 ms, dead-letters
-/// to `dlq` through a durable fanout) and `soon_plain` (TTL 300 ms, no DLX).
+/// The TTL of the `later` queues, and how long the broker stays down: past the 300 ms
+/// deadlines of the `soon` queues, well before the `later` ones. A deadline counted from the
+/// recovery instead of the publish would come at least `DOWN` after the right one.
+const LATER_MS: u64 = 3000;
+const DOWN: Duration = Duration::from_millis(1500);
+/// How late after its deadline an expiry may be seen (less than `DOWN`, so a restarted
+/// deadline is told apart).
+const SLACK: Duration = Duration::from_millis(900);
+
+/// Durable queues holding three persistent messages each: `later` (TTL `LATER_MS`) and
+/// `later_own` (each message's `expiration` `LATER_MS`), `soon` (TTL 300 ms, dead-letters to
+/// `dlq` through a durable fanout) and `soon_plain` (TTL 300 ms, no DLX). `first` and `last`
+/// bracket the publishes.
 struct Durables {
     later: String,
     later_own: String,
     soon: String,
     soon_plain: String,
     dlq: String,
+    first: Instant,
+    last: Instant,
 }
 
 async fn durables_with_deadlines(b: &common::TestBroker) -> Durables {
     let (conn, ch) = confirming(b).await;
     let dlx = exchange(&ch, ExchangeKind::Fanout, true).await;
-    let d = Durables {
-        later: unique("later"),
-        later_own: unique("later-own"),
-        soon: unique("soon"),
-        soon_plain: unique("soon-plain"),
-        dlq: unique("dlq"),
-    };
-    declare_durable(&ch, &d.dlq, FieldTable::default()).await;
-    bind(&ch, &d.dlq, &dlx, "").await;
-    declare_durable(&ch, &d.later, ttl(2000)).await;
-    declare_durable(&ch, &d.later_own, FieldTable::default()).await;
-    declare_durable(&ch, &d.soon, ttl_dlx(300, &dlx)).await;
-    declare_durable(&ch, &d.soon_plain, ttl(300)).await;
+    let (later, later_own) = (unique("later"), unique("later-own"));
+    let (soon, soon_plain, dlq) = (unique("soon"), unique("soon-plain"), unique("dlq"));
+    declare_durable(&ch, &dlq, FieldTable::default()).await;
+    bind(&ch, &dlq, &dlx, "").await;
+    declare_durable(&ch, &later, ttl(LATER_MS as i32)).await;
+    declare_durable(&ch, &later_own, FieldTable::default()).await;
+    declare_durable(&ch, &soon, ttl_dlx(300, &dlx)).await;
+    declare_durable(&ch, &soon_plain, ttl(300)).await;
+    let first = Instant::now();
     for i in 0..3 {
         let body = format!("m{i}");
-        send(&ch, &d.later, body.as_bytes(), persistent()).await;
-        send(&ch, &d.later_own, body.as_bytes(), persistent().with_expiration("2000".into())).await;
-        send(&ch, &d.soon, body.as_bytes(), persistent()).await;
-        send(&ch, &d.soon_plain, body.as_bytes(), persistent()).await;
+        send(&ch, &later, body.as_bytes(), persistent()).await;
+        send(&ch, &later_own, body.as_bytes(), persistent().with_expiration(LATER_MS.to_string().into())).await;
+        send(&ch, &soon, body.as_bytes(), persistent()).await;
+        send(&ch, &soon_plain, body.as_bytes(), persistent()).await;
     }
+    let last = Instant::now();
     conn.close(200, "restart".into()).await.unwrap();
-    d
+    Durables { later, later_own, soon, soon_plain, dlq, first, last }
 }
 
-/// How long the broker stays down: past the 300 ms deadlines, before the 2 s ones. A deadline
-/// counted from recovery instead of the publish would come 3.5 s after it or later.
-const DOWN: Duration = Duration::from_millis(1500);
+fn later_deadline() -> Duration {
+    Duration::from_millis(LATER_MS)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_messages_keep_their_deadline_across_a_restart() {
     let b = common::start().await;
-    let published = Instant::now();
     let d = durables_with_deadlines(&b).await;
     let b = b.restart_after(DOWN).await;
-    assert!(published.elapsed() < Duration::from_millis(1900), "the restart took too long to check before the TTL");
-    assert_eq!((ready(&b, &d.later), ready(&b, &d.later_own)), (3, 3), "recovered, not yet expired");
+    let (later, later_own) = (ready(&b, &d.later), ready(&b, &d.later_own));
+    assert!(d.first.elapsed() < later_deadline(), "the restart took too long to check before the TTL");
+    assert_eq!((later, later_own), (3, 3), "recovered, not yet expired");
     let (_c, ch) = b.channel().await;
 
     // Past their deadline while the broker was down: never delivered; dead-lettered if the
@@ -278,9 +288,9 @@ async fn persistent_messages_keep_their_deadline_across_a_restart() {
     }
     assert_eq!((ready(&b, &d.soon), ready(&b, &d.soon_plain)), (0, 0));
 
-    // Due 2 s after their publish, not 2 s after the recovery.
-    let due = Duration::from_millis(2400);
-    tokio::time::sleep(due.saturating_sub(published.elapsed())).await;
+    // Due `LATER_MS` after their publish, not after the recovery.
+    let check_at = later_deadline() + SLACK;
+    tokio::time::sleep(check_at.saturating_sub(d.last.elapsed())).await;
     assert!(get(&ch, &d.later).await.is_none(), "queue TTL restarted by the recovery");
     assert!(get(&ch, &d.later_own).await.is_none(), "message expiration restarted by the recovery");
     assert_eq!((count(&ch, &d.later).await, count(&ch, &d.later_own).await), (0, 0));
@@ -292,7 +302,6 @@ async fn persistent_messages_keep_their_deadline_across_a_restart() {
             on that queue; until then they count in message_count and are not dead-lettered"]
 async fn recovered_messages_expire_on_the_timer_without_client_action() {
     let b = common::start().await;
-    let published = Instant::now();
     let d = durables_with_deadlines(&b).await;
     let b = b.restart_after(DOWN).await;
     // No client touches these queues: the broker must expire what it recovered on its own.
@@ -302,7 +311,7 @@ async fn recovered_messages_expire_on_the_timer_without_client_action() {
     .await;
     assert_eq!(ready(&b, &d.dlq), 3, "dead-lettered");
     wait_for("the recovered messages to expire", || ready(&b, &d.later) + ready(&b, &d.later_own) == 0).await;
-    let at = published.elapsed();
-    assert!(at >= Duration::from_millis(2000), "expired early: {at:?}");
-    assert!(at < Duration::from_millis(3000), "expired {at:?} after the publish: the deadline restarted");
+    assert!(d.first.elapsed() >= later_deadline(), "expired early: {:?}", d.first.elapsed());
+    let late = d.last.elapsed().saturating_sub(later_deadline());
+    assert!(late < SLACK, "expired {late:?} after the deadline: it restarted at the recovery");
 }
