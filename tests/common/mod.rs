@@ -1,6 +1,8 @@
 //! Shared harness: an in-process broker on a random port, and lapin helpers.
 #![allow(dead_code)]
 
+pub mod lifecycle;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,10 +52,25 @@ impl TestBroker {
     /// Stops this broker and starts another on the same data directory (a new port). Clients
     /// must have closed their connections: their tasks hold the store open until they end.
     pub async fn restart(self) -> TestBroker {
+        self.restart_after(Duration::ZERO).await
+    }
+
+    /// Same, staying down for `down` first (for deadlines that pass while no broker runs): the
+    /// old broker is gone — its timer stopped — before that pause starts.
+    pub async fn restart_after(self, down: Duration) -> TestBroker {
         let TestBroker { data, task, tweak, broker, .. } = self;
+        let old = Arc::downgrade(&broker);
         drop(broker);
         task.abort();
         let _ = task.await;
+        if !down.is_zero() {
+            let deadline = std::time::Instant::now() + WAIT;
+            while old.strong_count() > 0 {
+                assert!(std::time::Instant::now() < deadline, "the old broker lives on (a client still connected?)");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(down).await;
+        }
         let deadline = std::time::Instant::now() + WAIT;
         let listener = loop {
             match Listener::bind(&config(data.path(), tweak)).await {
