@@ -435,16 +435,8 @@ impl Queue {
                     self.page_in(st, level);
                     continue; // the body is needed for the dead letter
                 }
-                match st.ready.pop_front_of(level) {
-                    Some(Ready::Resident(m)) => {
-                        self.forget(&m);
-                        if self.has_dlx() {
-                            dead.push(DeadLetter { msg: m.msg, reason: DeathReason::Expired });
-                        }
-                    }
-                    Some(Ready::Paged { seq, persisted, .. }) => self.forget_paged(seq, persisted),
-                    None => break,
-                }
+                let Some(r) = st.ready.pop_front_of(level) else { break };
+                self.kill(r, DeathReason::Expired, dead);
             }
         }
         self.arm_timer(st, now);
@@ -475,6 +467,23 @@ impl Queue {
         self.arm_timer(&mut st, now_ms());
     }
 
+    /// A message leaves for good because it died: forgotten, and dead-lettered if the queue has
+    /// a dead-letter exchange. (A paged one without its body is only forgotten: callers page in
+    /// first when there is a DLX.)
+    fn kill(&self, r: Ready, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
+        match r {
+            Ready::Resident(m) => self.kill_message(m, reason, dead),
+            Ready::Paged { seq, persisted, .. } => self.forget_paged(seq, persisted),
+        }
+    }
+
+    fn kill_message(&self, m: QueuedMessage, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
+        self.forget(&m);
+        if self.has_dlx() {
+            dead.push(DeadLetter { msg: m.msg, reason });
+        }
+    }
+
     /// Asks the timer to wake the queue when the earliest head expires, or when it is due to
     /// be deleted unused.
     fn arm_timer(self: &Arc<Self>, st: &mut QueueState, now: u64) {
@@ -502,16 +511,8 @@ impl Queue {
             if self.has_dlx() {
                 self.head_resident(st);
             }
-            match st.ready.pop_front() {
-                Some(Ready::Resident(m)) => {
-                    self.forget(&m);
-                    if self.has_dlx() {
-                        dead.push(DeadLetter { msg: m.msg, reason: DeathReason::Maxlen });
-                    }
-                }
-                Some(Ready::Paged { seq, persisted, .. }) => self.forget_paged(seq, persisted),
-                None => break,
-            }
+            let Some(r) = st.ready.pop_front() else { break };
+            self.kill(r, DeathReason::Maxlen, dead);
         }
     }
 
@@ -676,10 +677,7 @@ impl Queue {
             for mut m in messages {
                 if self.args.delivery_limit.is_some_and(|limit| u64::from(m.deliveries) > limit) {
                     // Delivered too often (a poison message): dead-lettered or dropped.
-                    self.forget(&m);
-                    if self.has_dlx() {
-                        dead.push(DeadLetter { msg: m.msg, reason: DeathReason::DeliveryLimit });
-                    }
+                    self.kill_message(m, DeathReason::DeliveryLimit, &mut dead);
                     continue;
                 }
                 m.redelivered = true;
@@ -696,11 +694,11 @@ impl Queue {
     /// Settles deliveries that were rejected without requeue: gone, and dead-lettered if the
     /// queue has a dead-letter exchange.
     pub fn reject(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
-        messages.iter().for_each(|m| self.forget(m));
-        if self.has_dlx() {
-            let dead = messages.into_iter().map(|m| DeadLetter { msg: m.msg, reason: DeathReason::Rejected }).collect();
-            self.send_dead_letters(dead);
+        let mut dead = Vec::new();
+        for m in messages {
+            self.kill_message(m, DeathReason::Rejected, &mut dead);
         }
+        self.send_dead_letters(dead);
         self.dispatch();
     }
 
