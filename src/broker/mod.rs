@@ -2,6 +2,7 @@
 //! the server's channels drive it, and it reaches consumers through [`queue::ConsumerSink`].
 
 pub mod alarms;
+pub mod delayed;
 pub mod exchange;
 pub mod message;
 pub mod queue;
@@ -108,9 +109,14 @@ impl Broker {
             recheck_resources: Arc::new(tokio::sync::Notify::new()),
         };
         let root = ShortStr::from_static("/");
-        let vhost = VHost::new(root.clone(), durable);
+        let delays = delayed::Delays::new(durable.clone());
+        let vhost = VHost::new(root.clone(), durable).with_delays(delays.clone());
         vhost.restore(defs);
-        b.vhosts.insert(root, Arc::new(vhost));
+        let vhost = Arc::new(vhost);
+        delays.register(&vhost);
+        b.vhosts.insert(root, vhost);
+        // Overdue delayed messages are routed right away.
+        delays.start();
         b
     }
 

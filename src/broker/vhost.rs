@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use super::delayed::Delays;
+use super::exchange::{delayed as delayed_rules, Binding, Destination, Exchange, ExchangeKind};
 use super::message::Message;
 use super::queue::{Queue, QueueStore};
 use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode, ShortStr};
+use crate::store::writer::Completion;
 use crate::store::{messages, BindingDef, Definitions, Durable, ExchangeDef, QueueDef, Store, StoreError};
 
 /// Arguments whose values must match when a queue is redeclared (RabbitMQ ignores others).
@@ -59,6 +61,8 @@ pub struct VHost {
     /// Where durable definitions and persistent messages go; `None` keeps everything in
     /// memory (unit tests).
     durable: Option<Arc<Durable>>,
+    /// Where delayed exchanges hold messages (shared by the broker's vhosts).
+    delays: Arc<Delays>,
 }
 
 fn store_failed(e: StoreError) -> AmqpError {
@@ -77,7 +81,9 @@ fn default_exchange_refused() -> AmqpError {
 impl VHost {
     /// A vhost with the exchanges every RabbitMQ vhost has.
     pub fn new(name: ShortStr, durable: Option<Arc<Durable>>) -> VHost {
-        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new(), durable };
+        // A vhost made on its own holds delayed messages in memory; the broker gives its vhosts
+        // one shared store-backed `Delays` (`with_delays`).
+        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new(), durable, delays: Delays::new(None) };
         let predeclared: [(&'static str, ExchangeKind, bool); 7] = [
             ("", ExchangeKind::Direct, false),
             ("amq.direct", ExchangeKind::Direct, false),
@@ -93,6 +99,13 @@ impl VHost {
             v.exchanges.insert(name, Arc::new(x));
         }
         v
+    }
+
+    /// Holds delayed messages in `delays` (which must route due ones back to this vhost:
+    /// [`Delays::register`]).
+    pub fn with_delays(mut self, delays: Arc<Delays>) -> VHost {
+        self.delays = delays;
+        self
     }
 
     fn store(&self) -> Option<&Store> {
@@ -142,6 +155,9 @@ impl VHost {
                 ));
             }
         }
+        if spec.kind == ExchangeKind::Delayed {
+            delayed_rules::routing_type(&spec.arguments)?;
+        }
         let x = Arc::new(Exchange::new(
             spec.name.clone(),
             spec.kind,
@@ -167,7 +183,12 @@ impl VHost {
         assert_flag("durable", &what, spec.durable, x.durable)?;
         assert_flag("auto_delete", &what, spec.auto_delete, x.auto_delete)?;
         assert_flag("internal", &what, spec.internal, x.internal)?;
-        assert_args_equivalent(EXCHANGE_EQUIVALENCE_ARGS, &what, &spec.arguments, &x.arguments)
+        assert_args_equivalent(EXCHANGE_EQUIVALENCE_ARGS, &what, &spec.arguments, &x.arguments)?;
+        if x.is_delayed() {
+            // Stricter than the plugin, which compares only what RabbitMQ does (alternate-exchange).
+            assert_args_equivalent(&[delayed_rules::ROUTING_TYPE_ARG], &what, &spec.arguments, &x.arguments)?;
+        }
+        Ok(())
     }
 
     pub fn delete_exchange(&self, name: &ShortStr, if_unused: bool) -> Result<(), AmqpError> {
@@ -357,7 +378,7 @@ impl VHost {
         arguments: FieldTable,
     ) -> Result<(), AmqpError> {
         let x = self.binding_source(source)?;
-        if x.kind == super::exchange::ExchangeKind::Headers {
+        if x.routing_kind() == ExchangeKind::Headers {
             super::exchange::headers::XMatch::from_arguments(&arguments)
                 .map_err(|e| AmqpError::new(ReplyCode::PreconditionFailed, e))?;
         }
@@ -392,8 +413,21 @@ impl VHost {
 
     /// The queues a message published to `exchange` reaches: following exchange-to-exchange
     /// bindings and alternate exchanges, each queue once. `extra_keys` are the CC/BCC routing
-    /// keys of sender-selected distribution.
+    /// keys of sender-selected distribution. A delayed exchange on the way holds a message with
+    /// a positive `x-delay` (that branch reaches no queue now).
     pub fn route(&self, exchange: &Arc<Exchange>, msg: &Message, extra_keys: &[&[u8]]) -> Vec<Arc<Queue>> {
+        self.route_holding(exchange, msg, extra_keys, &mut || None)
+    }
+
+    /// [`route`](Self::route), where each message a delayed exchange holds takes a completion
+    /// from `held`, run once the message is safely stored (publisher confirms wait for it).
+    pub fn route_holding(
+        &self,
+        exchange: &Arc<Exchange>,
+        msg: &Message,
+        extra_keys: &[&[u8]],
+        held: &mut dyn FnMut() -> Option<Completion>,
+    ) -> Vec<Arc<Queue>> {
         let mut keys: Vec<&[u8]> = Vec::with_capacity(1 + extra_keys.len());
         keys.push(msg.routing_key.as_bytes());
         keys.extend_from_slice(extra_keys);
@@ -405,6 +439,12 @@ impl VHost {
         let mut dests = Vec::new();
         while let Some(x) = todo.pop() {
             dests.clear();
+            if x.is_delayed() {
+                if let Some(delay) = delayed_rules::delay_of(headers) {
+                    self.delays.hold(&self.name, &x, msg, extra_keys, delay, held());
+                    continue;
+                }
+            }
             if x.name.is_empty() {
                 for key in &keys {
                     if let Some(q) = self.queues.get(*key).map(|q| q.clone()) {
@@ -452,6 +492,12 @@ impl VHost {
                 tracing::warn!(exchange = %d.name, kind = %d.kind, "stored exchange of unknown type skipped");
                 continue;
             };
+            if kind == ExchangeKind::Delayed {
+                if let Err(e) = delayed_rules::routing_type(&d.arguments) {
+                    tracing::warn!(exchange = %d.name, error = %e, "stored delayed exchange with a bad x-delayed-type skipped");
+                    continue;
+                }
+            }
             let x = Exchange::new(d.name.clone(), kind, true, d.auto_delete, d.internal, d.arguments.clone());
             self.exchanges.entry(d.name.clone()).or_insert(Arc::new(x));
         }

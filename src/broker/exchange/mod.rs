@@ -1,6 +1,8 @@
 //! Exchanges and their bindings. Each kind keeps an index shaped for its routing: a hash map by
-//! key (direct), a list (fanout), a trie (topic), argument tables (headers).
+//! key (direct), a list (fanout), a trie (topic), argument tables (headers). A delayed-message
+//! exchange (`x-delayed-message`) routes as the kind its `x-delayed-type` names.
 
+pub mod delayed;
 pub mod headers;
 pub mod topic;
 
@@ -19,6 +21,9 @@ pub enum ExchangeKind {
     Fanout,
     Topic,
     Headers,
+    /// `x-delayed-message`: holds messages with a positive `x-delay` until they are due; routes
+    /// as its `x-delayed-type` (see [`delayed`]).
+    Delayed,
 }
 
 impl ExchangeKind {
@@ -28,6 +33,7 @@ impl ExchangeKind {
             b"fanout" => Some(ExchangeKind::Fanout),
             b"topic" => Some(ExchangeKind::Topic),
             b"headers" => Some(ExchangeKind::Headers),
+            b"x-delayed-message" => Some(ExchangeKind::Delayed),
             _ => None,
         }
     }
@@ -38,6 +44,7 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::Delayed => delayed::TYPE_NAME,
         }
     }
 }
@@ -85,7 +92,11 @@ struct Bindings {
 
 pub struct Exchange {
     pub name: ShortStr,
+    /// The declared type.
     pub kind: ExchangeKind,
+    /// How bindings match: `kind`, or for a delayed exchange its `x-delayed-type` (never
+    /// `Delayed`).
+    routing: ExchangeKind,
     pub durable: bool,
     pub auto_delete: bool,
     pub internal: bool,
@@ -102,7 +113,22 @@ impl Exchange {
         internal: bool,
         arguments: FieldTable,
     ) -> Exchange {
-        Exchange { name, kind, durable, auto_delete, internal, arguments, bindings: RwLock::default() }
+        // Declare and restore check `x-delayed-type` before they get here.
+        let routing = match kind {
+            ExchangeKind::Delayed => delayed::routing_type(&arguments).unwrap_or(ExchangeKind::Direct),
+            other => other,
+        };
+        Exchange { name, kind, routing, durable, auto_delete, internal, arguments, bindings: RwLock::default() }
+    }
+
+    /// The kind whose rules bindings follow (for a delayed exchange, its `x-delayed-type`).
+    pub fn routing_kind(&self) -> ExchangeKind {
+        self.routing
+    }
+
+    /// An `x-delayed-message` exchange.
+    pub fn is_delayed(&self) -> bool {
+        self.kind == ExchangeKind::Delayed
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Bindings> {
@@ -124,7 +150,7 @@ impl Exchange {
         if b.all.contains(&binding) {
             return false;
         }
-        match self.kind {
+        match self.routing {
             ExchangeKind::Direct => {
                 let dests = b.direct.entry(binding.routing_key.clone().into_bytes()).or_default();
                 if !dests.contains(&binding.destination) {
@@ -134,7 +160,7 @@ impl Exchange {
             ExchangeKind::Topic => {
                 b.topic.insert(binding.routing_key.as_bytes(), binding.destination.clone());
             }
-            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+            ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::Delayed => {}
         }
         b.all.push(binding);
         true
@@ -149,7 +175,7 @@ impl Exchange {
         let still_routed =
             b.all.iter().any(|x| x.destination == binding.destination && x.routing_key == binding.routing_key);
         if !still_routed {
-            remove_from_index(&mut b, self.kind, &binding.routing_key, &binding.destination);
+            remove_from_index(&mut b, self.routing, &binding.routing_key, &binding.destination);
         }
         true
     }
@@ -161,7 +187,7 @@ impl Exchange {
             std::mem::take(&mut b.all).into_iter().partition(|x| x.destination == *dest);
         b.all = kept;
         for g in &gone {
-            remove_from_index(&mut b, self.kind, &g.routing_key, dest);
+            remove_from_index(&mut b, self.routing, &g.routing_key, dest);
         }
         gone.len()
     }
@@ -188,7 +214,7 @@ impl Exchange {
                 out.push(d.clone());
             }
         };
-        match self.kind {
+        match self.routing {
             ExchangeKind::Direct => {
                 for key in routing_keys {
                     if let Some(dests) = b.direct.get(*key) {
@@ -209,6 +235,7 @@ impl Exchange {
                     }
                 }
             }
+            ExchangeKind::Delayed => {} // never a routing kind
         }
     }
 }
@@ -226,6 +253,6 @@ fn remove_from_index(b: &mut Bindings, kind: ExchangeKind, key: &ShortStr, dest:
         ExchangeKind::Topic => {
             b.topic.remove(key.as_bytes(), dest);
         }
-        ExchangeKind::Fanout | ExchangeKind::Headers => {}
+        ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::Delayed => {}
     }
 }
