@@ -259,8 +259,10 @@ impl Delays {
     }
 
     /// Takes up to a batch of messages due by now. `floors` are where the previous scans of the
-    /// two column families ended. Returns the messages in due order and whether more may be due.
-    fn take_due(&self, floors: &mut [DelayKey; 2]) -> (Vec<Due>, bool) {
+    /// two column families ended. Returns the messages in due order, whether more may be due,
+    /// and whether due messages were left behind a key still in the writer's queue (its
+    /// completion wakes the timer).
+    fn take_due(&self, floors: &mut [DelayKey; 2]) -> (Vec<Due>, bool, bool) {
         match &self.backend {
             Backend::Memory { held, .. } => {
                 let mut h = lock(held);
@@ -283,7 +285,7 @@ impl Delays {
                     });
                 }
                 let more = out.len() == BATCH;
-                (out, more)
+                (out, more, false)
             }
             Backend::Store { durable, in_flight, .. } => {
                 // Up to now, and below every key still in the writer's queue.
@@ -293,7 +295,7 @@ impl Delays {
                 };
                 let mut entries: Vec<(DelayKey, bool, Bytes)> = Vec::new();
                 let mut cutoff: Option<DelayKey> = None;
-                let mut more = false;
+                let (mut more, mut blocked) = (false, false);
                 for transient in [false, true] {
                     let t = transient as usize;
                     let got = match durable.store.due_delayed(transient, floors[t], now_ms, BATCH) {
@@ -310,9 +312,11 @@ impl Delays {
                         cutoff = Some(cutoff.map_or(last, |c| c.min(last)));
                     }
                     let limit = limits[t];
+                    let before = entries.len() + got.len();
                     entries.extend(
                         got.into_iter().filter(|(k, _)| limit.is_none_or(|l| *k < l)).map(|(k, v)| (k, transient, v)),
                     );
+                    blocked |= entries.len() < before;
                 }
                 entries.sort_by_key(|(k, t, _)| (*k, *t));
                 if let Some(c) = cutoff {
@@ -343,7 +347,7 @@ impl Delays {
                         }
                     }
                 }
-                (out, more)
+                (out, more, blocked)
             }
         }
     }
@@ -394,13 +398,19 @@ impl Delays {
     /// Routes everything due; returns when the next message is due (ms), if any.
     fn fire_due(&self, floors: &mut [DelayKey; 2]) -> Result<Option<u64>, crate::store::StoreError> {
         loop {
-            let (batch, more) = self.take_due(floors);
+            let (batch, more, blocked) = self.take_due(floors);
             let routed = batch.len();
             for due in batch {
                 self.deliver(due);
             }
             if routed > 0 {
                 tracing::debug!(routed, "delayed messages due");
+            }
+            if blocked && !more {
+                // What is due now waits for a write still queued: its completion wakes the timer
+                // (no spinning on it meanwhile); later messages are waited for as usual.
+                let now_ms = clock_us() / 1000;
+                return Ok(self.next_due(floors)?.filter(|due| *due > now_ms));
             }
             if !more {
                 break;
