@@ -398,3 +398,58 @@ async fn overdue_messages_are_routed_at_start_up_after_kill_9() {
     warren.kill().unwrap();
     warren.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_messages_fall_due_exits_0_and_loses_none() {
+    let data = tempfile::tempdir().unwrap();
+    let (x, q) = ("term-delays", "term-queue");
+    let port = free_port();
+    let mut warren = spawn_warren(data.path(), port);
+    {
+        let conn = connect_port(port).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        declare_delayed(&ch, x, "fanout", true).await;
+        let opts = QueueDeclareOptions { durable: true, ..Default::default() };
+        ch.queue_declare(q.into(), opts, FieldTable::default()).await.unwrap();
+        ch.queue_bind(q.into(), x.into(), "".into(), Default::default(), Default::default()).await.unwrap();
+        let mut pending = Vec::new();
+        for i in 0..2000 {
+            let c = ch
+                .basic_publish(x.into(), "".into(), Default::default(), b"m", with_delay(int(50 + i % 1500)))
+                .await
+                .unwrap();
+            pending.push(c);
+        }
+        for c in pending {
+            assert!(c.await.unwrap().is_ack());
+        }
+        // Some are routed by now, most are still held: stop in the middle.
+        let status = std::process::Command::new("kill").args(["-TERM", &warren.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = warren.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "warren did not stop within 15 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let port = free_port();
+    let mut warren = spawn_warren(data.path(), port);
+    let conn = connect_port(port).await;
+    let ch = conn.create_channel().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut n = count(&ch, q).await;
+    while n < 2000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        n = count(&ch, q).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(count(&ch, q).await, 2000, "each held message routed exactly once across the shutdown");
+    warren.kill().unwrap();
+    warren.wait().unwrap();
+}

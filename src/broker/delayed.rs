@@ -76,6 +76,8 @@ pub struct Delays {
     /// Where due messages go, by vhost name.
     vhosts: DashMap<ShortStr, Weak<VHost>>,
     started: OnceLock<()>,
+    /// The timer thread, for [`Delays::stop`] to wait for.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 enum Backend {
@@ -174,6 +176,7 @@ impl Delays {
             timer: Arc::new(Timer { state: Mutex::default(), wake: Condvar::new() }),
             vhosts: DashMap::new(),
             started: OnceLock::new(),
+            thread: Mutex::new(None),
         })
     }
 
@@ -187,11 +190,23 @@ impl Delays {
     pub fn start(self: &Arc<Self>) {
         self.started.get_or_init(|| {
             let (delays, timer) = (Arc::downgrade(self), self.timer.clone());
-            if let Err(e) = std::thread::Builder::new().name("warren-delayed".into()).spawn(move || run(delays, timer))
-            {
-                tracing::error!(error = %e, "cannot start the delayed-message timer; delayed messages wait");
+            match std::thread::Builder::new().name("warren-delayed".into()).spawn(move || run(delays, timer)) {
+                Ok(thread) => *lock(&self.thread) = Some(thread),
+                Err(e) => tracing::error!(error = %e, "cannot start the delayed-message timer; delayed messages wait"),
             }
         });
+    }
+
+    /// Stops routing due messages (shutdown) and waits for the timer thread to finish what it
+    /// is routing, so that it holds no handle on the store any more. Held messages stay held.
+    pub fn stop(&self) {
+        self.timer.stop();
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
     }
 
     /// Holds `msg`, which reached delayed exchange `x` in `vhost`, for `delay_ms`. `done` (a
@@ -406,6 +421,9 @@ impl Delays {
             if routed > 0 {
                 tracing::debug!(routed, "delayed messages due");
             }
+            if self.timer.lock().stop {
+                return Ok(None);
+            }
             if blocked && !more {
                 // What is due now waits for a write still queued: its completion wakes the timer
                 // (no spinning on it meanwhile); later messages are waited for as usual.
@@ -597,6 +615,15 @@ mod tests {
         assert_eq!(bodies(&q), ["overdue"]);
         durable.writer.flush();
         assert_eq!(durable.store.count_delayed().unwrap(), 1, "routed messages are deleted");
+    }
+
+    #[test]
+    fn stopping_waits_for_the_timer_and_keeps_what_is_held() {
+        let (vhost, x, q, delays) = setup(None);
+        vhost.route(&x, &message("held", Some(50)), &[]);
+        delays.stop();
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!((q.message_count(), delays.held_in_memory()), (0, 1), "nothing routed after stop");
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct Broker {
     disk_free_limit: AtomicU64,
     /// Wakes the resource monitor for an immediate check.
     recheck_resources: Arc<tokio::sync::Notify>,
+    /// Messages held by delayed exchanges, and the timer that routes them when due.
+    delays: Arc<delayed::Delays>,
 }
 
 impl Broker {
@@ -95,6 +97,7 @@ impl Broker {
     }
 
     fn with_store(limits: Limits, durable: Option<Arc<Durable>>, defs: &Definitions) -> Broker {
+        let delays = delayed::Delays::new(durable.clone());
         let b = Broker {
             vhosts: DashMap::new(),
             durable: durable.clone(),
@@ -107,9 +110,9 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             alarms: alarms::Alarms::default(),
             recheck_resources: Arc::new(tokio::sync::Notify::new()),
+            delays: delays.clone(),
         };
         let root = ShortStr::from_static("/");
-        let delays = delayed::Delays::new(durable.clone());
         let vhost = VHost::new(root.clone(), durable).with_delays(delays.clone());
         vhost.restore(defs);
         let vhost = Arc::new(vhost);
@@ -160,8 +163,10 @@ impl Broker {
         self.connections.load(Ordering::Acquire)
     }
 
-    /// Waits until everything handed to the store writer is on disk.
+    /// Shutdown: stops routing delayed messages (they stay held), then waits until everything
+    /// handed to the store writer is on disk.
     pub fn flush_store(&self) {
+        self.delays.stop();
         if let Some(d) = &self.durable {
             d.writer.flush();
         }
