@@ -152,7 +152,7 @@ fn binding(i: usize, pattern: &str) -> Binding {
 
 /// A vhost whose `amq.topic` has `n` bindings, binding `i` to its own queue `q<i>`.
 fn vhost(n: usize) -> (Arc<VHost>, Arc<Exchange>) {
-    let v = VHost::create(ShortStr::from_static("/"), None, Default::default());
+    let v = VHost::standalone(ShortStr::from_static("/"));
     let x = v.exchange(&ShortStr::from_static("amq.topic")).expect("amq.topic");
     for (i, p) in patterns(n).iter().enumerate() {
         x.bind(binding(i, p));

@@ -4,6 +4,7 @@
 pub mod alarms;
 pub mod dead_letter;
 pub mod dedup;
+pub mod delayed;
 pub mod exchange;
 pub mod message;
 pub mod queue;
@@ -75,6 +76,8 @@ pub struct Broker {
     disk_free_limit: AtomicU64,
     /// Wakes the resource monitor for an immediate check.
     recheck_resources: Arc<tokio::sync::Notify>,
+    /// Messages held by delayed exchanges, and the timer that routes them when due.
+    delays: Arc<delayed::Delays>,
 }
 
 impl Broker {
@@ -103,6 +106,7 @@ impl Broker {
     }
 
     fn with_store(limits: Limits, durable: Option<Arc<Durable>>, defs: &Definitions) -> Broker {
+        let delays = delayed::Delays::new(durable.clone());
         let b = Broker {
             vhosts: DashMap::new(),
             durable: durable.clone(),
@@ -116,11 +120,15 @@ impl Broker {
             alarms: alarms::Alarms::default(),
             timers: Arc::new(timer::Timers::default()),
             recheck_resources: Arc::new(tokio::sync::Notify::new()),
+            delays: delays.clone(),
         };
         let root = ShortStr::from_static("/");
-        let vhost = VHost::create(root.clone(), durable, b.timers.clone());
+        let vhost = VHost::create(root.clone(), durable, b.timers.clone(), delays.clone());
         vhost.restore(defs);
+        delays.register(&vhost);
         b.vhosts.insert(root, vhost);
+        // Overdue delayed messages are routed right away.
+        delays.start();
         b
     }
 
@@ -164,8 +172,10 @@ impl Broker {
         self.connections.load(Ordering::Acquire)
     }
 
-    /// Waits until everything handed to the store writer is on disk.
+    /// Shutdown: stops routing delayed messages (they stay held), then waits until everything
+    /// handed to the store writer is on disk.
     pub fn flush_store(&self) {
+        self.delays.stop();
         if let Some(d) = &self.durable {
             d.writer.flush();
         }

@@ -6,11 +6,13 @@ use std::sync::{Arc, Weak};
 use dashmap::DashMap;
 
 use super::dead_letter::{dead_lettered, is_cycle, run_flattened, DeadLetter};
-use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use super::delayed::Delays;
+use super::exchange::{delayed as delayed_rules, Binding, Destination, Exchange, ExchangeKind};
 use super::message::Message;
 use super::queue::{Queue, QueueArgs, QueueEnv, QueueStore, Recovered};
 use super::timer::Timers;
 use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode, ShortStr};
+use crate::store::writer::Completion;
 use crate::store::{messages, BindingDef, Definitions, Durable, ExchangeDef, QueueDef, Store, StoreError};
 
 /// Arguments whose values must match when a queue is redeclared (RabbitMQ ignores others).
@@ -64,6 +66,8 @@ pub struct VHost {
     /// This vhost, for its queues (they dead-letter through it) without a reference cycle.
     self_ref: Weak<VHost>,
     timers: Arc<Timers>,
+    /// Where delayed exchanges hold messages (shared by the broker's vhosts).
+    delays: Arc<Delays>,
 }
 
 fn store_failed(e: StoreError) -> AmqpError {
@@ -83,8 +87,14 @@ impl VHost {
     /// A vhost with the exchanges every RabbitMQ vhost has.
     /// A vhost with the predeclared exchanges. Built inside `Arc::new_cyclic` so it knows its
     /// own handle: `VHost::create`.
-    fn new(name: ShortStr, durable: Option<Arc<Durable>>, self_ref: Weak<VHost>, timers: Arc<Timers>) -> VHost {
-        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new(), durable, self_ref, timers };
+    fn new(
+        name: ShortStr,
+        durable: Option<Arc<Durable>>,
+        self_ref: Weak<VHost>,
+        timers: Arc<Timers>,
+        delays: Arc<Delays>,
+    ) -> VHost {
+        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new(), durable, self_ref, timers, delays };
         let predeclared: [(&'static str, ExchangeKind, bool); 7] = [
             ("", ExchangeKind::Direct, false),
             ("amq.direct", ExchangeKind::Direct, false),
@@ -102,8 +112,20 @@ impl VHost {
         v
     }
 
-    pub fn create(name: ShortStr, durable: Option<Arc<Durable>>, timers: Arc<Timers>) -> Arc<VHost> {
-        Arc::new_cyclic(|me| VHost::new(name, durable, me.clone(), timers))
+    /// A vhost; `delays` holds its delayed messages (and must route due ones back to it:
+    /// [`Delays::register`]).
+    pub fn create(
+        name: ShortStr,
+        durable: Option<Arc<Durable>>,
+        timers: Arc<Timers>,
+        delays: Arc<Delays>,
+    ) -> Arc<VHost> {
+        Arc::new_cyclic(|me| VHost::new(name, durable, me.clone(), timers, delays))
+    }
+
+    /// A vhost on its own, in memory (benchmarks, unit tests).
+    pub fn standalone(name: ShortStr) -> Arc<VHost> {
+        VHost::create(name, None, Arc::default(), Delays::new(None))
     }
 
     fn queue_env(&self) -> QueueEnv {
@@ -160,6 +182,9 @@ impl VHost {
                 ));
             }
         }
+        if spec.kind == ExchangeKind::Delayed {
+            delayed_rules::routing_type(&spec.arguments)?;
+        }
         let x = Arc::new(Exchange::new(
             spec.name.clone(),
             spec.kind,
@@ -185,7 +210,12 @@ impl VHost {
         assert_flag("durable", &what, spec.durable, x.durable)?;
         assert_flag("auto_delete", &what, spec.auto_delete, x.auto_delete)?;
         assert_flag("internal", &what, spec.internal, x.internal)?;
-        assert_args_equivalent(EXCHANGE_EQUIVALENCE_ARGS, &what, &spec.arguments, &x.arguments)
+        assert_args_equivalent(EXCHANGE_EQUIVALENCE_ARGS, &what, &spec.arguments, &x.arguments)?;
+        if x.is_delayed() {
+            // Stricter than the plugin, which compares only what RabbitMQ does (alternate-exchange).
+            assert_args_equivalent(&[delayed_rules::ROUTING_TYPE_ARG], &what, &spec.arguments, &x.arguments)?;
+        }
+        Ok(())
     }
 
     pub fn delete_exchange(&self, name: &ShortStr, if_unused: bool) -> Result<(), AmqpError> {
@@ -383,7 +413,7 @@ impl VHost {
         arguments: FieldTable,
     ) -> Result<(), AmqpError> {
         let x = self.binding_source(source)?;
-        if x.kind == super::exchange::ExchangeKind::Headers {
+        if x.routing_kind() == ExchangeKind::Headers {
             super::exchange::headers::XMatch::from_arguments(&arguments)
                 .map_err(|e| AmqpError::new(ReplyCode::PreconditionFailed, e))?;
         }
@@ -418,8 +448,21 @@ impl VHost {
 
     /// The queues a message published to `exchange` reaches: following exchange-to-exchange
     /// bindings and alternate exchanges, each queue once. `extra_keys` are the CC/BCC routing
-    /// keys of sender-selected distribution.
+    /// keys of sender-selected distribution. A delayed exchange on the way holds a message with
+    /// a positive `x-delay` (that branch reaches no queue now).
     pub fn route(&self, exchange: &Arc<Exchange>, msg: &Message, extra_keys: &[&[u8]]) -> Vec<Arc<Queue>> {
+        self.route_holding(exchange, msg, extra_keys, &mut || None)
+    }
+
+    /// [`route`](Self::route), where each message a delayed exchange holds takes a completion
+    /// from `held`, run once the message is safely stored (publisher confirms wait for it).
+    pub fn route_holding(
+        &self,
+        exchange: &Arc<Exchange>,
+        msg: &Message,
+        extra_keys: &[&[u8]],
+        held: &mut dyn FnMut() -> Option<Completion>,
+    ) -> Vec<Arc<Queue>> {
         let mut keys: Vec<&[u8]> = Vec::with_capacity(1 + extra_keys.len());
         keys.push(msg.routing_key.as_bytes());
         keys.extend_from_slice(extra_keys);
@@ -431,6 +474,12 @@ impl VHost {
         let mut dests = Vec::new();
         while let Some(x) = todo.pop() {
             dests.clear();
+            if x.is_delayed() {
+                if let Some(delay) = delayed_rules::delay_of(headers) {
+                    self.delays.hold(&self.name, &x, msg, extra_keys, delay, held());
+                    continue;
+                }
+            }
             if x.name.is_empty() {
                 for key in &keys {
                     if let Some(q) = self.queues.get(*key).map(|q| q.clone()) {
@@ -516,6 +565,12 @@ impl VHost {
                 tracing::warn!(exchange = %d.name, kind = %d.kind, "stored exchange of unknown type skipped");
                 continue;
             };
+            if kind == ExchangeKind::Delayed {
+                if let Err(e) = delayed_rules::routing_type(&d.arguments) {
+                    tracing::warn!(exchange = %d.name, error = %e, "stored delayed exchange with a bad x-delayed-type skipped");
+                    continue;
+                }
+            }
             let x = Exchange::new(d.name.clone(), kind, true, d.auto_delete, d.internal, d.arguments.clone());
             self.exchanges.entry(d.name.clone()).or_insert(Arc::new(x));
         }

@@ -14,6 +14,8 @@ Scenarios (bench/compare.sh --list shows the exact flags it uses):
   S7 idle conns   --idle-connections 1000 --producers 0 --consumers 0 --duration 5
   S8 topic        --exchange-type topic --topic-bindings 1000 --auto-ack
   S2 durable      --persistent --size 1024 --confirm 100 --prefetch 100
+  delayed         --delayed-exchange --delay-ms 1000..60000 --persistent --confirm 100 --size 24
+                  --pmessages 1000000 --auto-ack
 
 Every message body starts with the time it was sent (8 octets) and the producer's sequence
 number (8 octets), hence --size >= 16; consumers compute end-to-end latency from it. Queues and
@@ -23,6 +25,10 @@ sent --pmessages and the consumers have received them, or once the consumers hav
 --cmessages (whichever comes first). S6 (publish 1 M persistent, then drain) is two runs:
   --persistent --confirm 100 --consumers 0 --pmessages 1000000 --keep-queues
   --persistent --producers 0 --prefetch 100 --cmessages 1000000 --keep-queues
+
+With --delay-ms, each message asks for a delay drawn uniformly from the range (an x-delay header;
+the body carries it in octets 16..24, hence --size >= 24), and consumers report lateness:
+receive time - (send time + delay). A counted run then waits up to the longest delay for them.
 
 With --broker-pid, the broker's CPU time (utime + stime in /proc/PID/stat) over the run is
 divided by the messages delivered, and its peak RSS (VmHWM, reset at the start of the run when
@@ -119,6 +125,16 @@ pub struct PerfArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub topic_bindings: u32,
 
+    /// Declare the exchange as an x-delayed-message exchange routing as --exchange-type
+    /// (x-delayed-type), as RabbitMQ's delayed-message plugin and Warren offer
+    #[arg(long)]
+    pub delayed_exchange: bool,
+
+    /// Delay each message by a random MIN..MAX ms (inclusive; or one value N) with an x-delay
+    /// header; needs --delayed-exchange. Consumers measure lateness
+    #[arg(long, value_name = "MIN..MAX", value_parser = parse_delay_range)]
+    pub delay_ms: Option<(u64, u64)>,
+
     /// Open N idle connections before the run and hold them to the end; reports the broker's
     /// RSS growth per connection (with --broker-pid)
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -171,6 +187,24 @@ pub struct Limits {
 
 pub const DEFAULT_DURATION: f64 = 10.0;
 pub const MIN_SIZE: usize = 16;
+/// Bodies of delayed messages also carry the delay.
+pub const MIN_DELAYED_SIZE: usize = 24;
+
+/// `MIN..MAX` or `N` milliseconds, at most what an `x-delay` header (signed 32-bit) holds.
+fn parse_delay_range(s: &str) -> Result<(u64, u64), String> {
+    let num = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("'{v}' is not a number of milliseconds"));
+    let (lo, hi) = match s.split_once("..") {
+        Some((lo, hi)) => (num(lo)?, num(hi)?),
+        None => (num(s)?, num(s)?),
+    };
+    if lo > hi {
+        return Err(format!("{lo}..{hi}: MIN is above MAX"));
+    }
+    if hi > i32::MAX as u64 {
+        return Err(format!("{hi} ms does not fit an x-delay header (at most {})", i32::MAX));
+    }
+    Ok((lo, hi))
+}
 
 impl PerfArgs {
     /// Checks the combination of flags; the message says what to change.
@@ -234,6 +268,15 @@ impl PerfArgs {
         if self.cmessages.is_some() && self.consumers == 0 {
             return Err("--cmessages needs consumers".into());
         }
+        if self.delay_ms.is_some() && !self.delayed_exchange {
+            return Err("--delay-ms needs --delayed-exchange (only a delayed exchange holds messages)".into());
+        }
+        if self.delayed_exchange && !self.exchange_name().1 {
+            return Err("--delayed-exchange needs an exchange this run declares (not '' or amq.*)".into());
+        }
+        if self.delay_ms.is_some() && self.size < MIN_DELAYED_SIZE {
+            return Err(format!("--delay-ms needs --size of at least {MIN_DELAYED_SIZE} (the body carries the delay)"));
+        }
         let duration = match (self.duration, self.pmessages, self.cmessages) {
             (None, None, None) => Some(DEFAULT_DURATION),
             (d, _, _) => d,
@@ -257,6 +300,8 @@ impl PerfArgs {
 pub struct Topology {
     pub exchange: String,
     pub exchange_type: ExchangeType,
+    /// Declared as `x-delayed-message` routing as `exchange_type`.
+    pub delayed: bool,
     pub declare_exchange: bool,
     pub queues: Vec<String>,
     /// (queue index, binding key); empty for the default exchange.
@@ -320,6 +365,7 @@ impl Topology {
         Topology {
             exchange,
             exchange_type,
+            delayed: args.delayed_exchange,
             declare_exchange,
             consumer_queues: (0..args.consumers as usize).map(|c| c % nq).collect(),
             queues,
@@ -468,6 +514,23 @@ mod tests {
         assert!(parse(&["-x", "0", "-y", "0", "--idle-connections", "10"]).validate().is_ok());
         assert!(refused(&["--cmessages", "0"]).contains("at least 1"));
         assert!(refused(&["-y", "0", "--cmessages", "5"]).contains("needs consumers"));
+    }
+
+    #[test]
+    fn delayed_runs() {
+        let a = parse(&["--delayed-exchange", "--delay-ms", "1000..60000", "-s", "24", "-t", "topic"]);
+        assert_eq!(a.delay_ms, Some((1000, 60_000)));
+        assert!(a.validate().is_ok());
+        let t = Topology::plan(&a);
+        assert!(t.delayed && t.declare_exchange && t.exchange_type == ExchangeType::Topic);
+        assert_eq!(parse(&["--delayed-exchange", "--delay-ms", "500", "-s", "24"]).delay_ms, Some((500, 500)));
+        let refused = |args: &[&str]| parse(args).validate().unwrap_err();
+        assert!(refused(&["--delay-ms", "5", "-s", "24"]).contains("--delayed-exchange"));
+        assert!(refused(&["--delayed-exchange", "--delay-ms", "5"]).contains("at least 24"));
+        assert!(refused(&["--delayed-exchange", "-e", "amq.direct"]).contains("declares"));
+        for bad in ["9..1", "x", "1..", "0..3000000000"] {
+            assert!(Cli::try_parse_from(["perf", "--delay-ms", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

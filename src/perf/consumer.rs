@@ -9,7 +9,7 @@ use bytes::BytesMut;
 
 use super::client::{short, ClientError, Conn};
 use super::producer::{close_after_run, CHANNEL, STOP_CHECK};
-use super::stats::{ConnStats, Histogram};
+use super::stats::{ConnStats, Latencies};
 use crate::protocol::methods::{BasicAck, BasicConsume, BasicQos};
 use crate::protocol::{encode_method, FieldTable, Frame, Method};
 
@@ -20,6 +20,8 @@ pub struct ConsumerPlan {
     /// Ack with `multiple` every N deliveries (0 or 1: each delivery).
     pub multi_ack_every: u32,
     pub prefetch: u16,
+    /// Bodies carry the delay asked for (octets 16..24, ms): lateness is measured.
+    pub delayed: bool,
 }
 
 /// Opens the channel and starts consuming; deliveries may follow at once.
@@ -59,6 +61,10 @@ pub struct DeliveryTracker {
     unacked: u64,
     /// Send time of the delivery being assembled.
     sent_ns: Option<u64>,
+    /// Measure lateness from the delay in the body.
+    delayed: bool,
+    /// Delay of the delivery being assembled (ms).
+    delay_ms: Option<u64>,
 }
 
 impl DeliveryTracker {
@@ -69,16 +75,24 @@ impl DeliveryTracker {
             ack_every: u64::from(multi_ack_every.max(1)),
             unacked: 0,
             sent_ns: None,
+            delayed: false,
+            delay_ms: None,
         }
     }
 
+    /// Also measures lateness: bodies carry the delay asked for in octets 16..24 (ms).
+    pub fn measuring_delays(mut self) -> DeliveryTracker {
+        self.delayed = true;
+        self
+    }
+
     /// Feeds one frame. Returns `Ok(true)` when it completed a delivery; encodes an ack into
-    /// `acks` when one is due; records the end-to-end latency into `e2e`.
+    /// `acks` when one is due; records the end-to-end latency (and lateness) into `lat`.
     pub fn frame(
         &mut self,
         frame: &Frame,
         now_ns: u64,
-        e2e: &mut Histogram,
+        lat: &mut Latencies,
         acks: &mut BytesMut,
     ) -> Result<bool, ClientError> {
         let tag = match (self.state, frame) {
@@ -88,6 +102,7 @@ impl DeliveryTracker {
             }
             (Delivery::Header { tag }, Frame::Header { header, .. }) => {
                 self.sent_ns = None;
+                self.delay_ms = None;
                 if header.body_size > 0 {
                     self.state = Delivery::Body { tag, left: header.body_size, first: true };
                     return Ok(false);
@@ -99,6 +114,10 @@ impl DeliveryTracker {
                     let mut ts = [0u8; 8];
                     ts.copy_from_slice(&payload[..8]);
                     self.sent_ns = Some(u64::from_be_bytes(ts));
+                    if self.delayed && payload.len() >= 24 {
+                        ts.copy_from_slice(&payload[16..24]);
+                        self.delay_ms = Some(u64::from_be_bytes(ts));
+                    }
                 }
                 let left = left.saturating_sub(payload.len() as u64);
                 if left > 0 {
@@ -121,7 +140,15 @@ impl DeliveryTracker {
         };
         self.state = Delivery::Idle;
         if let Some(sent) = self.sent_ns.take() {
-            e2e.record(now_ns.saturating_sub(sent));
+            let e2e = now_ns.saturating_sub(sent);
+            lat.e2e.record(e2e);
+            if let Some(delay) = self.delay_ms.take() {
+                let due = delay.saturating_mul(1_000_000);
+                if e2e < due {
+                    lat.early += 1;
+                }
+                lat.lateness.record(e2e.saturating_sub(due));
+            }
         }
         if !self.auto_ack {
             self.unacked += 1;
@@ -144,6 +171,9 @@ pub async fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ClientError> {
     let mut tracker = DeliveryTracker::new(plan.auto_ack, plan.multi_ack_every);
+    if plan.delayed {
+        tracker = tracker.measuring_delays();
+    }
     let mut check_stop = std::pin::pin!(tokio::time::sleep(STOP_CHECK));
     // On a queue with a backlog the first deliveries arrive with basic.consume-ok and are already
     // in the read buffer; the socket may not become readable again before they are acked.
@@ -206,7 +236,7 @@ fn read_deliveries(
                 return Err(e);
             }
         }
-        if tracker.frame(&f, now_ns, &mut latencies.e2e, &mut conn.wbuf)? {
+        if tracker.frame(&f, now_ns, &mut latencies, &mut conn.wbuf)? {
             received += 1;
         }
         frame = conn.decode()?;
@@ -256,7 +286,7 @@ mod tests {
     #[test]
     fn deliveries_are_counted_timed_and_acked_each() {
         let mut t = DeliveryTracker::new(false, 0);
-        let (mut h, mut acks) = (Histogram::new(), BytesMut::new());
+        let (mut h, mut acks) = (Latencies::default(), BytesMut::new());
         let mut done = 0;
         for tag in 1..=3 {
             for f in [deliver(tag), header(16), body(1_000, 16)] {
@@ -264,14 +294,14 @@ mod tests {
             }
         }
         assert_eq!(done, 3);
-        assert_eq!((h.count(), h.max()), (3, Some(500)));
+        assert_eq!((h.e2e.count(), h.e2e.max()), (3, Some(500)));
         assert_eq!(acks_in(&mut acks), [(1, false), (2, false), (3, false)]);
     }
 
     #[test]
     fn multi_ack_every_n_and_bodies_over_several_frames() {
         let mut t = DeliveryTracker::new(false, 2);
-        let (mut h, mut acks) = (Histogram::new(), BytesMut::new());
+        let (mut h, mut acks) = (Latencies::default(), BytesMut::new());
         for tag in 1..=5 {
             assert!(!t.frame(&deliver(tag), 10, &mut h, &mut acks).unwrap());
             assert!(!t.frame(&header(20), 10, &mut h, &mut acks).unwrap());
@@ -279,23 +309,42 @@ mod tests {
             assert!(t.frame(&body(999, 8), 10, &mut h, &mut acks).unwrap(), "complete after 20 octets");
         }
         assert_eq!(acks_in(&mut acks), [(2, true), (4, true)]);
-        assert_eq!((h.count(), h.min(), h.max()), (5, Some(6), Some(6)), "timed from the first body frame");
+        assert_eq!((h.e2e.count(), h.e2e.min(), h.e2e.max()), (5, Some(6), Some(6)), "timed from the first body frame");
     }
 
     #[test]
     fn auto_ack_sends_nothing_and_empty_bodies_complete_at_the_header() {
         let mut t = DeliveryTracker::new(true, 0);
-        let (mut h, mut acks) = (Histogram::new(), BytesMut::new());
+        let (mut h, mut acks) = (Latencies::default(), BytesMut::new());
         assert!(!t.frame(&deliver(1), 0, &mut h, &mut acks).unwrap());
         assert!(t.frame(&header(0), 0, &mut h, &mut acks).unwrap());
         assert!(acks.is_empty());
-        assert!(h.is_empty(), "no body, no timestamp");
+        assert!(h.e2e.is_empty(), "no body, no timestamp");
+    }
+
+    #[test]
+    fn lateness_is_measured_from_the_delay_in_the_body() {
+        let mut t = DeliveryTracker::new(true, 0).measuring_delays();
+        let (mut lat, mut acks) = (Latencies::default(), BytesMut::new());
+        let delayed = |sent_ns: u64, delay_ms: u64| {
+            let mut b = sent_ns.to_be_bytes().to_vec();
+            b.extend_from_slice(&[0; 8]);
+            b.extend_from_slice(&delay_ms.to_be_bytes());
+            Frame::Body { channel: 1, payload: Bytes::from(b) }
+        };
+        for (tag, now_ns) in [(1, 1_000 + 5_000_000 + 300), (2, 1_000 + 4_000_000)] {
+            for f in [deliver(tag), header(24), delayed(1_000, 5)] {
+                t.frame(&f, now_ns, &mut lat, &mut acks).unwrap();
+            }
+        }
+        assert_eq!((lat.e2e.count(), lat.lateness.count(), lat.early), (2, 2, 1));
+        assert_eq!((lat.lateness.min(), lat.lateness.max()), (Some(0), Some(300)), "early counts as 0 late");
     }
 
     #[test]
     fn protocol_surprises_are_errors() {
         let mut t = DeliveryTracker::new(true, 0);
-        let (mut h, mut acks) = (Histogram::new(), BytesMut::new());
+        let (mut h, mut acks) = (Latencies::default(), BytesMut::new());
         assert!(t.frame(&body(0, 16), 0, &mut h, &mut acks).is_err(), "a body with no delivery");
         let mut t = DeliveryTracker::new(true, 0);
         let cancel = Frame::Method { channel: 1, method: Method::BasicCancel(Default::default()) };

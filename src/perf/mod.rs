@@ -36,7 +36,7 @@ use consumer::ConsumerPlan;
 use procfs::Pid;
 use producer::ProducerPlan;
 use report::{Latency, Report};
-use stats::{collect_latencies, format_ns, ConnStats, Counts, Histogram};
+use stats::{collect_latencies, format_ns, ConnStats, Counts, Histogram, Latencies};
 
 use crate::protocol::methods::*;
 use crate::protocol::{FieldTable, Method};
@@ -120,15 +120,22 @@ async fn run_async(args: &PerfArgs, limits: Limits) -> Result<Report, String> {
 }
 
 fn exchange_declare(topology: &Topology, durable: bool) -> Result<Method, ClientError> {
+    let (kind, arguments) = if topology.delayed {
+        let mut args = FieldTable::new();
+        args.insert(short("x-delayed-type")?, topology.exchange_type.as_str().into());
+        ("x-delayed-message", args)
+    } else {
+        (topology.exchange_type.as_str(), FieldTable::new())
+    };
     Ok(Method::ExchangeDeclare(ExchangeDeclare {
         exchange: short(&topology.exchange)?,
-        kind: short(topology.exchange_type.as_str())?,
+        kind: short(kind)?,
         passive: false,
         durable,
         auto_delete: false,
         internal: false,
         no_wait: false,
-        arguments: FieldTable::new(),
+        arguments,
     }))
 }
 
@@ -253,8 +260,9 @@ async fn close_all(conns: Vec<Conn>) {
 fn describe(args: &PerfArgs, topology: &Topology) -> String {
     let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let mut s = format!(
-        "{} → {} exchange → {} → {}",
+        "{} → {}{} exchange → {} → {}",
         plural(u64::from(args.producers), "producer"),
+        if topology.delayed { "delayed " } else { "" },
         topology.exchange_type.as_str(),
         plural(topology.queues.len() as u64, "queue"),
         plural(u64::from(args.consumers), "consumer"),
@@ -262,6 +270,9 @@ fn describe(args: &PerfArgs, topology: &Topology) -> String {
     s += &format!(", {} B {}", args.size, if args.persistent { "persistent" } else { "transient" });
     if args.topic_bindings > 0 {
         s += &format!(", {} topic bindings", args.topic_bindings);
+    }
+    if let Some((lo, hi)) = args.delay_ms {
+        s += &format!(", x-delay {lo}..{hi} ms");
     }
     s += &match args.rate {
         0 => ", unlimited rate".to_string(),
@@ -409,6 +420,7 @@ async fn measure(
             auto_ack: args.auto_ack,
             multi_ack_every: args.multi_ack_every,
             prefetch: args.prefetch,
+            delayed: args.delay_ms.is_some(),
         })
         .collect();
     let producer_plans: Vec<ProducerPlan> = topology
@@ -422,6 +434,7 @@ async fn measure(
             rate: args.rate,
             confirm_window: args.confirm,
             max_messages: limits.pmessages,
+            delay_ms: args.delay_ms,
         })
         .collect();
     let consumers = match open_load_connections(uri, "consumer", &consumer_plans).await {
@@ -467,8 +480,9 @@ async fn measure(
 
     let deadline = limits.duration.map(|d| t0 + Duration::from_secs_f64(d));
     let expected = args.cmessages.or_else(|| limits.pmessages.map(|n| n * u64::from(args.producers) * topology.copies));
-    let (mut total_confirm, mut total_e2e) = (Histogram::new(), Histogram::new());
-    let (mut tick_confirm, mut tick_e2e) = (Histogram::new(), Histogram::new());
+    // Held messages arrive up to the longest delay after the last one was sent.
+    let drain_idle = DRAIN_IDLE + Duration::from_millis(args.delay_ms.map_or(0, |(_, hi)| hi));
+    let (mut total, mut tick) = (Latencies::default(), Latencies::default());
     let mut last = Counts::default();
     let mut last_print = t0;
     let mut last_progress = (t0, 0u64);
@@ -482,7 +496,7 @@ async fn measure(
         let now = Instant::now();
         let counts = Counts::read(all_stats());
         if now.duration_since(last_print) >= Duration::from_secs(1) {
-            collect_latencies(all_stats(), &mut tick_confirm, &mut tick_e2e);
+            collect_latencies(all_stats(), &mut tick);
             if !args.quiet {
                 let secs = now.duration_since(last_print).as_secs_f64();
                 let d = counts.minus(last);
@@ -493,17 +507,17 @@ async fn measure(
                     d.received as f64 / secs,
                 );
                 if args.confirm > 0 {
-                    line += &format!("  confirm {}", short_latency(&tick_confirm));
+                    line += &format!("  confirm {}", short_latency(&tick.confirm));
                 }
-                if args.consumers > 0 {
-                    line += &format!("  e2e {}", short_latency(&tick_e2e));
+                if args.consumers > 0 && args.delay_ms.is_some() {
+                    line += &format!("  late {}", short_latency(&tick.lateness));
+                } else if args.consumers > 0 {
+                    line += &format!("  e2e {}", short_latency(&tick.e2e));
                 }
                 eprintln!("{line}");
             }
-            total_confirm.merge(&tick_confirm);
-            total_e2e.merge(&tick_e2e);
-            tick_confirm.clear();
-            tick_e2e.clear();
+            total.merge(&tick);
+            tick.clear();
             if let Some(kib) = broker.and_then(|p| procfs::status_kib(p, "VmRSS")) {
                 peak_rss_sampled = peak_rss_sampled.max(kib);
             }
@@ -521,8 +535,8 @@ async fn measure(
             if producers_done && (counts.received >= expected || args.consumers == 0) {
                 break;
             }
-            if producers_done && now.duration_since(last_progress.0) >= DRAIN_IDLE {
-                say(format!("no message for {DRAIN_IDLE:?}; giving up on the rest"));
+            if producers_done && now.duration_since(last_progress.0) >= drain_idle {
+                say(format!("no message for {drain_idle:?}; giving up on the rest"));
                 break;
             }
         }
@@ -536,7 +550,7 @@ async fn measure(
     let end = Sample::take(broker);
     let t_end = Instant::now();
     let counts = Counts::read(all_stats());
-    collect_latencies(all_stats(), &mut total_confirm, &mut total_e2e);
+    collect_latencies(all_stats(), &mut total);
     report.seconds = t_end.duration_since(t0).as_secs_f64();
     report.sent = counts.published;
     report.received = counts.received;
@@ -545,8 +559,12 @@ async fn measure(
     report.returned = counts.returned;
     // Without consumers (filling a queue for a later run) nothing is meant to arrive.
     report.missing = expected.filter(|_| args.consumers > 0).map(|e| e.saturating_sub(counts.received));
-    report.confirm = Latency::of(&total_confirm);
-    report.e2e = Latency::of(&total_e2e);
+    report.confirm = Latency::of(&total.confirm);
+    report.e2e = Latency::of(&total.e2e);
+    if args.delay_ms.is_some() {
+        report.lateness = Some(Latency::of(&total.lateness));
+        report.early = total.early;
+    }
     report.broker_cpu_s = cpu_delta(start.broker_cpu, end.broker_cpu);
     report.loadgen_cpu_s = cpu_delta(start.own_cpu, end.own_cpu);
     report.machine_cpu_s = cpu_delta(start.machine_cpu, end.machine_cpu);

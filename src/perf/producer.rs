@@ -38,11 +38,42 @@ pub struct ProducerPlan {
     pub rate: u64,
     pub confirm_window: u32,
     pub max_messages: Option<u64>,
+    /// Each message asks for an `x-delay` drawn uniformly from this range (ms, inclusive);
+    /// the body carries it in octets 16..24.
+    pub delay_ms: Option<(u64, u64)>,
+}
+
+/// The `x-delay` value the template is encoded with, found again to be replaced per message.
+const DELAY_SENTINEL: i32 = 0x5a5a_a5a5;
+
+/// A small fast generator (splitmix64) for the delays: no RNG dependency for a load tool.
+#[derive(Debug, Clone)]
+pub struct Random(u64);
+
+impl Random {
+    pub fn new(seed: u64) -> Random {
+        Random(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi` (the modulo bias is negligible for ranges far below 2^64).
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
 }
 
 /// Pre-encoded publishes: per routing key the method and header frames, then a body.
 pub struct PublishTemplate {
     prefixes: Vec<Vec<u8>>,
+    /// Where the `x-delay` value (4 octets) sits in each prefix, when the header is there.
+    delay_at: Vec<Option<usize>>,
     body: Vec<u8>,
     channel: u16,
     /// Largest body payload per frame.
@@ -76,7 +107,23 @@ impl PublishTemplate {
             0 => size.max(1),
             max => (max as usize).saturating_sub(FRAME_OVERHEAD).max(1),
         };
-        Ok(PublishTemplate { prefixes, body: vec![0; size], channel, chunk, next_key: 0 })
+        // Header tables are written as name (short string), type letter, value.
+        let mut needle = b"\x07x-delayI".to_vec();
+        needle.extend_from_slice(&DELAY_SENTINEL.to_be_bytes());
+        let delay_at =
+            prefixes.iter().map(|p| p.windows(needle.len()).position(|w| w == needle).map(|at| at + 9)).collect();
+        Ok(PublishTemplate { prefixes, delay_at, body: vec![0; size], channel, chunk, next_key: 0 })
+    }
+
+    /// Properties whose `x-delay` header [`PublishTemplate::encode`] can set per message.
+    pub fn delayed_properties(mut properties: BasicProperties) -> BasicProperties {
+        let mut headers = crate::protocol::FieldTable::new();
+        headers.insert(
+            crate::protocol::ShortStr::from_static("x-delay"),
+            crate::protocol::FieldValue::I32(DELAY_SENTINEL),
+        );
+        properties.headers = Some(headers);
+        properties
     }
 
     /// Octets one message takes on the wire (with the longest routing key).
@@ -86,10 +133,19 @@ impl PublishTemplate {
     }
 
     /// Appends one message, stamped with `sent_ns` and `seq`, cycling through the routing keys.
+    /// With `delay_ms` (and [`PublishTemplate::delayed_properties`]), the message asks for that
+    /// delay, and the body carries it in octets 16..24 (when the body is that long).
     #[inline]
-    pub fn encode(&mut self, buf: &mut BytesMut, sent_ns: u64, seq: u64) {
+    pub fn encode(&mut self, buf: &mut BytesMut, sent_ns: u64, seq: u64, delay_ms: Option<u64>) {
         self.body[..8].copy_from_slice(&sent_ns.to_be_bytes());
         self.body[8..16].copy_from_slice(&seq.to_be_bytes());
+        if let (Some(ms), Some(at)) = (delay_ms, self.delay_at[self.next_key]) {
+            let header = i32::try_from(ms).unwrap_or(i32::MAX);
+            self.prefixes[self.next_key][at..at + 4].copy_from_slice(&header.to_be_bytes());
+            if let Some(slot) = self.body.get_mut(16..24) {
+                slot.copy_from_slice(&ms.to_be_bytes());
+            }
+        }
         buf.extend_from_slice(&self.prefixes[self.next_key]);
         self.next_key += 1;
         if self.next_key == self.prefixes.len() {
@@ -189,7 +245,12 @@ pub async fn run(
     epoch: Instant,
     stop: Arc<AtomicBool>,
 ) -> Result<(), ClientError> {
-    let properties = BasicProperties { delivery_mode: Some(if plan.persistent { 2 } else { 1 }), ..Default::default() };
+    let mut properties =
+        BasicProperties { delivery_mode: Some(if plan.persistent { 2 } else { 1 }), ..Default::default() };
+    if plan.delay_ms.is_some() {
+        properties = PublishTemplate::delayed_properties(properties);
+    }
+    let mut random = Random::new(epoch.elapsed().as_nanos() as u64 ^ (Arc::as_ptr(&stats) as usize as u64));
     let mut template =
         PublishTemplate::new(CHANNEL, &plan.exchange, &plan.keys, &properties, plan.size, conn.frame_max)?;
     let per_batch = (BATCH_BYTES / template.wire_size()).max(1) as u64;
@@ -216,7 +277,8 @@ pub async fn run(
         if allowed > 0 {
             let sent_ns = now.duration_since(epoch).as_nanos() as u64;
             for _ in 0..allowed {
-                template.encode(&mut conn.wbuf, sent_ns, sent);
+                let delay = plan.delay_ms.map(|(lo, hi)| random.between(lo, hi));
+                template.encode(&mut conn.wbuf, sent_ns, sent, delay);
                 sent += 1;
                 if window > 0 {
                     confirms.sent(sent_ns);
@@ -357,7 +419,7 @@ mod tests {
         for (size, frame_max) in [(16, 131_072), (10_000, 4096), (16, 0)] {
             let mut t = template(&["rk"], size, frame_max);
             let mut ours = BytesMut::new();
-            t.encode(&mut ours, 0x0102_0304_0506_0708, 9);
+            t.encode(&mut ours, 0x0102_0304_0506_0708, 9, None);
             let mut body = vec![0u8; size];
             body[..8].copy_from_slice(&0x0102_0304_0506_0708u64.to_be_bytes());
             body[8..16].copy_from_slice(&9u64.to_be_bytes());
@@ -380,7 +442,7 @@ mod tests {
         let mut t = template(&["a", "b", "c"], 16, 131_072);
         let mut buf = BytesMut::new();
         for seq in 0..4 {
-            t.encode(&mut buf, 0, seq);
+            t.encode(&mut buf, 0, seq, None);
         }
         let mut keys = Vec::new();
         while let Some(f) = decode_frame(&mut buf, 131_072).unwrap() {
@@ -389,6 +451,35 @@ mod tests {
             }
         }
         assert_eq!(keys, ["a", "b", "c", "a"]);
+    }
+
+    #[test]
+    fn delays_are_set_per_message_in_header_and_body() {
+        let props = PublishTemplate::delayed_properties(BasicProperties::default());
+        let keys = vec!["a".to_string(), "bb".to_string()];
+        let mut t = PublishTemplate::new(1, "x", &keys, &props, 24, 131_072).unwrap();
+        let mut buf = BytesMut::new();
+        for (seq, delay) in [(0, 1500u64), (1, 60_000), (2, 7)] {
+            t.encode(&mut buf, 0, seq, Some(delay));
+        }
+        let mut seen = Vec::new();
+        while let Some(f) = decode_frame(&mut buf, 131_072).unwrap() {
+            match f {
+                Frame::Header { header, .. } => {
+                    let h = header.properties.headers.unwrap();
+                    seen.push(("header", h.get("x-delay").and_then(|v| v.as_i64()).unwrap() as u64));
+                }
+                Frame::Body { payload, .. } => {
+                    seen.push(("body", u64::from_be_bytes(payload[16..24].try_into().unwrap())));
+                }
+                _ => {}
+            }
+        }
+        let want = [1500, 1500, 60_000, 60_000, 7, 7];
+        assert_eq!(seen.iter().map(|(_, d)| *d).collect::<Vec<_>>(), want);
+        let mut r = Random::new(1);
+        assert!((0..1000).map(|_| r.between(5, 9)).all(|d| (5..=9).contains(&d)));
+        assert_eq!(Random::new(3).next_u64(), Random::new(3).next_u64(), "seeded");
     }
 
     #[test]

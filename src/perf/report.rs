@@ -43,6 +43,10 @@ pub struct Report {
     pub missing: Option<u64>,
     pub confirm: Latency,
     pub e2e: Latency,
+    /// Delayed messages: receive time − (send time + delay).
+    pub lateness: Option<Latency>,
+    /// Delayed messages that arrived before their delay was over.
+    pub early: u64,
     pub broker_pid: Option<u32>,
     /// The command name of that process (`warren`, `beam.smp`).
     pub broker_process: Option<String>,
@@ -97,6 +101,9 @@ impl Report {
         }
         if self.e2e.count > 0 {
             let _ = writeln!(s, "  e2e latency  {}", latency_line(&self.e2e));
+        }
+        if let Some(l) = self.lateness.as_ref().filter(|l| l.count > 0) {
+            let _ = writeln!(s, "  lateness     {}  ({} early)", latency_line(l), self.early);
         }
         if self.returned > 0 {
             let _ = writeln!(s, "  returned     {:>12} msg (unroutable)", self.returned);
@@ -171,6 +178,11 @@ impl Report {
                 j.float(&format!("{name}_{q}_us"), v.map(|ns| ns as f64 / 1e3));
             }
         }
+        let lateness = self.lateness.unwrap_or_default();
+        for (q, v) in [("p50", lateness.p50), ("p95", lateness.p95), ("p99", lateness.p99), ("max", lateness.max)] {
+            j.float(&format!("lateness_{q}_us"), v.map(|ns| ns as f64 / 1e3));
+        }
+        j.opt("early", self.lateness.map(|_| self.early));
         j.opt("broker_pid", self.broker_pid);
         j.str("broker_process", self.broker_process.as_deref().unwrap_or(""));
         j.float("broker_cpu_s", self.broker_cpu_s);

@@ -140,6 +140,27 @@ impl Histogram {
 pub struct Latencies {
     pub confirm: Histogram,
     pub e2e: Histogram,
+    /// Delayed messages: receive time − (send time + delay); early ones count 0 here.
+    pub lateness: Histogram,
+    /// Delayed messages received before their delay was over.
+    pub early: u64,
+}
+
+impl Latencies {
+    /// Adds `other`'s figures to these.
+    pub fn merge(&mut self, other: &Latencies) {
+        self.confirm.merge(&other.confirm);
+        self.e2e.merge(&other.e2e);
+        self.lateness.merge(&other.lateness);
+        self.early += other.early;
+    }
+
+    pub fn clear(&mut self) {
+        self.confirm.clear();
+        self.e2e.clear();
+        self.lateness.clear();
+        self.early = 0;
+    }
 }
 
 /// One connection's counters. Connections add once per batch; the reporter reads them once a
@@ -200,18 +221,12 @@ impl Counts {
     }
 }
 
-/// Moves every connection's recorded latencies into `confirm` and `e2e`.
-pub fn collect_latencies<'a>(
-    stats: impl IntoIterator<Item = &'a ConnStats>,
-    confirm: &mut Histogram,
-    e2e: &mut Histogram,
-) {
+/// Moves every connection's recorded latencies into `into`.
+pub fn collect_latencies<'a>(stats: impl IntoIterator<Item = &'a ConnStats>, into: &mut Latencies) {
     for s in stats {
         let mut l = s.latencies();
-        confirm.merge(&l.confirm);
-        e2e.merge(&l.e2e);
-        l.confirm.clear();
-        l.e2e.clear();
+        into.merge(&l);
+        l.clear();
     }
 }
 
@@ -314,10 +329,12 @@ mod tests {
         conns[0].latencies().e2e.record(5);
         conns[1].latencies().e2e.record(7);
         conns[1].latencies().confirm.record(3);
+        conns[1].latencies().lateness.record(9);
+        conns[0].latencies().early += 1;
         ConnStats::add(&conns[1].received, 2);
-        let (mut c, mut e) = (Histogram::new(), Histogram::new());
-        collect_latencies(&conns, &mut c, &mut e);
-        assert_eq!((c.count(), e.count()), (1, 2));
+        let mut all = Latencies::default();
+        collect_latencies(&conns, &mut all);
+        assert_eq!((all.confirm.count(), all.e2e.count(), all.lateness.count(), all.early), (1, 2, 1, 1));
         assert!(conns.iter().all(|s| s.latencies().e2e.is_empty()));
         let counts = Counts::read(&conns);
         assert_eq!(counts.received, 2);

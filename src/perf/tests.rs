@@ -48,6 +48,17 @@ async fn fanout_delivers_every_message_to_every_queue() {
 }
 
 #[tokio::test]
+async fn delayed_messages_all_arrive_and_their_lateness_is_measured() {
+    let (uri, _data) = broker().await;
+    let flags = ["--delayed-exchange", "--delay-ms", "20..300", "-s", "24", "-C", "300", "-c", "50", "--persistent"];
+    let r = perf(&uri, &[&flags[..], &["--auto-ack"]].concat()).await;
+    assert_eq!((r.sent, r.received, r.confirmed, r.returned), (300, 300, 300, 0));
+    assert_eq!((r.errors, r.missing), (0, Some(0)), "{:?}", r.error_samples);
+    assert_eq!(r.lateness.map(|l| l.count), Some(300));
+    assert!(r.scenario.contains("delayed direct exchange") && r.scenario.contains("x-delay 20..300 ms"));
+}
+
+#[tokio::test]
 async fn topic_bindings_route_each_message_once_and_large_bodies_span_frames() {
     let (uri, _data) = broker().await;
     let flags = ["-t", "topic", "--topic-bindings", "50", "--queues", "2", "-y", "2", "-x", "2", "-C", "100"];

@@ -871,7 +871,7 @@ impl Channel {
         let session = self.shared.session.clone();
         let keys: Vec<&[u8]> = extra_keys.iter().map(|k| &k[..]).collect();
         let message = Arc::new(message);
-        let queues = session.vhost.route(x, &message, &keys);
+        let queues = session.vhost.route_holding(x, &message, &keys, &mut || Some(durable.completion()));
         let replied = x.name.is_empty()
             && message.routing_key.as_bytes().starts_with(REPLY_TO_PREFIX.as_bytes())
             && session.broker.deliver_reply(&message.routing_key, &message);

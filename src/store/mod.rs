@@ -9,6 +9,7 @@
 //! [`StoreError::InUse`], not as a RocksDB message.
 
 pub mod definitions;
+pub mod delayed;
 pub mod messages;
 pub mod writer;
 
@@ -127,6 +128,8 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_MESSAGES, messages),
             ColumnFamilyDescriptor::new(CF_DELIVERED, Options::default()),
             ColumnFamilyDescriptor::new(CF_TRANSIENT, Options::default()),
+            ColumnFamilyDescriptor::new(delayed::CF_DELAYED, delayed_options()),
+            ColumnFamilyDescriptor::new(delayed::CF_DELAYED_TRANSIENT, delayed_options()),
         ];
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             // RocksDB reports the held lock as an IO error naming the LOCK file.
@@ -140,6 +143,8 @@ impl Store {
         // What a previous run paged out of transient messages is gone with that run.
         let mut wipe = WriteBatch::default();
         wipe.delete_range_cf(store.cf(CF_TRANSIENT), vec![0u8; 16], vec![0xffu8; 17]);
+        // So are the messages held by its transient delayed exchanges.
+        wipe.delete_range_cf(store.cf(delayed::CF_DELAYED_TRANSIENT), vec![0u8; 16], vec![0xffu8; 17]);
         store.db.write(wipe)?;
         Ok(store)
     }
@@ -304,6 +309,17 @@ impl Store {
         }
         Ok(defs)
     }
+}
+
+/// The delayed-message families are queues in time: written at the back, read and deleted at
+/// the front. Bodies go to blob files as in `messages`; files dense with deletes are compacted
+/// early so the front stays cheap to seek to.
+fn delayed_options() -> Options {
+    let mut o = Options::default();
+    o.set_enable_blob_files(true);
+    o.set_min_blob_size(1024);
+    o.add_compact_on_deletion_collector_factory(4096, 2048, 0.5);
+    o
 }
 
 fn seq_of(key: &[u8]) -> Result<u64, StoreError> {

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use rocksdb::{WriteBatch, WriteOptions};
 
+use super::delayed::{CF_DELAYED, CF_DELAYED_TRANSIENT};
 use super::{message_key, queue_range, Store, CF_DELIVERED, CF_MESSAGES, CF_TRANSIENT};
 
 /// Runs once the operation it came with is durable (`Ok`) or failed (`Err`, with the reason).
@@ -31,6 +32,11 @@ pub enum Op {
     PutTransient { queue: u64, seq: u64, record: Bytes },
     /// A paged-out transient message is gone.
     DeleteTransient { queue: u64, seq: u64 },
+    /// A message held by a delayed exchange (key and value as in [`super::delayed`]). Synced
+    /// unless `transient` (held by a transient exchange: wiped at start-up anyway).
+    PutDelayed { key: [u8; 16], value: Bytes, transient: bool, done: Option<Completion> },
+    /// A held message was routed (or dropped): it is no longer held.
+    DeleteDelayed { key: [u8; 16], transient: bool },
     /// Runs once everything submitted before it is written and synced (shutdown, tests).
     Barrier(Completion),
 }
@@ -82,7 +88,9 @@ impl StoreWriter {
 
 fn fail(op: Op, why: &str) {
     match op {
-        Op::Put { done: Some(done), .. } | Op::Barrier(done) => done(Err(why.to_string())),
+        Op::Put { done: Some(done), .. } | Op::PutDelayed { done: Some(done), .. } | Op::Barrier(done) => {
+            done(Err(why.to_string()))
+        }
         _ => {}
     }
 }
@@ -103,6 +111,7 @@ fn run(store: Arc<Store>, rx: Receiver<Op>) {
 
 fn write_batch(store: &Store, ops: &mut Vec<Op>) {
     let (messages, delivered, transient) = (store.cf(CF_MESSAGES), store.cf(CF_DELIVERED), store.cf(CF_TRANSIENT));
+    let delayed = |transient: bool| store.cf(if transient { CF_DELAYED_TRANSIENT } else { CF_DELAYED });
     let mut batch = WriteBatch::default();
     let mut sync = false;
     for op in ops.iter() {
@@ -124,6 +133,11 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>) {
             }
             Op::PutTransient { queue, seq, record } => batch.put_cf(transient, message_key(*queue, *seq), record),
             Op::DeleteTransient { queue, seq } => batch.delete_cf(transient, message_key(*queue, *seq)),
+            Op::PutDelayed { key, value, transient, .. } => {
+                batch.put_cf(delayed(*transient), key, value);
+                sync |= !*transient;
+            }
+            Op::DeleteDelayed { key, transient } => batch.delete_cf(delayed(*transient), key),
             Op::Barrier(_) => sync = true,
         }
     }
@@ -142,7 +156,9 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>) {
     }
     for op in ops.drain(..) {
         match op {
-            Op::Put { done: Some(done), .. } | Op::Barrier(done) => done(result.clone()),
+            Op::Put { done: Some(done), .. } | Op::PutDelayed { done: Some(done), .. } | Op::Barrier(done) => {
+                done(result.clone())
+            }
             _ => {}
         }
     }

@@ -74,7 +74,7 @@ test('x-consumer-timeout: consumers that ack in time, and noAck consumers, are l
 
 // ---- delayed-message exchange -----------------------------------------------------
 
-test('x-delayed-message: reminders are routed after x-delay ms, by the x-delayed-type rules', warrenOnly(pending('delayed-exchange')), withEnv(async (env) => {
+test('x-delayed-message: reminders are routed after x-delay ms, by the x-delayed-type rules', warrenOnly(), withEnv(async (env) => {
   const ch = await env.confirmChannel();
   const x = await env.exchange(ch, 'x-delayed-message', { arguments: { 'x-delayed-type': 'direct' } });
   const reminders = await env.queue(ch);
@@ -100,7 +100,7 @@ test('x-delayed-message: reminders are routed after x-delay ms, by the x-delayed
   assert.equal(await messageCount(ch, other), 0, 'direct routing applies');
 }));
 
-test('x-delayed-message needs x-delayed-type naming a known exchange type', warrenOnly(pending('delayed-exchange')), withEnv(async (env) => {
+test('x-delayed-message needs x-delayed-type naming a known exchange type', warrenOnly(), withEnv(async (env) => {
   const conn = await env.connect();
   const missing = env.trackExchange(env.name('x.delayed'));
   const text = await expectChannelError(406, async () => (await env.channel(conn)).assertExchange(missing, 'x-delayed-message'));

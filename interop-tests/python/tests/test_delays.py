@@ -21,7 +21,7 @@ import pytest
 from helpers import drain, expect_channel_error
 from lifecycle import pump, pump_until
 
-pytestmark = [pytest.mark.warren_only, pytest.mark.warren_pending("delayed-message-exchange")]
+pytestmark = pytest.mark.warren_only
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 //! Exchanges and their bindings. Each kind keeps an index shaped for its routing: a hash map by
-//! key (direct), a list (fanout), a trie (topic), argument tables (headers).
+//! key (direct), a list (fanout), a trie (topic), argument tables (headers). A delayed-message
+//! exchange (`x-delayed-message`) routes as the kind its `x-delayed-type` names.
 
+pub mod delayed;
 pub mod headers;
 pub mod topic;
 
@@ -23,6 +25,9 @@ pub enum ExchangeKind {
     Headers,
     /// `x-message-deduplication`: a fanout that drops messages it has seen (see `dedup.rs`).
     MessageDeduplication,
+    /// `x-delayed-message`: holds messages with a positive `x-delay` until they are due; routes
+    /// as its `x-delayed-type` (see [`delayed`]).
+    Delayed,
 }
 
 impl ExchangeKind {
@@ -33,6 +38,7 @@ impl ExchangeKind {
             b"topic" => Some(ExchangeKind::Topic),
             b"headers" => Some(ExchangeKind::Headers),
             b"x-message-deduplication" => Some(ExchangeKind::MessageDeduplication),
+            b"x-delayed-message" => Some(ExchangeKind::Delayed),
             _ => None,
         }
     }
@@ -44,6 +50,7 @@ impl ExchangeKind {
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
             ExchangeKind::MessageDeduplication => "x-message-deduplication",
+            ExchangeKind::Delayed => delayed::TYPE_NAME,
         }
     }
 }
@@ -91,7 +98,11 @@ struct Bindings {
 
 pub struct Exchange {
     pub name: ShortStr,
+    /// The declared type.
     pub kind: ExchangeKind,
+    /// How bindings match: `kind`, or for a delayed exchange its `x-delayed-type` (never
+    /// `Delayed`).
+    routing: ExchangeKind,
     pub durable: bool,
     pub auto_delete: bool,
     pub internal: bool,
@@ -110,11 +121,25 @@ impl Exchange {
         internal: bool,
         arguments: FieldTable,
     ) -> Exchange {
-        // Declares check the cache arguments first; one restored from the store had them
-        // checked when declared.
+        // Declares check the cache arguments and `x-delayed-type` first; an exchange restored
+        // from the store had them checked when declared.
         let seen = (kind == ExchangeKind::MessageDeduplication)
             .then(|| SeenCache::from_arguments(&arguments).unwrap_or_else(|_| SeenCache::unbounded()));
-        Exchange { name, kind, durable, auto_delete, internal, arguments, bindings: RwLock::default(), seen }
+        let routing = match kind {
+            ExchangeKind::Delayed => delayed::routing_type(&arguments).unwrap_or(ExchangeKind::Direct),
+            other => other,
+        };
+        Exchange { name, kind, routing, durable, auto_delete, internal, arguments, bindings: RwLock::default(), seen }
+    }
+
+    /// The kind whose rules bindings follow (for a delayed exchange, its `x-delayed-type`).
+    pub fn routing_kind(&self) -> ExchangeKind {
+        self.routing
+    }
+
+    /// An `x-delayed-message` exchange.
+    pub fn is_delayed(&self) -> bool {
+        self.kind == ExchangeKind::Delayed
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Bindings> {
@@ -136,7 +161,7 @@ impl Exchange {
         if b.all.contains(&binding) {
             return false;
         }
-        match self.kind {
+        match self.routing {
             ExchangeKind::Direct => {
                 let dests = b.direct.entry(binding.routing_key.clone().into_bytes()).or_default();
                 if !dests.contains(&binding.destination) {
@@ -146,7 +171,10 @@ impl Exchange {
             ExchangeKind::Topic => {
                 b.topic.insert(binding.routing_key.as_bytes(), binding.destination.clone());
             }
-            ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::MessageDeduplication => {}
+            ExchangeKind::Fanout
+            | ExchangeKind::Headers
+            | ExchangeKind::MessageDeduplication
+            | ExchangeKind::Delayed => {}
         }
         b.all.push(binding);
         true
@@ -161,7 +189,7 @@ impl Exchange {
         let still_routed =
             b.all.iter().any(|x| x.destination == binding.destination && x.routing_key == binding.routing_key);
         if !still_routed {
-            remove_from_index(&mut b, self.kind, &binding.routing_key, &binding.destination);
+            remove_from_index(&mut b, self.routing, &binding.routing_key, &binding.destination);
         }
         true
     }
@@ -173,7 +201,7 @@ impl Exchange {
             std::mem::take(&mut b.all).into_iter().partition(|x| x.destination == *dest);
         b.all = kept;
         for g in &gone {
-            remove_from_index(&mut b, self.kind, &g.routing_key, dest);
+            remove_from_index(&mut b, self.routing, &g.routing_key, dest);
         }
         gone.len()
     }
@@ -200,7 +228,7 @@ impl Exchange {
                 out.push(d.clone());
             }
         };
-        match self.kind {
+        match self.routing {
             ExchangeKind::Direct => {
                 for key in routing_keys {
                     if let Some(dests) = b.direct.get(*key) {
@@ -227,6 +255,7 @@ impl Exchange {
                     }
                 }
             }
+            ExchangeKind::Delayed => {} // never a routing kind
         }
     }
 }
@@ -244,6 +273,6 @@ fn remove_from_index(b: &mut Bindings, kind: ExchangeKind, key: &ShortStr, dest:
         ExchangeKind::Topic => {
             b.topic.remove(key.as_bytes(), dest);
         }
-        ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::MessageDeduplication => {}
+        ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::MessageDeduplication | ExchangeKind::Delayed => {}
     }
 }
