@@ -122,6 +122,8 @@ def test_invalid_argument_leaves_the_connection_usable(amqp):
 def test_valid_edge_values_are_accepted(amqp, arguments):
     ch = amqp.connect().channel()
     q = amqp.queue(ch, arguments=arguments)
+    if arguments.get("x-expires") == 1:
+        return  # accepted; a queue unused for 1 ms may already be gone again
     assert ch.queue_declare(q, passive=True).method.queue == q
 
 
