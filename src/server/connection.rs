@@ -385,6 +385,11 @@ impl Connection {
         let check_every = if heartbeat.is_zero() { Duration::from_secs(3600) } else { heartbeat };
         let mut ticker = tokio::time::interval(check_every);
         ticker.tick().await;
+        // One timer for consumer ack timeouts, moved only when the earliest deadline changes
+        // (not re-created on every read).
+        let ack_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(ack_timer);
+        let mut armed_for: Option<u64> = None;
         loop {
             while let Some(frame) = decode_frame(&mut reader.buf, reader.frame_max)? {
                 if self.handle(frame)? {
@@ -405,9 +410,16 @@ impl Connection {
                 return Err(ConnError::Gone("socket closed for writing"));
             }
             let ack_deadline = self.channels.values().filter_map(|ch| ch.shared.ack_deadline()).min();
-            let ack_wait = ack_deadline.map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
+            if ack_deadline != armed_for {
+                if let Some(at) = ack_deadline {
+                    let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+                    ack_timer.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
+                armed_for = ack_deadline;
+            }
             tokio::select! {
-                _ = tokio::time::sleep(ack_wait.unwrap_or_default()), if ack_wait.is_some() => {
+                _ = &mut ack_timer, if armed_for.is_some() => {
+                    armed_for = None; // re-armed from the channels' deadlines on the next turn
                     self.enforce_ack_timeouts();
                 }
                 more = reader.fill() => {
