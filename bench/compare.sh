@@ -474,6 +474,8 @@ def s9():
         numbers = isinstance(a, (int, float)) and isinstance(b, (int, float)) and b
         plain = ("errors", "other_cpu_s", "missing", "early", "early_max_ms", "confirmed", "received")
         ratio = f"{a / b:.2f}×" if numbers and key not in plain else ""
+        if ratio == "0.00×":
+            ratio = f"{a / b:.3f}×"
         line = f"| {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} |"
         if d:
             line += f" {fmt(derived(d, key), unit)} |"

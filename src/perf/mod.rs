@@ -384,20 +384,37 @@ async fn open_load_connections<P: Prepare>(uri: &AmqpUri, role: &str, plans: &[P
     }
 }
 
-/// Broker and own CPU time, and the broker's RSS, at one instant.
+/// Broker, own and machine CPU time at one instant.
 struct Sample {
+    at: Instant,
     broker_cpu: Option<Duration>,
     own_cpu: Option<Duration>,
     machine_cpu: Option<Duration>,
+    /// Time in idle states summed over CPUs, and the number of CPUs (see [`procfs::cpuidle_time`]).
+    cpuidle: Option<(Duration, u32)>,
 }
 
 impl Sample {
     fn take(broker: Option<Pid>) -> Sample {
         Sample {
+            at: Instant::now(),
             broker_cpu: broker.and_then(procfs::cpu_time),
             own_cpu: procfs::cpu_time(Pid::Own),
             machine_cpu: procfs::machine_busy(),
+            cpuidle: procfs::cpuidle_time(),
         }
+    }
+}
+
+/// CPU time the whole machine used between two samples, and whether it comes from the idle
+/// states' clocks (else from `/proc/stat`).
+fn machine_cpu(start: &Sample, end: &Sample) -> (Option<f64>, bool) {
+    match (start.cpuidle, end.cpuidle) {
+        (Some((idle0, n0)), Some((idle1, n1))) if n0 == n1 => {
+            let busy = procfs::busy_from_idle(end.at.duration_since(start.at), n0, idle1.saturating_sub(idle0));
+            (Some(busy.as_secs_f64()), true)
+        }
+        _ => (cpu_delta(start.machine_cpu, end.machine_cpu), false),
     }
 }
 
@@ -614,7 +631,7 @@ async fn measure(
     }
     report.broker_cpu_s = cpu_delta(start.broker_cpu, end.broker_cpu);
     report.loadgen_cpu_s = cpu_delta(start.own_cpu, end.own_cpu);
-    report.machine_cpu_s = cpu_delta(start.machine_cpu, end.machine_cpu);
+    (report.machine_cpu_s, report.machine_cpu_from_cpuidle) = machine_cpu(&start, &end);
     if let Some(pid) = broker {
         report.broker_peak_rss_kib = if report.broker_peak_from_hwm {
             procfs::status_kib(pid, "VmHWM")

@@ -65,6 +65,8 @@ pub struct Report {
     pub loadgen_cpu_s: Option<f64>,
     /// CPU time the whole machine used during the run (all CPUs).
     pub machine_cpu_s: Option<f64>,
+    /// Whether that is CPUs × run time − time in idle states (cpuidle), else from `/proc/stat`.
+    pub machine_cpu_from_cpuidle: bool,
     pub idle_connections: u32,
     pub idle_rss_per_connection_kib: Option<f64>,
 }
@@ -169,7 +171,8 @@ impl Report {
         if let (Some(other), Some(machine)) = (self.other_cpu_s(), self.machine_cpu_s) {
             let _ = writeln!(
                 s,
-                "  machine      {machine:.2} s CPU in all, of which {other:.2} s by other processes{}",
+                "  machine      {machine:.2} s CPU in all ({}), of which {other:.2} s by other processes{}",
+                if self.machine_cpu_from_cpuidle { "CPUs x time - cpuidle" } else { "/proc/stat" },
                 if other > 0.05 * self.seconds { "  (!) the figures are disturbed" } else { "" }
             );
         }
@@ -229,6 +232,7 @@ impl Report {
         j.float("loadgen_cpu_us_per_msg", self.loadgen_us_per_msg());
         j.float("machine_cpu_s", self.machine_cpu_s);
         j.float("other_cpu_s", self.other_cpu_s());
+        j.str("machine_cpu_source", if self.machine_cpu_from_cpuidle { "cpuidle" } else { "proc_stat" });
         j.num("idle_connections", self.idle_connections);
         j.float("idle_rss_per_connection_kib", self.idle_rss_per_connection_kib);
         j.finish()
