@@ -20,6 +20,13 @@
 #       between them and restarted on the same data directory: its recovery time is measured
 #       (AMQP connection.start received) and its "recovered from the store" log line kept.
 #       RabbitMQ is not restarted. Table: publish rate, drain rate, peak RSS of each phase.
+#   S9  TTL + dead-letter retry: S9_MESSAGES x 24 B persistent, published with confirms (window
+#       100) each to one of S9_TTL_QUEUES durable wait queues picked at random, whose
+#       x-message-ttl values are spread evenly over S9_TTL_MS and which dead-letter into the
+#       durable queue one auto-ack consumer reads. Lateness = receive time - (send time + TTL).
+#       Then, for reference, Warren alone with its delayed-message exchange on the same scale
+#       (x-delay uniform over S9_TTL_MS; RabbitMQ's reference instance has no such plugin).
+#       Table: publishing and delivery rates, lateness, broker CPU and peak RSS.
 #
 # What it does: builds Warren (release) into $CARGO_TARGET_DIR (default ~/.cache/warren-target),
 # makes sure the reference RabbitMQ runs (../shared/tools/reference-rabbitmq.sh start), then for
@@ -31,6 +38,11 @@
 #   DURATION=20          seconds per run (S7 holds its connections for 5 s; S6 is counted)
 #   S6_MESSAGES=1000000  S6 backlog size for Warren
 #   S6_RABBIT_MESSAGES=  S6 backlog size for RabbitMQ (default: S6_MESSAGES)
+#   S9_MESSAGES=1000000  S9 messages for Warren (and its delayed-exchange run)
+#   S9_RABBIT_MESSAGES=  S9 messages for RabbitMQ (default: S9_MESSAGES)
+#   S9_TTL_QUEUES=16     S9 wait queues
+#   S9_TTL_MS=1000..60000  S9 range of their TTLs (ms)
+#   S9_DELAYED=1         0: skip Warren's delayed-exchange reference run in S9
 #   PERF_THREADS=1       worker threads of the load generator (`warren perf --threads`)
 #   RABBITMQ_URI=...     use this RabbitMQ instead of the reference one
 #   RABBITMQ_PID=...     its broker process for CPU/RSS figures (default: beam.smp of the reference)
@@ -46,6 +58,11 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20}
 S6_MESSAGES=${S6_MESSAGES:-1000000}
 S6_RABBIT_MESSAGES=${S6_RABBIT_MESSAGES:-$S6_MESSAGES}
+S9_MESSAGES=${S9_MESSAGES:-1000000}
+S9_RABBIT_MESSAGES=${S9_RABBIT_MESSAGES:-$S9_MESSAGES}
+S9_TTL_QUEUES=${S9_TTL_QUEUES:-16}
+S9_TTL_MS=${S9_TTL_MS:-1000..60000}
+S9_DELAYED=${S9_DELAYED:-1}
 PERF_THREADS=${PERF_THREADS:-1}
 QUIET_WAIT=${QUIET_WAIT:-900}
 QUIET_BUSY=${QUIET_BUSY:-15}
@@ -62,6 +79,7 @@ describe() {
     S8) echo "topic exchange, 1,000 wildcard bindings, 1 producer -> 1 consumer, 16 B, auto-ack" ;;
     S2) echo "1 KiB persistent, durable queue, confirms (window 100), manual acks, prefetch 100" ;;
     S6) echo "backlog of ${S6_MESSAGES} x 1 KiB persistent (no consumer), then drained; Warren restarted between" ;;
+    S9) echo "TTL + dead-letter retry: ${S9_MESSAGES} x 24 B persistent, confirms (window 100), ${S9_TTL_QUEUES} wait queues with TTLs ${S9_TTL_MS} ms, auto-ack" ;;
     *) return 1 ;;
   esac
 }
@@ -79,6 +97,9 @@ flags_of() {
     # S6 is two runs; the message count is appended by run_s6.
     S6-publish) echo "--queue warren-perf-s6 --producers 1 --consumers 0 --size 1024 --persistent --confirm 100 --keep-queues --pmessages" ;;
     S6-drain) echo "--queue warren-perf-s6 --producers 0 --consumers 1 --size 1024 --persistent --prefetch 100 --keep-queues --cmessages" ;;
+    # S9 is counted; the message count is appended by run_s9.
+    S9) echo "--queue warren-perf-s9 --ttl-queues $S9_TTL_QUEUES --ttl-ms $S9_TTL_MS --producers 1 --consumers 1 --size 24 --persistent --confirm 100 --auto-ack --pmessages" ;;
+    S9-delayed) echo "--queue warren-perf-s9 --delayed-exchange --delay-ms $S9_TTL_MS --producers 1 --consumers 1 --size 24 --persistent --confirm 100 --auto-ack --pmessages" ;;
     *) return 1 ;;
   esac
 }
@@ -89,6 +110,7 @@ if [[ ${1:-} == -h || ${1:-} == --help ]]; then usage; exit 0; fi
 if [[ ${1:-} == --list ]]; then
   for s in S1 S2 S3 S4 S5 S7 S8; do printf '%s  %s\n      warren perf %s\n' "$s" "$(describe $s)" "$(flags_of $s)"; done
   printf 'S6  %s\n      warren perf %s N\n      warren perf %s N\n' "$(describe S6)" "$(flags_of S6-publish)" "$(flags_of S6-drain)"
+  printf 'S9  %s\n      warren perf %s N\n      (Warren only) warren perf %s N\n' "$(describe S9)" "$(flags_of S9)" "$(flags_of S9-delayed)"
   exit 0
 fi
 scenarios=("$@")
@@ -270,7 +292,38 @@ run_s6() { # label uri pid messages
   sleep 2
 }
 
+# S9: one counted run of N messages (the scenario's flags with N appended) under a result name.
+run_counted() { # scenario name label uri pid messages
+  local s=$1 name=$2 label=$3 uri=$4 pid=$5 n=$6
+  local pid_flag=()
+  [[ -n $pid ]] && pid_flag=(--broker-pid "$pid")
+  wait_for_quiet
+  local busy
+  busy=$(cpu_busy)
+  # shellcheck disable=SC2046
+  local cmd=("$WARREN" perf --uri "$uri" $(flags_of "$s") "$n" --threads "$PERF_THREADS" --label "$label" "${pid_flag[@]}" --json)
+  echo "=== $name on $label, $n messages (CPU busy before the run: $busy %; load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  echo "    ${cmd[*]}" >&2
+  if "${cmd[@]}" >"$RESULTS_DIR/$name-$label.json" 2>"$RESULTS_DIR/$name-$label.log"; then :; else
+    echo "    (exit status $?: errors or missing messages; see $RESULTS_DIR/$name-$label.log)" >&2
+  fi
+  tail -n 20 "$RESULTS_DIR/$name-$label.log" | grep -v '^\[' >&2 || true
+  sleep 2
+}
+
 for s in "${scenarios[@]}"; do
+  if [[ $s == S9 ]]; then
+    start_warren
+    run_counted S9 S9 warren "$WARREN_URI" "$warren_pid" "$S9_MESSAGES"
+    stop_warren
+    run_counted S9 S9 rabbitmq "$rabbit_uri" "$rabbit_pid" "$S9_RABBIT_MESSAGES"
+    if [[ $S9_DELAYED != 0 ]]; then
+      start_warren
+      run_counted S9-delayed S9 warren-delayed "$WARREN_URI" "$warren_pid" "$S9_MESSAGES"
+      stop_warren
+    fi
+    continue
+  fi
   if [[ $s == S6 ]]; then
     start_warren
     run_s6 warren "$WARREN_URI" "$warren_pid" "$S6_MESSAGES"
@@ -304,6 +357,8 @@ def fmt(v, unit):
         return "-"
     if unit == "MiB":
         return f"{v / 1024:.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
     if abs(v) >= 1000:
         return f"{v:,.0f}"
     if abs(v) >= 100:
@@ -365,9 +420,73 @@ def s6():
     except (OSError, ValueError):
         pass
 
+def s9():
+    w, r, d = load("S9", "warren"), load("S9", "rabbitmq"), load("S9", "warren-delayed")
+    g = lambda x, k: (x or {}).get(k)
+    print()
+    print("### S9: " + (g(w, "scenario") or g(r, "scenario") or "(no result)"))
+    print()
+    head = f"| metric | {g(w, 'broker') or 'Warren'} | {g(r, 'broker') or 'RabbitMQ'} | Warren / RabbitMQ |"
+    rule = "|---|---:|---:|---:|"
+    if d:
+        head += " Warren, delayed exchange (reference) |"
+        rule += "---:|"
+    print(head)
+    print(rule)
+    def derived(x, key):
+        if x is None:
+            return None
+        if key == "broker_cpu_after_publish_s":
+            a, b = x.get("broker_cpu_s"), x.get("broker_cpu_publish_s")
+            return a - b if a is not None and b is not None else None
+        if key.endswith("_ms"):  # lateness in ms from the JSON's µs
+            v = x.get(key[:-3] + "_us")
+            return v / 1e3 if v is not None else None
+        return x.get(key)
+    rows9 = [
+        ("messages published (confirmed)", "confirmed", ""),
+        ("messages received", "received", ""),
+        ("publishing phase s (to the last confirm)", "publish_seconds", ""),
+        ("**published msg/s** (publishing phase)", "publish_rate", ""),
+        ("confirm latency p50 µs", "confirm_p50_us", ""),
+        ("confirm latency p99 µs", "confirm_p99_us", ""),
+        ("run time s (to the last delivery)", "seconds", ""),
+        ("received msg/s (whole run)", "received_rate", ""),
+        ("**lateness p50 ms**", "lateness_p50_ms", ""),
+        ("lateness p95 ms", "lateness_p95_ms", ""),
+        ("**lateness p99 ms**", "lateness_p99_ms", ""),
+        ("lateness max ms", "lateness_max_ms", ""),
+        ("delivered early (count)", "early", ""),
+        ("delivered early, by up to ms", "early_max_ms", ""),
+        ("**broker CPU µs/msg**", "broker_cpu_us_per_msg", ""),
+        ("broker CPU s", "broker_cpu_s", ""),
+        ("broker CPU s while publishing", "broker_cpu_publish_s", ""),
+        ("broker CPU s after publishing", "broker_cpu_after_publish_s", ""),
+        ("**broker CPU % of a core** (whole run)", "broker_cpu_percent", ""),
+        ("**broker peak RSS MiB**", "broker_peak_rss_kib", "MiB"),
+        ("load generator CPU µs/msg", "loadgen_cpu_us_per_msg", ""),
+        ("other processes' CPU s (noise)", "other_cpu_s", ""),
+        ("missing", "missing", ""),
+        ("errors", "errors", ""),
+    ]
+    for label, key, unit in rows9:
+        a, b = derived(w, key), derived(r, key)
+        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float)) and b
+        plain = ("errors", "other_cpu_s", "missing", "early", "early_max_ms", "confirmed", "received")
+        ratio = f"{a / b:.2f}×" if numbers and key not in plain else ""
+        if ratio == "0.00×":
+            ratio = f"{a / b:.3f}×"
+        line = f"| {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} |"
+        if d:
+            line += f" {fmt(derived(d, key), unit)} |"
+        print(line)
+
 for s in scenarios:
     if s == "S6":
         s6()
+        continue
+    if s == "S9":
+        s9()
         continue
     w, r = load(s, "warren"), load(s, "rabbitmq")
     print()

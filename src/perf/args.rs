@@ -16,6 +16,8 @@ Scenarios (bench/compare.sh --list shows the exact flags it uses):
   S2 durable      --persistent --size 1024 --confirm 100 --prefetch 100
   delayed         --delayed-exchange --delay-ms 1000..60000 --persistent --confirm 100 --size 24
                   --pmessages 1000000 --auto-ack
+  S9 TTL retry    --ttl-queues 16 --ttl-ms 1000..60000 --persistent --confirm 100 --size 24
+                  --pmessages 1000000 --auto-ack
 
 Every message body starts with the time it was sent (8 octets) and the producer's sequence
 number (8 octets), hence --size >= 16; consumers compute end-to-end latency from it. Queues and
@@ -29,6 +31,14 @@ sent --pmessages and the consumers have received them, or once the consumers hav
 With --delay-ms, each message asks for a delay drawn uniformly from the range (an x-delay header;
 the body carries it in octets 16..24, hence --size >= 24), and consumers report lateness:
 receive time - (send time + delay). A counted run then waits up to the longest delay for them.
+
+With --ttl-queues K --ttl-ms MIN..MAX (the TTL + dead-letter retry pattern), the run declares K
+wait queues '<--queue>-wait-<i>-<TTL>ms' whose x-message-ttl values are spread evenly over
+MIN..MAX, each dead-lettering (x-dead-letter-exchange '', x-dead-letter-routing-key <--queue>)
+into the queue the consumers read. Producers publish each message to a random wait queue through
+the default exchange, its TTL written into the body's delay field, so lateness is measured as for
+delayed messages. The wait queues are durable with --persistent and deleted at the end unless
+--keep-queues.
 
 With --broker-pid, the broker's CPU time (utime + stime in /proc/PID/stat) over the run is
 divided by the messages delivered, and its peak RSS (VmHWM, reset at the start of the run when
@@ -135,6 +145,16 @@ pub struct PerfArgs {
     #[arg(long, value_name = "MIN..MAX", value_parser = parse_delay_range)]
     pub delay_ms: Option<(u64, u64)>,
 
+    /// TTL + dead-letter retry: N wait queues with x-message-ttl spread evenly over --ttl-ms,
+    /// dead-lettering into --queue, which the consumers read; each message goes to a random one
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub ttl_queues: u32,
+
+    /// The wait queues' TTLs: MIN..MAX ms (inclusive; or one value N); needs --ttl-queues.
+    /// Consumers measure lateness against the TTL of the queue each message waited in
+    #[arg(long, value_name = "MIN..MAX", value_parser = parse_delay_range)]
+    pub ttl_ms: Option<(u64, u64)>,
+
     /// Open N idle connections before the run and hold them to the end; reports the broker's
     /// RSS growth per connection (with --broker-pid)
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -190,7 +210,8 @@ pub const MIN_SIZE: usize = 16;
 /// Bodies of delayed messages also carry the delay.
 pub const MIN_DELAYED_SIZE: usize = 24;
 
-/// `MIN..MAX` or `N` milliseconds, at most what an `x-delay` header (signed 32-bit) holds.
+/// `MIN..MAX` or `N` milliseconds, at most what an `x-delay` header or an `x-message-ttl` argument
+/// (sent as signed 32-bit) holds.
 fn parse_delay_range(s: &str) -> Result<(u64, u64), String> {
     let num = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("'{v}' is not a number of milliseconds"));
     let (lo, hi) = match s.split_once("..") {
@@ -201,7 +222,7 @@ fn parse_delay_range(s: &str) -> Result<(u64, u64), String> {
         return Err(format!("{lo}..{hi}: MIN is above MAX"));
     }
     if hi > i32::MAX as u64 {
-        return Err(format!("{hi} ms does not fit an x-delay header (at most {})", i32::MAX));
+        return Err(format!("{hi} ms does not fit a signed 32-bit x-delay or x-message-ttl (at most {})", i32::MAX));
     }
     Ok((lo, hi))
 }
@@ -268,6 +289,7 @@ impl PerfArgs {
         if self.cmessages.is_some() && self.consumers == 0 {
             return Err("--cmessages needs consumers".into());
         }
+        self.validate_ttl()?;
         if self.delay_ms.is_some() && !self.delayed_exchange {
             return Err("--delay-ms needs --delayed-exchange (only a delayed exchange holds messages)".into());
         }
@@ -285,8 +307,53 @@ impl PerfArgs {
         Ok(Limits { duration, pmessages: self.pmessages })
     }
 
+    fn validate_ttl(&self) -> Result<(), String> {
+        let Some((lo, hi)) = self.ttl_ms else {
+            if self.ttl_queues > 0 {
+                return Err("--ttl-queues needs --ttl-ms MIN..MAX".into());
+            }
+            return Ok(());
+        };
+        if self.ttl_queues == 0 {
+            return Err("--ttl-ms needs --ttl-queues N (the wait queues that hold the messages)".into());
+        }
+        if self.ttl_queues == 1 && lo != hi {
+            return Err("one wait queue has one TTL: give --ttl-ms N, or more --ttl-queues".into());
+        }
+        if self.size < MIN_DELAYED_SIZE {
+            return Err(format!("--ttl-ms needs --size of at least {MIN_DELAYED_SIZE} (the body carries the TTL)"));
+        }
+        if self.delayed_exchange || self.delay_ms.is_some() {
+            return Err("--ttl-queues and --delayed-exchange are two ways of delaying; use one".into());
+        }
+        if self.exchange.as_deref().is_some_and(|e| !e.is_empty()) || self.exchange_type != ExchangeType::Direct {
+            return Err("--ttl-queues publishes to the wait queues through the default exchange; drop --exchange and \
+                        --exchange-type"
+                .into());
+        }
+        if self.fanout_queues > 0 || self.topic_bindings > 0 || self.queue_pattern.is_some() || self.queues > 1 {
+            return Err("--ttl-queues dead-letters into one queue (--queue); it cannot be combined with \
+                        --fanout-queues, --topic-bindings, --queue-pattern or --queues"
+                .into());
+        }
+        Ok(())
+    }
+
+    /// Whether consumers find a delay in the bodies and measure lateness.
+    pub fn measures_lateness(&self) -> bool {
+        self.delay_ms.is_some() || self.ttl_queues > 0
+    }
+
+    /// The longest a message is held on purpose (delay or TTL), in ms.
+    pub fn longest_delay_ms(&self) -> u64 {
+        self.delay_ms.or(self.ttl_ms).map_or(0, |(_, hi)| hi)
+    }
+
     /// The exchange to publish to and whether this run declares (and later deletes) it.
     pub fn exchange_name(&self) -> (String, bool) {
+        if self.ttl_queues > 0 {
+            return (String::new(), false);
+        }
         let ty = if self.fanout_queues > 0 { ExchangeType::Fanout } else { self.exchange_type };
         match &self.exchange {
             Some(name) => (name.clone(), !name.is_empty() && !name.starts_with("amq.")),
@@ -312,6 +379,25 @@ pub struct Topology {
     pub consumer_queues: Vec<usize>,
     /// Deliveries per published message (queues each message reaches).
     pub copies: u64,
+    /// TTL + dead-letter retry: the wait queues, dead-lettering into `queues[0]`. Producers
+    /// publish to them (`producer_keys` are their names) through the default exchange.
+    pub wait_queues: Vec<WaitQueue>,
+}
+
+/// A queue that holds messages for its `x-message-ttl`, then dead-letters them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitQueue {
+    pub name: String,
+    pub ttl_ms: u64,
+}
+
+/// `k` TTLs spread evenly over `lo..=hi` (both ends included when `k` > 1).
+pub fn spread(lo: u64, hi: u64, k: u32) -> Vec<u64> {
+    match k {
+        0 => Vec::new(),
+        1 => vec![lo],
+        _ => (0..u64::from(k)).map(|i| lo + (hi - lo) * i / (u64::from(k) - 1)).collect(),
+    }
 }
 
 impl Topology {
@@ -357,6 +443,21 @@ impl Topology {
             producer_keys = (0..args.producers as usize).map(|p| vec![queues[producer_queue(p)].clone()]).collect();
             copies = 1;
         }
+        let wait_queues: Vec<WaitQueue> = match args.ttl_ms {
+            Some((lo, hi)) if args.ttl_queues > 0 => spread(lo, hi, args.ttl_queues)
+                .into_iter()
+                .enumerate()
+                .map(|(i, ttl_ms)| WaitQueue { name: format!("{}-wait-{}-{ttl_ms}ms", queues[0], i + 1), ttl_ms })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let producer_keys = if wait_queues.is_empty() {
+            producer_keys
+        } else {
+            // Each message picks one of them at random (see producer::Delays::PerKey).
+            let names: Vec<String> = wait_queues.iter().map(|w| w.name.clone()).collect();
+            (0..args.producers as usize).map(|_| names.clone()).collect()
+        };
         // With fewer topic bindings than queues some producers would have nothing to send to.
         let producer_keys = producer_keys
             .into_iter()
@@ -372,6 +473,7 @@ impl Topology {
             bindings,
             producer_keys,
             copies,
+            wait_queues,
         }
     }
 }
@@ -531,6 +633,64 @@ mod tests {
         for bad in ["9..1", "x", "1..", "0..3000000000"] {
             assert!(Cli::try_parse_from(["perf", "--delay-ms", bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ttl_retry_runs_declare_wait_queues_that_dead_letter_into_the_consumers_queue() {
+        let a = parse(&["--ttl-queues", "4", "--ttl-ms", "1000..4000", "-s", "24", "-x", "2", "-y", "3"]);
+        assert_eq!((a.ttl_queues, a.ttl_ms), (4, Some((1000, 4000))));
+        assert!(a.validate().is_ok());
+        assert!(a.measures_lateness());
+        assert_eq!(a.longest_delay_ms(), 4000);
+        let t = Topology::plan(&a);
+        assert_eq!((t.exchange.as_str(), t.declare_exchange, t.delayed), ("", false, false));
+        assert_eq!(t.queues, ["warren-perf"]);
+        assert!(t.bindings.is_empty());
+        let names: Vec<_> = t.wait_queues.iter().map(|w| (w.name.as_str(), w.ttl_ms)).collect();
+        assert_eq!(
+            names,
+            [
+                ("warren-perf-wait-1-1000ms", 1000),
+                ("warren-perf-wait-2-2000ms", 2000),
+                ("warren-perf-wait-3-3000ms", 3000),
+                ("warren-perf-wait-4-4000ms", 4000)
+            ]
+        );
+        assert_eq!(t.producer_keys.len(), 2);
+        assert!(t.producer_keys.iter().all(|k| k.len() == 4 && k[0] == "warren-perf-wait-1-1000ms"));
+        assert_eq!((t.consumer_queues.as_slice(), t.copies), (&[0, 0, 0][..], 1));
+        let one = parse(&["--ttl-queues", "1", "--ttl-ms", "500", "-s", "24", "-u", "work"]);
+        assert!(one.validate().is_ok());
+        assert_eq!(Topology::plan(&one).wait_queues, [WaitQueue { name: "work-wait-1-500ms".into(), ttl_ms: 500 }]);
+    }
+
+    #[test]
+    fn ttls_are_spread_evenly_over_the_range() {
+        assert_eq!(spread(1000, 60_000, 16).len(), 16);
+        assert_eq!(spread(1000, 60_000, 16)[..3], [1000, 4933, 8866]);
+        assert_eq!(spread(1000, 60_000, 16)[15], 60_000);
+        assert_eq!(spread(7, 7, 3), [7, 7, 7]);
+        assert_eq!(spread(0, 10, 1), [0]);
+        assert!(spread(0, 10, 0).is_empty());
+        assert_eq!(spread(0, i32::MAX as u64, 2), [0, i32::MAX as u64]);
+    }
+
+    #[test]
+    fn ttl_retry_runs_refuse_what_does_not_fit() {
+        let refused = |args: &[&str]| parse(args).validate().unwrap_err();
+        assert!(refused(&["--ttl-queues", "4", "-s", "24"]).contains("--ttl-ms"));
+        assert!(refused(&["--ttl-ms", "1..5", "-s", "24"]).contains("--ttl-queues"));
+        assert!(refused(&["--ttl-queues", "4", "--ttl-ms", "1..5"]).contains("at least 24"));
+        assert!(refused(&["--ttl-queues", "1", "--ttl-ms", "1..5", "-s", "24"]).contains("one TTL"));
+        let ttl = ["--ttl-queues", "2", "--ttl-ms", "1..5", "-s", "24"];
+        let with = |more: &[&'static str]| [&ttl[..], more].concat();
+        assert!(refused(&with(&["--delayed-exchange"])).contains("use one"));
+        assert!(refused(&with(&["-e", "amq.direct"])).contains("default exchange"));
+        assert!(refused(&with(&["-t", "topic"])).contains("default exchange"));
+        assert!(refused(&with(&["--fanout-queues", "2"])).contains("one queue"));
+        assert!(refused(&with(&["--queues", "2", "--queue-pattern", "q-%d"])).contains("one queue"));
+        assert!(parse(&with(&["-e", ""])).validate().is_ok(), "'' is the default exchange anyway");
+        assert!(Cli::try_parse_from(["perf", "--ttl-ms", "0..3000000000"]).is_err());
     }
 
     #[test]

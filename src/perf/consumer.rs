@@ -146,6 +146,7 @@ impl DeliveryTracker {
                 let due = delay.saturating_mul(1_000_000);
                 if e2e < due {
                     lat.early += 1;
+                    lat.early_max = lat.early_max.max(due - e2e);
                 }
                 lat.lateness.record(e2e.saturating_sub(due));
             }
@@ -338,6 +339,7 @@ mod tests {
             }
         }
         assert_eq!((lat.e2e.count(), lat.lateness.count(), lat.early), (2, 2, 1));
+        assert_eq!(lat.early_max, 1_000_000, "the second arrived 1 ms before its delay was over");
         assert_eq!((lat.lateness.min(), lat.lateness.max()), (Some(0), Some(300)), "early counts as 0 late");
     }
 

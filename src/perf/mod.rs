@@ -30,16 +30,16 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 pub use args::PerfArgs;
-use args::{AmqpUri, Limits, Topology};
+use args::{AmqpUri, Limits, Topology, WaitQueue};
 use client::{short, ClientError, Conn};
 use consumer::ConsumerPlan;
 use procfs::Pid;
-use producer::ProducerPlan;
+use producer::{Delays, ProducerPlan};
 use report::{Latency, Report};
 use stats::{collect_latencies, format_ns, ConnStats, Counts, Histogram, Latencies};
 
 use crate::protocol::methods::*;
-use crate::protocol::{FieldTable, Method};
+use crate::protocol::{FieldTable, FieldValue, Method};
 
 /// How long a counted run waits for the last messages once nothing arrives any more.
 const DRAIN_IDLE: Duration = Duration::from_secs(5);
@@ -139,12 +139,30 @@ fn exchange_declare(topology: &Topology, durable: bool) -> Result<Method, Client
     }))
 }
 
+/// The arguments of a wait queue: its TTL, and dead letters to `target` by the default exchange.
+fn wait_queue_arguments(wait: &WaitQueue, target: &str) -> Result<FieldTable, ClientError> {
+    let mut arguments = FieldTable::new();
+    // The range was checked to fit a signed 32-bit integer ('I', which RabbitMQ takes).
+    let ttl = i32::try_from(wait.ttl_ms).unwrap_or(i32::MAX);
+    arguments.insert(short("x-message-ttl")?, FieldValue::I32(ttl));
+    arguments.insert(short("x-dead-letter-exchange")?, "".into());
+    arguments.insert(short("x-dead-letter-routing-key")?, target.into());
+    Ok(arguments)
+}
+
 async fn declare(admin: &mut Conn, topology: &Topology, durable: bool, keep: bool) -> Result<(), ClientError> {
     if topology.declare_exchange {
         let declare = exchange_declare(topology, durable)?;
         admin.call_expect(ADMIN_CHANNEL, declare, |m| matches!(m, Method::ExchangeDeclareOk(_))).await?;
     }
-    for queue in &topology.queues {
+    // The consumers' queues first, then the wait queues that dead-letter into them.
+    let plain = topology.queues.iter().map(|q| (q, FieldTable::new()));
+    let target = topology.queues.first().map(String::as_str).unwrap_or_default();
+    let mut waits = Vec::with_capacity(topology.wait_queues.len());
+    for w in &topology.wait_queues {
+        waits.push((&w.name, wait_queue_arguments(w, target)?));
+    }
+    for (queue, arguments) in plain.chain(waits) {
         let declare = Method::QueueDeclare(QueueDeclare {
             queue: short(queue)?,
             passive: false,
@@ -152,7 +170,7 @@ async fn declare(admin: &mut Conn, topology: &Topology, durable: bool, keep: boo
             exclusive: false,
             auto_delete: false,
             no_wait: false,
-            arguments: FieldTable::new(),
+            arguments,
         });
         admin.call_expect(ADMIN_CHANNEL, declare, |m| matches!(m, Method::QueueDeclareOk(_))).await?;
         if keep {
@@ -197,7 +215,9 @@ async fn cleanup(mut admin: Conn, topology: &Topology, keep: bool) {
         }
         return;
     }
-    for queue in &topology.queues {
+    // The wait queues first, so that nothing is dead-lettered into a queue already deleted.
+    let waits = topology.wait_queues.iter().map(|w| &w.name);
+    for queue in waits.chain(&topology.queues) {
         let Ok(name) = short(queue) else { continue };
         let delete =
             Method::QueueDelete(QueueDelete { queue: name, if_unused: false, if_empty: false, no_wait: false });
@@ -259,14 +279,25 @@ async fn close_all(conns: Vec<Conn>) {
 
 fn describe(args: &PerfArgs, topology: &Topology) -> String {
     let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-    let mut s = format!(
-        "{} → {}{} exchange → {} → {}",
-        plural(u64::from(args.producers), "producer"),
-        if topology.delayed { "delayed " } else { "" },
-        topology.exchange_type.as_str(),
-        plural(topology.queues.len() as u64, "queue"),
-        plural(u64::from(args.consumers), "consumer"),
-    );
+    let mut s = if let (Some(first), Some(last)) = (topology.wait_queues.first(), topology.wait_queues.last()) {
+        format!(
+            "{} → default exchange → {} (x-message-ttl {}..{} ms) → dead-lettered → 1 queue → {}",
+            plural(u64::from(args.producers), "producer"),
+            plural(topology.wait_queues.len() as u64, "wait queue"),
+            first.ttl_ms,
+            last.ttl_ms,
+            plural(u64::from(args.consumers), "consumer"),
+        )
+    } else {
+        format!(
+            "{} → {}{} exchange → {} → {}",
+            plural(u64::from(args.producers), "producer"),
+            if topology.delayed { "delayed " } else { "" },
+            topology.exchange_type.as_str(),
+            plural(topology.queues.len() as u64, "queue"),
+            plural(u64::from(args.consumers), "consumer"),
+        )
+    };
     s += &format!(", {} B {}", args.size, if args.persistent { "persistent" } else { "transient" });
     if args.topic_bindings > 0 {
         s += &format!(", {} topic bindings", args.topic_bindings);
@@ -353,20 +384,37 @@ async fn open_load_connections<P: Prepare>(uri: &AmqpUri, role: &str, plans: &[P
     }
 }
 
-/// Broker and own CPU time, and the broker's RSS, at one instant.
+/// Broker, own and machine CPU time at one instant.
 struct Sample {
+    at: Instant,
     broker_cpu: Option<Duration>,
     own_cpu: Option<Duration>,
     machine_cpu: Option<Duration>,
+    /// Time in idle states summed over CPUs, and the number of CPUs (see [`procfs::cpuidle_time`]).
+    cpuidle: Option<(Duration, u32)>,
 }
 
 impl Sample {
     fn take(broker: Option<Pid>) -> Sample {
         Sample {
+            at: Instant::now(),
             broker_cpu: broker.and_then(procfs::cpu_time),
             own_cpu: procfs::cpu_time(Pid::Own),
             machine_cpu: procfs::machine_busy(),
+            cpuidle: procfs::cpuidle_time(),
         }
+    }
+}
+
+/// CPU time the whole machine used between two samples, and whether it comes from the idle
+/// states' clocks (else from `/proc/stat`).
+fn machine_cpu(start: &Sample, end: &Sample) -> (Option<f64>, bool) {
+    match (start.cpuidle, end.cpuidle) {
+        (Some((idle0, n0)), Some((idle1, n1))) if n0 == n1 => {
+            let busy = procfs::busy_from_idle(end.at.duration_since(start.at), n0, idle1.saturating_sub(idle0));
+            (Some(busy.as_secs_f64()), true)
+        }
+        _ => (cpu_delta(start.machine_cpu, end.machine_cpu), false),
     }
 }
 
@@ -420,9 +468,14 @@ async fn measure(
             auto_ack: args.auto_ack,
             multi_ack_every: args.multi_ack_every,
             prefetch: args.prefetch,
-            delayed: args.delay_ms.is_some(),
+            delayed: args.measures_lateness(),
         })
         .collect();
+    let delays = match (args.delay_ms, topology.wait_queues.is_empty()) {
+        (Some((lo, hi)), _) => Delays::Header { lo, hi },
+        (None, false) => Delays::PerKey { ttl_ms: topology.wait_queues.iter().map(|w| w.ttl_ms).collect() },
+        (None, true) => Delays::None,
+    };
     let producer_plans: Vec<ProducerPlan> = topology
         .producer_keys
         .iter()
@@ -434,7 +487,7 @@ async fn measure(
             rate: args.rate,
             confirm_window: args.confirm,
             max_messages: limits.pmessages,
-            delay_ms: args.delay_ms,
+            delays: delays.clone(),
         })
         .collect();
     let consumers = match open_load_connections(uri, "consumer", &consumer_plans).await {
@@ -481,7 +534,7 @@ async fn measure(
     let deadline = limits.duration.map(|d| t0 + Duration::from_secs_f64(d));
     let expected = args.cmessages.or_else(|| limits.pmessages.map(|n| n * u64::from(args.producers) * topology.copies));
     // Held messages arrive up to the longest delay after the last one was sent.
-    let drain_idle = DRAIN_IDLE + Duration::from_millis(args.delay_ms.map_or(0, |(_, hi)| hi));
+    let drain_idle = DRAIN_IDLE + Duration::from_millis(args.longest_delay_ms());
     let (mut total, mut tick) = (Latencies::default(), Latencies::default());
     let mut last = Counts::default();
     let mut last_print = t0;
@@ -509,7 +562,7 @@ async fn measure(
                 if args.confirm > 0 {
                     line += &format!("  confirm {}", short_latency(&tick.confirm));
                 }
-                if args.consumers > 0 && args.delay_ms.is_some() {
+                if args.consumers > 0 && args.measures_lateness() {
                     line += &format!("  late {}", short_latency(&tick.lateness));
                 } else if args.consumers > 0 {
                     line += &format!("  e2e {}", short_latency(&tick.e2e));
@@ -531,6 +584,16 @@ async fn measure(
             break;
         }
         let producers_done = tasks.iter().filter(|t| t.role.starts_with("producer")).all(|t| t.handle.is_finished());
+        // Every message sent (and confirmed, with confirms): before the producers have closed.
+        let all_published = limits.pmessages.is_some_and(|n| {
+            let settled = if args.confirm > 0 { counts.confirmed + counts.nacked } else { counts.published };
+            settled >= n * u64::from(args.producers)
+        });
+        if (all_published || producers_done) && args.producers > 0 && report.publish_seconds.is_none() {
+            // The end of the publishing phase (to within the 100 ms of this loop).
+            report.publish_seconds = Some(now.duration_since(t0).as_secs_f64());
+            report.broker_cpu_publish_s = cpu_delta(start.broker_cpu, broker.and_then(procfs::cpu_time));
+        }
         if let Some(expected) = expected {
             if producers_done && (counts.received >= expected || args.consumers == 0) {
                 break;
@@ -561,13 +624,14 @@ async fn measure(
     report.missing = expected.filter(|_| args.consumers > 0).map(|e| e.saturating_sub(counts.received));
     report.confirm = Latency::of(&total.confirm);
     report.e2e = Latency::of(&total.e2e);
-    if args.delay_ms.is_some() {
+    if args.measures_lateness() {
         report.lateness = Some(Latency::of(&total.lateness));
         report.early = total.early;
+        report.early_max_ns = total.early_max;
     }
     report.broker_cpu_s = cpu_delta(start.broker_cpu, end.broker_cpu);
     report.loadgen_cpu_s = cpu_delta(start.own_cpu, end.own_cpu);
-    report.machine_cpu_s = cpu_delta(start.machine_cpu, end.machine_cpu);
+    (report.machine_cpu_s, report.machine_cpu_from_cpuidle) = machine_cpu(&start, &end);
     if let Some(pid) = broker {
         report.broker_peak_rss_kib = if report.broker_peak_from_hwm {
             procfs::status_kib(pid, "VmHWM")

@@ -61,6 +61,47 @@ pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
     Some(total - fields.get(3)? - fields.get(4).copied().unwrap_or(0))
 }
 
+/// Time the CPUs have spent in their idle states so far, summed over the CPUs, and how many CPUs
+/// that covers: the `time` (µs) of every `/sys/devices/system/cpu/cpuN/cpuidle/stateK`. `None`
+/// without cpuidle.
+///
+/// On a virtual machine whose idle CPUs are woken very often, `/proc/stat` can count as system
+/// time much of what was in fact spent halted (seen here with Warren's delayed-message timer: a
+/// third of the machine "busy" that no thread had used, and that `perf record -a` found halted in
+/// the idle loop). The idle states' own clocks do not have that problem, so the machine's busy
+/// time is taken as CPUs × elapsed − this, when it is there.
+pub fn cpuidle_time() -> Option<(Duration, u32)> {
+    let mut total_us = 0u64;
+    let mut cpus = 0u32;
+    for entry in std::fs::read_dir("/sys/devices/system/cpu").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(n) = name.to_str().and_then(|n| n.strip_prefix("cpu")) else { continue };
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(states) = std::fs::read_dir(entry.path().join("cpuidle")) else { continue };
+        let mut any = false;
+        for state in states.flatten() {
+            if !state.file_name().to_str().is_some_and(|s| s.starts_with("state")) {
+                continue;
+            }
+            if let Some(us) =
+                std::fs::read_to_string(state.path().join("time")).ok().and_then(|t| t.trim().parse::<u64>().ok())
+            {
+                total_us += us;
+                any = true;
+            }
+        }
+        cpus += u32::from(any);
+    }
+    (cpus > 0).then(|| (Duration::from_micros(total_us), cpus))
+}
+
+/// Busy CPU time of `cpus` CPUs over `elapsed` during which they were idle for `idle` in all.
+pub fn busy_from_idle(elapsed: Duration, cpus: u32, idle: Duration) -> Duration {
+    (elapsed * cpus).saturating_sub(idle)
+}
+
 /// A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), in KiB.
 pub fn status_kib(pid: Pid, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("{}/status", pid.dir())).ok()?;
@@ -106,6 +147,16 @@ mod tests {
         let stat = "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n";
         assert_eq!(parse_machine_busy_ticks(stat), Some(100 + 5 + 50 + 3 + 2 + 1));
         assert_eq!(parse_machine_busy_ticks("intr 1 2 3"), None);
+    }
+
+    #[test]
+    fn busy_time_is_what_the_cpus_were_not_idle() {
+        let busy = busy_from_idle(Duration::from_secs(10), 2, Duration::from_secs(15));
+        assert_eq!(busy, Duration::from_secs(5));
+        assert_eq!(busy_from_idle(Duration::from_secs(1), 2, Duration::from_secs(3)), Duration::ZERO);
+        if let Some((idle, cpus)) = cpuidle_time() {
+            assert!(cpus >= 1 && idle > Duration::ZERO);
+        }
     }
 
     #[test]

@@ -38,9 +38,19 @@ pub struct ProducerPlan {
     pub rate: u64,
     pub confirm_window: u32,
     pub max_messages: Option<u64>,
-    /// Each message asks for an `x-delay` drawn uniformly from this range (ms, inclusive);
-    /// the body carries it in octets 16..24.
-    pub delay_ms: Option<(u64, u64)>,
+    pub delays: Delays,
+}
+
+/// Whether and how messages are delayed; the body carries the delay (ms) in octets 16..24.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delays {
+    /// Plain messages; the routing keys are used in turn.
+    None,
+    /// Each message asks for an `x-delay` drawn uniformly from `lo..=hi` ms.
+    Header { lo: u64, hi: u64 },
+    /// TTL + dead-letter retry: each message goes to a routing key (a wait queue) drawn at
+    /// random; its delay is that queue's TTL, `ttl_ms[key]`, and is in the body only.
+    PerKey { ttl_ms: Vec<u64> },
 }
 
 /// The `x-delay` value the template is encoded with, found again to be replaced per message.
@@ -126,6 +136,12 @@ impl PublishTemplate {
         properties
     }
 
+    /// Makes the next [`PublishTemplate::encode`] use routing key `key` (an index into the keys
+    /// the template was made with); later ones go on in turn from there.
+    pub fn choose_key(&mut self, key: usize) {
+        self.next_key = key % self.prefixes.len();
+    }
+
     /// Octets one message takes on the wire (with the longest routing key).
     pub fn wire_size(&self) -> usize {
         let frames = self.body.len().div_ceil(self.chunk);
@@ -133,15 +149,17 @@ impl PublishTemplate {
     }
 
     /// Appends one message, stamped with `sent_ns` and `seq`, cycling through the routing keys.
-    /// With `delay_ms` (and [`PublishTemplate::delayed_properties`]), the message asks for that
-    /// delay, and the body carries it in octets 16..24 (when the body is that long).
+    /// With `delay_ms` the body carries it in octets 16..24 (when the body is that long), and
+    /// with [`PublishTemplate::delayed_properties`] the message also asks for that delay.
     #[inline]
     pub fn encode(&mut self, buf: &mut BytesMut, sent_ns: u64, seq: u64, delay_ms: Option<u64>) {
         self.body[..8].copy_from_slice(&sent_ns.to_be_bytes());
         self.body[8..16].copy_from_slice(&seq.to_be_bytes());
-        if let (Some(ms), Some(at)) = (delay_ms, self.delay_at[self.next_key]) {
-            let header = i32::try_from(ms).unwrap_or(i32::MAX);
-            self.prefixes[self.next_key][at..at + 4].copy_from_slice(&header.to_be_bytes());
+        if let Some(ms) = delay_ms {
+            if let Some(at) = self.delay_at[self.next_key] {
+                let header = i32::try_from(ms).unwrap_or(i32::MAX);
+                self.prefixes[self.next_key][at..at + 4].copy_from_slice(&header.to_be_bytes());
+            }
             if let Some(slot) = self.body.get_mut(16..24) {
                 slot.copy_from_slice(&ms.to_be_bytes());
             }
@@ -247,7 +265,7 @@ pub async fn run(
 ) -> Result<(), ClientError> {
     let mut properties =
         BasicProperties { delivery_mode: Some(if plan.persistent { 2 } else { 1 }), ..Default::default() };
-    if plan.delay_ms.is_some() {
+    if let Delays::Header { .. } = plan.delays {
         properties = PublishTemplate::delayed_properties(properties);
     }
     let mut random = Random::new(epoch.elapsed().as_nanos() as u64 ^ (Arc::as_ptr(&stats) as usize as u64));
@@ -277,7 +295,15 @@ pub async fn run(
         if allowed > 0 {
             let sent_ns = now.duration_since(epoch).as_nanos() as u64;
             for _ in 0..allowed {
-                let delay = plan.delay_ms.map(|(lo, hi)| random.between(lo, hi));
+                let delay = match &plan.delays {
+                    Delays::None => None,
+                    Delays::Header { lo, hi } => Some(random.between(*lo, *hi)),
+                    Delays::PerKey { ttl_ms } => {
+                        let key = random.between(0, ttl_ms.len() as u64 - 1) as usize;
+                        template.choose_key(key);
+                        Some(ttl_ms[key])
+                    }
+                };
                 template.encode(&mut conn.wbuf, sent_ns, sent, delay);
                 sent += 1;
                 if window > 0 {
@@ -480,6 +506,30 @@ mod tests {
         let mut r = Random::new(1);
         assert!((0..1000).map(|_| r.between(5, 9)).all(|d| (5..=9).contains(&d)));
         assert_eq!(Random::new(3).next_u64(), Random::new(3).next_u64(), "seeded");
+    }
+
+    #[test]
+    fn chosen_keys_carry_their_delay_in_the_body_only() {
+        let mut t = template(&["wait-a", "wait-b", "wait-c"], 24, 131_072);
+        let mut buf = BytesMut::new();
+        for (key, ttl) in [(2, 3000u64), (0, 1000), (2, 3000), (1, 2000)] {
+            t.choose_key(key);
+            t.encode(&mut buf, 0, 0, Some(ttl));
+        }
+        let mut seen = Vec::new();
+        let mut key = String::new();
+        while let Some(f) = decode_frame(&mut buf, 131_072).unwrap() {
+            match f {
+                Frame::Method { method: Method::BasicPublish(p), .. } => key = p.routing_key.to_string(),
+                Frame::Header { header, .. } => assert!(header.properties.headers.is_none(), "no x-delay header"),
+                Frame::Body { payload, .. } => {
+                    seen.push((key.clone(), u64::from_be_bytes(payload[16..24].try_into().unwrap())));
+                }
+                _ => {}
+            }
+        }
+        let want = [("wait-c", 3000), ("wait-a", 1000), ("wait-c", 3000), ("wait-b", 2000)];
+        assert_eq!(seen, want.map(|(k, d)| (k.to_string(), d)));
     }
 
     #[test]

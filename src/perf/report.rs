@@ -47,6 +47,13 @@ pub struct Report {
     pub lateness: Option<Latency>,
     /// Delayed messages that arrived before their delay was over.
     pub early: u64,
+    /// How early the earliest of them was, in ns.
+    pub early_max_ns: u64,
+    /// From the start until every producer had sent (and, with confirms, had confirmed) its
+    /// messages: the publishing phase of a counted run.
+    pub publish_seconds: Option<f64>,
+    /// Broker CPU time during that phase.
+    pub broker_cpu_publish_s: Option<f64>,
     pub broker_pid: Option<u32>,
     /// The command name of that process (`warren`, `beam.smp`).
     pub broker_process: Option<String>,
@@ -58,6 +65,8 @@ pub struct Report {
     pub loadgen_cpu_s: Option<f64>,
     /// CPU time the whole machine used during the run (all CPUs).
     pub machine_cpu_s: Option<f64>,
+    /// Whether that is CPUs × run time − time in idle states (cpuidle), else from `/proc/stat`.
+    pub machine_cpu_from_cpuidle: bool,
     pub idle_connections: u32,
     pub idle_rss_per_connection_kib: Option<f64>,
 }
@@ -69,6 +78,16 @@ impl Report {
 
     pub fn received_rate(&self) -> f64 {
         rate(self.received, self.seconds)
+    }
+
+    /// Messages sent per second of the publishing phase (when it ended before the run).
+    pub fn publish_rate(&self) -> Option<f64> {
+        self.publish_seconds.map(|secs| rate(self.sent, secs))
+    }
+
+    /// The broker's CPU time over the run as a share of one core, in %.
+    pub fn broker_cpu_percent(&self) -> Option<f64> {
+        self.broker_cpu_s.filter(|_| self.seconds > 0.0).map(|c| 100.0 * c / self.seconds)
     }
 
     /// Broker CPU time per delivered message, in µs.
@@ -94,6 +113,9 @@ impl Report {
         let _ = writeln!(s, "warren perf{who}: {} against {}", self.scenario, self.broker);
         let _ = writeln!(s, "  duration     {:.2} s", self.seconds);
         let _ = writeln!(s, "  sent         {:>12} msg  {:>12.0} msg/s", self.sent, self.sent_rate());
+        if let (Some(secs), Some(r)) = (self.publish_seconds, self.publish_rate()) {
+            let _ = writeln!(s, "  published    {:>12} msg  {r:>12.0} msg/s  in the first {secs:.2} s", self.sent);
+        }
         let _ = writeln!(s, "  received     {:>12} msg  {:>12.0} msg/s", self.received, self.received_rate());
         if self.confirmed + self.nacked > 0 {
             let _ = writeln!(s, "  confirmed    {:>12} msg  (nacked {})", self.confirmed, self.nacked);
@@ -103,7 +125,11 @@ impl Report {
             let _ = writeln!(s, "  e2e latency  {}", latency_line(&self.e2e));
         }
         if let Some(l) = self.lateness.as_ref().filter(|l| l.count > 0) {
-            let _ = writeln!(s, "  lateness     {}  ({} early)", latency_line(l), self.early);
+            let early = match self.early {
+                0 => "0 early".to_string(),
+                n => format!("{n} early, by up to {}", format_ns(self.early_max_ns)),
+            };
+            let _ = writeln!(s, "  lateness     {}  ({early})", latency_line(l));
         }
         if self.returned > 0 {
             let _ = writeln!(s, "  returned     {:>12} msg (unroutable)", self.returned);
@@ -116,11 +142,18 @@ impl Report {
             let _ = writeln!(s, "    {e}");
         }
         if let Some(pid) = self.broker_pid {
-            let cpu = match (self.broker_cpu_s, self.broker_us_per_msg()) {
+            let mut cpu = match (self.broker_cpu_s, self.broker_us_per_msg()) {
                 (Some(c), Some(per)) => format!("{c:.2} s CPU, {per:.2} µs/msg"),
                 (Some(c), None) => format!("{c:.2} s CPU"),
                 _ => "CPU n/a".to_string(),
             };
+            if let Some(p) = self.broker_cpu_percent() {
+                cpu += &format!(" ({p:.0} % of a core");
+                if let Some(c) = self.broker_cpu_publish_s {
+                    cpu += &format!("; {c:.2} s while publishing");
+                }
+                cpu += ")";
+            }
             let rss = match self.broker_peak_rss_kib {
                 Some(k) => format!(
                     "peak RSS {:.1} MiB{}",
@@ -138,7 +171,8 @@ impl Report {
         if let (Some(other), Some(machine)) = (self.other_cpu_s(), self.machine_cpu_s) {
             let _ = writeln!(
                 s,
-                "  machine      {machine:.2} s CPU in all, of which {other:.2} s by other processes{}",
+                "  machine      {machine:.2} s CPU in all ({}), of which {other:.2} s by other processes{}",
+                if self.machine_cpu_from_cpuidle { "CPUs x time - cpuidle" } else { "/proc/stat" },
                 if other > 0.05 * self.seconds { "  (!) the figures are disturbed" } else { "" }
             );
         }
@@ -168,6 +202,8 @@ impl Report {
         j.num("received", self.received);
         j.float("sent_rate", Some(self.sent_rate()));
         j.float("received_rate", Some(self.received_rate()));
+        j.float("publish_seconds", self.publish_seconds);
+        j.float("publish_rate", self.publish_rate());
         j.num("confirmed", self.confirmed);
         j.num("nacked", self.nacked);
         j.num("returned", self.returned);
@@ -183,16 +219,20 @@ impl Report {
             j.float(&format!("lateness_{q}_us"), v.map(|ns| ns as f64 / 1e3));
         }
         j.opt("early", self.lateness.map(|_| self.early));
+        j.float("early_max_us", self.lateness.map(|_| self.early_max_ns as f64 / 1e3));
         j.opt("broker_pid", self.broker_pid);
         j.str("broker_process", self.broker_process.as_deref().unwrap_or(""));
         j.float("broker_cpu_s", self.broker_cpu_s);
         j.float("broker_cpu_us_per_msg", self.broker_us_per_msg());
+        j.float("broker_cpu_percent", self.broker_cpu_percent());
+        j.float("broker_cpu_publish_s", self.broker_cpu_publish_s);
         j.opt("broker_peak_rss_kib", self.broker_peak_rss_kib);
         j.num("broker_peak_rss_from_hwm", self.broker_peak_from_hwm as u8);
         j.float("loadgen_cpu_s", self.loadgen_cpu_s);
         j.float("loadgen_cpu_us_per_msg", self.loadgen_us_per_msg());
         j.float("machine_cpu_s", self.machine_cpu_s);
         j.float("other_cpu_s", self.other_cpu_s());
+        j.str("machine_cpu_source", if self.machine_cpu_from_cpuidle { "cpuidle" } else { "proc_stat" });
         j.num("idle_connections", self.idle_connections);
         j.float("idle_rss_per_connection_kib", self.idle_rss_per_connection_kib);
         j.finish()
@@ -344,5 +384,35 @@ mod tests {
         assert!(h.contains("RabbitMQ 3.10.8"));
         assert!(h.contains("5000.00 µs/msg"), "{h}");
         assert!(h.contains("peak RSS 2.0 MiB"), "{h}");
+        assert!(h.contains("(50 % of a core)"), "{h}");
+    }
+
+    #[test]
+    fn counted_delayed_runs_report_the_publishing_phase_and_early_arrivals() {
+        let mut h = Histogram::new();
+        h.record(2_000_000);
+        let r = Report {
+            seconds: 10.0,
+            sent: 1000,
+            received: 1000,
+            publish_seconds: Some(2.0),
+            lateness: Some(Latency::of(&h)),
+            early: 3,
+            early_max_ns: 400_000,
+            broker_pid: Some(1),
+            broker_cpu_s: Some(2.5),
+            broker_cpu_publish_s: Some(1.0),
+            ..Default::default()
+        };
+        assert_eq!(r.publish_rate(), Some(500.0));
+        let human = r.human();
+        assert!(human.contains("in the first 2.00 s"), "{human}");
+        assert!(human.contains("3 early, by up to 400.0 µs"), "{human}");
+        assert!(human.contains("(25 % of a core; 1.00 s while publishing)"), "{human}");
+        let j = r.json();
+        assert!(j.contains("\"publish_seconds\":2,\"publish_rate\":500,"), "{j}");
+        assert!(j.contains("\"early\":3,\"early_max_us\":400,"), "{j}");
+        assert!(j.contains("\"broker_cpu_percent\":25,\"broker_cpu_publish_s\":1,"), "{j}");
+        assert!(Report::default().json().contains("\"publish_rate\":null"));
     }
 }

@@ -144,6 +144,8 @@ pub struct Latencies {
     pub lateness: Histogram,
     /// Delayed messages received before their delay was over.
     pub early: u64,
+    /// How early the earliest of them was (ns).
+    pub early_max: u64,
 }
 
 impl Latencies {
@@ -153,6 +155,7 @@ impl Latencies {
         self.e2e.merge(&other.e2e);
         self.lateness.merge(&other.lateness);
         self.early += other.early;
+        self.early_max = self.early_max.max(other.early_max);
     }
 
     pub fn clear(&mut self) {
@@ -160,6 +163,7 @@ impl Latencies {
         self.e2e.clear();
         self.lateness.clear();
         self.early = 0;
+        self.early_max = 0;
     }
 }
 
@@ -331,10 +335,13 @@ mod tests {
         conns[1].latencies().confirm.record(3);
         conns[1].latencies().lateness.record(9);
         conns[0].latencies().early += 1;
+        conns[0].latencies().early_max = 40;
+        conns[1].latencies().early_max = 30;
         ConnStats::add(&conns[1].received, 2);
         let mut all = Latencies::default();
         collect_latencies(&conns, &mut all);
         assert_eq!((all.confirm.count(), all.e2e.count(), all.lateness.count(), all.early), (1, 2, 1, 1));
+        assert_eq!(all.early_max, 40);
         assert!(conns.iter().all(|s| s.latencies().e2e.is_empty()));
         let counts = Counts::read(&conns);
         assert_eq!(counts.received, 2);

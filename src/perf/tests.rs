@@ -59,6 +59,85 @@ async fn delayed_messages_all_arrive_and_their_lateness_is_measured() {
 }
 
 #[tokio::test]
+async fn ttl_retry_messages_are_dead_lettered_to_the_consumers_and_the_wait_queues_go_at_the_end() {
+    let (uri, _data) = broker().await;
+    let flags = ["--ttl-queues", "3", "--ttl-ms", "50..250", "-s", "24", "-C", "300", "-c", "50", "--persistent"];
+    let r = perf(&uri, &[&flags[..], &["--auto-ack", "-u", "retry"]].concat()).await;
+    assert_eq!((r.sent, r.received, r.confirmed, r.returned), (300, 300, 300, 0));
+    assert_eq!((r.errors, r.missing), (0, Some(0)), "{:?}", r.error_samples);
+    let lateness = r.lateness.expect("lateness measured");
+    assert_eq!(lateness.count, 300);
+    // Every message waited about its queue's TTL (no message is delivered before ~50 ms).
+    assert!(r.e2e.p50.is_some_and(|ns| ns >= 40_000_000), "{:?}", r.e2e);
+    assert!(r.publish_seconds.is_some_and(|p| p <= r.seconds));
+    assert!(r.scenario.contains("3 wait queues (x-message-ttl 50..250 ms)"), "{}", r.scenario);
+    let mut conn = Conn::open(&AmqpUri::parse(&uri).unwrap(), "check").await.unwrap();
+    conn.open_channel(1).await.unwrap();
+    let passive = Method::QueueDeclare(QueueDeclare {
+        queue: short("retry-wait-2-150ms").unwrap(),
+        passive: true,
+        durable: true,
+        exclusive: false,
+        auto_delete: false,
+        no_wait: false,
+        arguments: FieldTable::new(),
+    });
+    match conn.call(1, passive).await {
+        Err(ClientError::Closed { code: 404, .. }) => {}
+        other => panic!("expected 404 for the deleted wait queue, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn ttl_retry_wait_queues_stay_with_keep_queues_and_hold_their_messages() {
+    let (uri, _data) = broker().await;
+    // No consumers: the messages wait, then are dead-lettered into 'kept' and stay there.
+    let r = perf(
+        &uri,
+        &["--ttl-queues", "2", "--ttl-ms", "10..20", "-s", "24", "-C", "20", "-y", "0", "--keep-queues", "-u", "kept"],
+    )
+    .await;
+    assert_eq!((r.sent, r.errors), (20, 0), "{:?}", r.error_samples);
+    let mut conn = Conn::open(&AmqpUri::parse(&uri).unwrap(), "check").await.unwrap();
+    conn.open_channel(1).await.unwrap();
+    let mut args = FieldTable::new();
+    args.insert(short("x-message-ttl").unwrap(), FieldValue::I32(20));
+    args.insert(short("x-dead-letter-exchange").unwrap(), "".into());
+    args.insert(short("x-dead-letter-routing-key").unwrap(), "kept".into());
+    // The same declaration again is accepted: the wait queue is there with these arguments.
+    let again = Method::QueueDeclare(QueueDeclare {
+        queue: short("kept-wait-2-20ms").unwrap(),
+        passive: false,
+        durable: false,
+        exclusive: false,
+        auto_delete: false,
+        no_wait: false,
+        arguments: args,
+    });
+    assert!(matches!(conn.call(1, again).await, Ok(Method::QueueDeclareOk(_))));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let passive = Method::QueueDeclare(QueueDeclare {
+            queue: short("kept").unwrap(),
+            passive: true,
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            no_wait: false,
+            arguments: FieldTable::new(),
+        });
+        match conn.call(1, passive).await {
+            Ok(Method::QueueDeclareOk(ok)) if ok.message_count == 20 => break,
+            Ok(Method::QueueDeclareOk(ok)) => {
+                assert!(Instant::now() < deadline, "only {} dead-lettered into 'kept'", ok.message_count)
+            }
+            other => panic!("passive declare of 'kept': {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn topic_bindings_route_each_message_once_and_large_bodies_span_frames() {
     let (uri, _data) = broker().await;
     let flags = ["-t", "topic", "--topic-bindings", "50", "--queues", "2", "-y", "2", "-x", "2", "-C", "100"];
