@@ -230,7 +230,10 @@ impl Queue {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        ttl.map(|t| msg.timestamp_ms.saturating_add(t))
+        // The arrival time is whole milliseconds, rounded down: a positive TTL counts from the
+        // next millisecond so that a message never expires before its TTL has fully passed.
+        // (TTL 0 stays "now": delivered to a ready consumer in the same instant, or expired.)
+        ttl.map(|t| msg.timestamp_ms.saturating_add(t).saturating_add(u64::from(t > 0)))
     }
 
     /// Puts back one message recovered from the store (called in queue order): with its body,
@@ -445,7 +448,8 @@ impl Queue {
     /// When an unused queue with `x-expires` is due to go (never while it has consumers).
     fn unused_deadline(&self, st: &QueueState) -> Option<u64> {
         let expires = self.args.expires?;
-        st.consumers.is_empty().then(|| st.last_used.saturating_add(expires))
+        // +1: `last_used` is rounded down to the millisecond; never delete early.
+        st.consumers.is_empty().then(|| st.last_used.saturating_add(expires).saturating_add(1))
     }
 
     /// Marks the queue used (declare, `basic.get`, consumers coming or going): `x-expires`
@@ -949,6 +953,19 @@ mod tests {
         *r.credit.lock().unwrap() = 5;
         q.dispatch();
         assert_eq!(q.message_count(), 0);
+    }
+
+    #[test]
+    fn a_positive_ttl_never_ends_before_it_has_fully_passed() {
+        let with_ttl = |ttl: i32| {
+            let mut args = FieldTable::new();
+            args.insert(ShortStr::from_static("x-message-ttl"), crate::protocol::FieldValue::I32(ttl));
+            Queue::new(ShortStr::from_static("q"), ShortStr::from_static("/"), false, None, false, args)
+        };
+        let mut m = (*msg()).clone();
+        m.timestamp_ms = 1_000; // taken somewhere in [1000, 1001) ms
+        assert_eq!(with_ttl(100).expiry_of(&m), Some(1_101), "not before 1100 + the part of a ms we rounded off");
+        assert_eq!(with_ttl(0).expiry_of(&m), Some(1_000), "TTL 0: now or never");
     }
 
     #[test]
