@@ -96,6 +96,20 @@ impl ChannelShared {
         (deadline, timeout)
     }
 
+    /// The record of a delivery awaiting its ack: one more delivery of the message, and the
+    /// deadline its ack must meet.
+    fn unacked(
+        &self,
+        tag: u64,
+        queue: Arc<Queue>,
+        mut message: QueuedMessage,
+        consumer_tag: Option<ShortStr>,
+    ) -> Unacked {
+        message.deliveries += 1;
+        let (deadline, timeout) = self.ack_deadline_for(&queue);
+        Unacked { tag, queue, message, consumer_tag, deadline, timeout }
+    }
+
     /// The earliest ack deadline among unacked deliveries, if any.
     pub fn ack_deadline(&self) -> Option<u64> {
         let d = self.ack_deadline.load(std::sync::atomic::Ordering::Relaxed);
@@ -158,11 +172,8 @@ impl ConsumerSink for ChannelShared {
             if let Some(c) = d.consumers.get_mut(&consumer.tag) {
                 c.unacked += 1;
             }
-            let mut message = message.clone();
-            message.deliveries += 1;
-            let (deadline, timeout) = self.ack_deadline_for(queue);
-            let consumer_tag = Some(consumer.tag.clone());
-            d.unacked.push_back(Unacked { tag, queue: queue.clone(), message, consumer_tag, deadline, timeout });
+            let unacked = self.unacked(tag, queue.clone(), message.clone(), Some(consumer.tag.clone()));
+            d.unacked.push_back(unacked);
         }
         Offer::Taken
     }
@@ -667,10 +678,8 @@ impl Channel {
             q.forget(&message);
         } else {
             q.delivered(&message);
-            let mut message = message;
-            message.deliveries += 1;
-            let (deadline, timeout) = self.shared.ack_deadline_for(&q);
-            d.unacked.push_back(Unacked { tag, queue: q, message, consumer_tag: None, deadline, timeout });
+            let unacked = self.shared.unacked(tag, q, message, None);
+            d.unacked.push_back(unacked);
         }
         Ok(())
     }

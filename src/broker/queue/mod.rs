@@ -243,9 +243,7 @@ impl Queue {
         st.next_seq = st.next_seq.max(seq + 1);
         match message {
             Recovered::Resident(msg) => {
-                if let (Some(held), Some(id)) = (&self.held, identity(msg.headers())) {
-                    held.lock().unwrap_or_else(|e| e.into_inner()).hold(seq, id);
-                }
+                self.hold_identity(seq, self.held.as_ref().and_then(|_| identity(msg.headers())));
                 let level = st.ready.level_of(msg.properties.priority);
                 let expires_at = self.expiry_of(&msg);
                 let deliveries = u32::from(delivered);
@@ -260,9 +258,7 @@ impl Queue {
                 st.ready.push_back(level, Ready::Resident(m));
             }
             Recovered::Paged { size, priority, expires_at, identity } => {
-                if let (Some(held), Some(id)) = (&self.held, identity) {
-                    held.lock().unwrap_or_else(|e| e.into_inner()).hold(seq, id);
-                }
+                self.hold_identity(seq, identity);
                 let level = st.ready.level_of(priority);
                 let paged = Ready::Paged { seq, redelivered: delivered, persisted: true, expires_at, size };
                 st.ready.push_back(level, paged);
@@ -290,9 +286,20 @@ impl Queue {
         self.lock().ready.resident()
     }
 
+    /// The identities a deduplicating queue holds (`None` for other queues).
+    fn identities(&self) -> Option<MutexGuard<'_, HeldIdentities>> {
+        self.held.as_ref().map(|h| h.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn hold_identity(&self, seq: u64, id: Option<Bytes>) {
+        if let (Some(mut held), Some(id)) = (self.identities(), id) {
+            held.hold(seq, id);
+        }
+    }
+
     fn release_identity(&self, seq: u64) {
-        if let Some(held) = &self.held {
-            held.lock().unwrap_or_else(|e| e.into_inner()).release(seq);
+        if let Some(mut held) = self.identities() {
+            held.release(seq);
         }
     }
 
@@ -576,21 +583,21 @@ impl Queue {
             return Published::Rejected;
         }
         let identity = self.held.as_ref().and_then(|_| identity(msg.headers()));
-        if let (Some(held), Some(id)) = (&self.held, &identity) {
-            if held.lock().unwrap_or_else(|e| e.into_inner()).is_held(id) {
-                // A duplicate: accepted (confirmed) and dropped.
-                drop(st);
-                if let Some((_, done)) = persist {
-                    done(Ok(()));
-                }
-                return Published::Queued;
+        let duplicate = match (&identity, self.identities()) {
+            (Some(id), Some(held)) => held.is_held(id),
+            _ => false,
+        };
+        if duplicate {
+            // Accepted (confirmed) and dropped.
+            drop(st);
+            if let Some((_, done)) = persist {
+                done(Ok(()));
             }
+            return Published::Queued;
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        if let (Some(held), Some(id)) = (&self.held, identity) {
-            held.lock().unwrap_or_else(|e| e.into_inner()).hold(seq, id);
-        }
+        self.hold_identity(seq, identity);
         let window = self.memory_window();
         let persisted = match (persist, &self.store) {
             (Some((record, done)), Some(s)) => {
@@ -793,8 +800,8 @@ impl Queue {
             let mut st = self.lock();
             self.deleted.store(true, Ordering::Release);
             let count = st.ready.take_all().len() as u32;
-            if let Some(held) = &self.held {
-                held.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            if let Some(mut held) = self.identities() {
+                held.clear();
             }
             if let Some(s) = &self.store {
                 s.durable.writer.submit(Op::DeleteQueue { queue: s.id });
