@@ -502,11 +502,7 @@ impl VHost {
             }
             for d in dests.drain(..) {
                 match d {
-                    Destination::Queue(q) => {
-                        if !queues.iter().any(|x| Arc::ptr_eq(x, &q)) {
-                            queues.push(q);
-                        }
-                    }
+                    Destination::Queue(q) => queues.push(q),
                     Destination::Exchange(e) => {
                         if !seen.iter().any(|s| Arc::ptr_eq(s, &e)) {
                             seen.push(e.clone());
@@ -515,6 +511,12 @@ impl VHost {
                     }
                 }
             }
+        }
+        // Each queue once, however many bindings and keys led to it; sorting keeps this
+        // O(n log n) when a message matches many queues (a scan per push would be O(n²)).
+        if queues.len() > 1 {
+            queues.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
+            queues.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
         queues
     }

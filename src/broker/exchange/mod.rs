@@ -63,6 +63,16 @@ pub enum Destination {
     Exchange(Arc<Exchange>),
 }
 
+impl Destination {
+    /// Identity as a number, for sorting (queues and exchanges never share an address).
+    fn address(&self) -> usize {
+        match self {
+            Destination::Queue(q) => Arc::as_ptr(q) as usize,
+            Destination::Exchange(e) => Arc::as_ptr(e) as usize,
+        }
+    }
+}
+
 impl PartialEq for Destination {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
@@ -223,11 +233,8 @@ impl Exchange {
     /// and `headers` to `out`, without duplicates.
     pub fn route(&self, routing_keys: &[&[u8]], headers: Option<&FieldTable>, out: &mut Vec<Destination>) {
         let b = self.read();
-        let mut push = |d: &Destination| {
-            if !out.contains(d) {
-                out.push(d.clone());
-            }
-        };
+        let from = out.len();
+        let mut push = |d: &Destination| out.push(d.clone());
         match self.routing {
             ExchangeKind::Direct => {
                 for key in routing_keys {
@@ -256,6 +263,19 @@ impl Exchange {
                 }
             }
             ExchangeKind::Delayed => {} // never a routing kind
+        }
+        // Without duplicates (bindings differing only in arguments, several matching keys),
+        // sorted and deduplicated rather than scanned per push: many matches stay O(n log n).
+        if out.len() - from > 1 {
+            out[from..].sort_unstable_by_key(Destination::address);
+            let mut kept = from;
+            for i in from..out.len() {
+                if kept == from || out[kept - 1] != out[i] {
+                    out.swap(kept, i);
+                    kept += 1;
+                }
+            }
+            out.truncate(kept);
         }
     }
 }
