@@ -102,8 +102,22 @@ pub struct Binding {
 #[derive(Default)]
 struct Bindings {
     all: Vec<Binding>,
+    /// The argument tables bound per (destination, routing key): whether a binding exists, and
+    /// whether its index entry is still needed, without scanning `all` (exchanges with 100 k
+    /// bindings are restored one bind at a time).
+    by_end: HashMap<(usize, Bytes), Vec<FieldTable>>,
     direct: HashMap<Bytes, Vec<Destination>>,
     topic: TopicTrie<Destination>,
+}
+
+impl Bindings {
+    fn end(binding: &Binding) -> (usize, Bytes) {
+        (binding.destination.address(), binding.routing_key.clone().into_bytes())
+    }
+
+    fn contains(&self, binding: &Binding) -> bool {
+        self.by_end.get(&Self::end(binding)).is_some_and(|args| args.contains(&binding.arguments))
+    }
 }
 
 pub struct Exchange {
@@ -168,9 +182,10 @@ impl Exchange {
     /// Adds a binding; false if an identical one exists (binding is idempotent).
     pub fn bind(&self, binding: Binding) -> bool {
         let mut b = self.write();
-        if b.all.contains(&binding) {
+        if b.contains(&binding) {
             return false;
         }
+        b.by_end.entry(Bindings::end(&binding)).or_default().push(binding.arguments.clone());
         match self.routing {
             ExchangeKind::Direct => {
                 let dests = b.direct.entry(binding.routing_key.clone().into_bytes()).or_default();
@@ -193,12 +208,25 @@ impl Exchange {
     /// Removes one binding; false if there was none like it.
     pub fn unbind(&self, binding: &Binding) -> bool {
         let mut b = self.write();
-        let Some(at) = b.all.iter().position(|x| x == binding) else { return false };
-        b.all.remove(at);
+        if !b.contains(binding) {
+            return false;
+        }
+        if let Some(at) = b.all.iter().position(|x| x == binding) {
+            b.all.remove(at);
+        }
         // Bindings that differ only in arguments share one index entry: keep it while any remains.
-        let still_routed =
-            b.all.iter().any(|x| x.destination == binding.destination && x.routing_key == binding.routing_key);
+        let end = Bindings::end(binding);
+        let still_routed = match b.by_end.get_mut(&end) {
+            Some(args) => {
+                if let Some(at) = args.iter().position(|a| *a == binding.arguments) {
+                    args.swap_remove(at);
+                }
+                !args.is_empty()
+            }
+            None => false,
+        };
         if !still_routed {
+            b.by_end.remove(&end);
             remove_from_index(&mut b, self.routing, &binding.routing_key, &binding.destination);
         }
         true
@@ -211,6 +239,7 @@ impl Exchange {
             std::mem::take(&mut b.all).into_iter().partition(|x| x.destination == *dest);
         b.all = kept;
         for g in &gone {
+            b.by_end.remove(&Bindings::end(g));
             remove_from_index(&mut b, self.routing, &g.routing_key, dest);
         }
         gone.len()
@@ -218,7 +247,7 @@ impl Exchange {
 
     /// Whether an identical binding exists (re-binding then changes nothing, on disk either).
     pub fn has_binding(&self, binding: &Binding) -> bool {
-        self.read().all.contains(binding)
+        self.read().contains(binding)
     }
 
     pub fn has_bindings(&self) -> bool {
@@ -294,5 +323,52 @@ fn remove_from_index(b: &mut Bindings, kind: ExchangeKind, key: &ShortStr, dest:
             b.topic.remove(key.as_bytes(), dest);
         }
         ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::MessageDeduplication | ExchangeKind::Delayed => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FieldValue;
+
+    fn queue(name: &'static str) -> Destination {
+        let q =
+            Queue::new(ShortStr::from_static(name), ShortStr::from_static("/"), false, None, false, FieldTable::new());
+        Destination::Queue(Arc::new(q))
+    }
+
+    fn binding(dest: &Destination, key: &'static str, tag: Option<i32>) -> Binding {
+        let mut arguments = FieldTable::new();
+        if let Some(t) = tag {
+            arguments.insert(ShortStr::from_static("tag"), FieldValue::I32(t));
+        }
+        Binding { destination: dest.clone(), routing_key: ShortStr::from_static(key), arguments }
+    }
+
+    fn routed(x: &Exchange, key: &[u8]) -> usize {
+        let mut out = Vec::new();
+        x.route(&[key], None, &mut out);
+        out.len()
+    }
+
+    #[test]
+    fn bindings_differing_in_arguments_share_a_route_until_the_last_goes() {
+        let x = Exchange::new(ShortStr::from_static("x"), ExchangeKind::Direct, false, false, false, FieldTable::new());
+        let (q, other) = (queue("q"), queue("other"));
+        assert!(x.bind(binding(&q, "k", Some(1))));
+        assert!(x.bind(binding(&q, "k", Some(2))));
+        assert!(!x.bind(binding(&q, "k", Some(1))), "identical: idempotent");
+        assert!(x.bind(binding(&other, "k", None)));
+        assert!(x.has_binding(&binding(&q, "k", Some(2))));
+        assert_eq!(routed(&x, b"k"), 2, "each destination once");
+        assert!(x.unbind(&binding(&q, "k", Some(1))));
+        assert!(!x.unbind(&binding(&q, "k", Some(1))), "already gone");
+        assert_eq!(routed(&x, b"k"), 2, "the other binding of q still routes");
+        assert!(x.unbind(&binding(&q, "k", Some(2))));
+        assert_eq!(routed(&x, b"k"), 1);
+        assert_eq!(x.unbind_destination(&other), 1);
+        assert_eq!(routed(&x, b"k"), 0);
+        assert!(!x.has_bindings());
+        assert!(x.bind(binding(&other, "k", None)), "can be bound again after its destination's bindings went");
     }
 }
