@@ -71,21 +71,7 @@ async fn ttl_retry_messages_are_dead_lettered_to_the_consumers_and_the_wait_queu
     assert!(r.e2e.p50.is_some_and(|ns| ns >= 40_000_000), "{:?}", r.e2e);
     assert!(r.publish_seconds.is_some_and(|p| p <= r.seconds));
     assert!(r.scenario.contains("3 wait queues (x-message-ttl 50..250 ms)"), "{}", r.scenario);
-    let mut conn = Conn::open(&AmqpUri::parse(&uri).unwrap(), "check").await.unwrap();
-    conn.open_channel(1).await.unwrap();
-    let passive = Method::QueueDeclare(QueueDeclare {
-        queue: short("retry-wait-2-150ms").unwrap(),
-        passive: true,
-        durable: true,
-        exclusive: false,
-        auto_delete: false,
-        no_wait: false,
-        arguments: FieldTable::new(),
-    });
-    match conn.call(1, passive).await {
-        Err(ClientError::Closed { code: 404, .. }) => {}
-        other => panic!("expected 404 for the deleted wait queue, got {other:?}"),
-    }
+    assert_queue_gone(&uri, "retry-wait-2-150ms").await;
 }
 
 #[tokio::test]
@@ -167,10 +153,15 @@ async fn the_run_cleans_up_what_it_declared() {
     let (uri, _data) = broker().await;
     perf(&uri, &["-C", "10", "--auto-ack", "--queue", "cleanup-check"]).await;
     // A passive declare of the run's queue now fails: it was deleted.
-    let mut conn = Conn::open(&AmqpUri::parse(&uri).unwrap(), "check").await.unwrap();
+    assert_queue_gone(&uri, "cleanup-check").await;
+}
+
+/// A passive declare of `queue` fails with 404: the run deleted it.
+async fn assert_queue_gone(uri: &str, queue: &str) {
+    let mut conn = Conn::open(&AmqpUri::parse(uri).unwrap(), "check").await.unwrap();
     conn.open_channel(1).await.unwrap();
     let passive = Method::QueueDeclare(QueueDeclare {
-        queue: short("cleanup-check").unwrap(),
+        queue: short(queue).unwrap(),
         passive: true,
         durable: false,
         exclusive: false,
@@ -180,6 +171,6 @@ async fn the_run_cleans_up_what_it_declared() {
     });
     match conn.call(1, passive).await {
         Err(ClientError::Closed { code: 404, .. }) => {}
-        other => panic!("expected 404 for the deleted queue, got {other:?}"),
+        other => panic!("expected 404 for the deleted queue {queue}, got {other:?}"),
     }
 }
