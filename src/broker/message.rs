@@ -29,8 +29,12 @@ impl Message {
     }
 }
 
-/// Reads `expiration` as RabbitMQ does (Erlang's `string:to_integer`, then a sign check), with
-/// its reasons for refusing: `no_integer`, `{value_negative,N}`, `{leftover_string,"..."}`.
+/// RabbitMQ's ceiling for TTLs and expiries, message or queue: ten years in ms.
+pub const MAX_EXPIRY_MS: u64 = 315_360_000_000;
+
+/// Reads `expiration` as RabbitMQ does (Erlang's `string:to_integer`, then sign and range
+/// checks), with its reasons for refusing: `no_integer`, `{value_negative,N}`,
+/// `{leftover_string,"..."}`, `{value_too_large,N}`.
 pub fn parse_expiration(text: &[u8]) -> Result<u64, String> {
     let (negative, digits_from) = match text.first() {
         Some(b'-') => (true, 1),
@@ -50,6 +54,9 @@ pub fn parse_expiration(text: &[u8]) -> Result<u64, String> {
     if negative && magnitude > 0 {
         return Err(format!("{{value_negative,-{magnitude}}}"));
     }
+    if magnitude > MAX_EXPIRY_MS {
+        return Err(format!("{{value_too_large,{magnitude}}}"));
+    }
     Ok(magnitude)
 }
 
@@ -65,5 +72,7 @@ mod tests {
         assert_eq!(parse_expiration(b""), Err("no_integer".into()));
         assert_eq!(parse_expiration(b"-1"), Err("{value_negative,-1}".into()));
         assert_eq!(parse_expiration(b"5s"), Err("{leftover_string,\"s\"}".into()));
+        assert_eq!(parse_expiration(b"315360000000"), Ok(MAX_EXPIRY_MS));
+        assert_eq!(parse_expiration(b"315360000001"), Err("{value_too_large,315360000001}".into()));
     }
 }

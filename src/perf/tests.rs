@@ -103,15 +103,8 @@ async fn ttl_retry_wait_queues_stay_with_keep_queues_and_hold_their_messages() {
     assert!(matches!(conn.call(1, again).await, Ok(Method::QueueDeclareOk(_))));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let passive = Method::QueueDeclare(QueueDeclare {
-            queue: short("kept").unwrap(),
-            passive: true,
-            durable: false,
-            exclusive: false,
-            auto_delete: false,
-            no_wait: false,
-            arguments: FieldTable::new(),
-        });
+        let passive =
+            Method::QueueDeclare(QueueDeclare { queue: short("kept").unwrap(), passive: true, ..Default::default() });
         match conn.call(1, passive).await {
             Ok(Method::QueueDeclareOk(ok)) if ok.message_count == 20 => break,
             Ok(Method::QueueDeclareOk(ok)) => {
@@ -160,15 +153,8 @@ async fn the_run_cleans_up_what_it_declared() {
 async fn assert_queue_gone(uri: &str, queue: &str) {
     let mut conn = Conn::open(&AmqpUri::parse(uri).unwrap(), "check").await.unwrap();
     conn.open_channel(1).await.unwrap();
-    let passive = Method::QueueDeclare(QueueDeclare {
-        queue: short(queue).unwrap(),
-        passive: true,
-        durable: false,
-        exclusive: false,
-        auto_delete: false,
-        no_wait: false,
-        arguments: FieldTable::new(),
-    });
+    let passive =
+        Method::QueueDeclare(QueueDeclare { queue: short(queue).unwrap(), passive: true, ..Default::default() });
     match conn.call(1, passive).await {
         Err(ClientError::Closed { code: 404, .. }) => {}
         other => panic!("expected 404 for the deleted queue {queue}, got {other:?}"),

@@ -842,7 +842,7 @@ impl Channel {
             body,
             timestamp_ms: crate::broker::timer::now_ms(),
         };
-        if let Err(reason) = message.expiration_ms().and_then(check_expiration_range) {
+        if let Err(reason) = message.expiration_ms() {
             let given = message.properties.expiration.as_ref().map(ShortStr::to_string_lossy).unwrap_or_default();
             return Err(in_publish(precondition(format!("invalid expiration '{given}': {reason}"))));
         }
@@ -954,16 +954,6 @@ fn delivery_count_properties(queue: &Queue, message: &QueuedMessage, on_get: boo
     let headers = properties.headers.get_or_insert_with(Default::default);
     headers.insert(ShortStr::from_static("x-delivery-count"), FieldValue::I64(i64::from(message.deliveries)));
     Some(properties)
-}
-
-/// RabbitMQ's upper bound for TTLs (ten years in ms).
-const MAX_EXPIRY_MS: u64 = 315_360_000_000;
-
-fn check_expiration_range(ttl: Option<u64>) -> Result<Option<u64>, String> {
-    match ttl {
-        Some(t) if t > MAX_EXPIRY_MS => Err(format!("{{value_too_large,{t}}}")),
-        t => Ok(t),
-    }
 }
 
 fn sender_selected_keys(properties: &mut BasicProperties) -> Result<Vec<Bytes>, AmqpError> {

@@ -2,6 +2,7 @@
 //! RabbitMQ checks them (same order, same texts: clients and tests match on them) and turned
 //! into typed settings. Unknown arguments are ignored, as RabbitMQ does.
 
+use crate::broker::message::MAX_EXPIRY_MS;
 use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode, ShortStr};
 
 /// What happens to a publish that would take a queue past `x-max-length(-bytes)`.
@@ -60,9 +61,6 @@ fn non_negative(v: &FieldValue) -> Result<u64, String> {
     let n = integer(v)?;
     u64::try_from(n).map_err(|_| format!("{{value_negative,{n}}}"))
 }
-
-/// RabbitMQ's ceiling for TTLs and expiries: ten years in ms.
-const MAX_EXPIRY_MS: u64 = 315_360_000_000;
 
 fn expiry(v: &FieldValue) -> Result<u64, String> {
     let n = non_negative(v)?;
