@@ -22,6 +22,11 @@ use crate::protocol::ShortStr;
 use crate::store::{Definitions, Durable, StoreError};
 pub use vhost::VHost;
 
+/// The hasher of the maps looked up once or more per message (exchanges, queues and direct
+/// bindings by name): seeded per process like std's SipHash, but several times cheaper for
+/// short names.
+pub type NameHasher = foldhash::fast::RandomState;
+
 /// Limits that protect the broker from one client.
 #[derive(Debug, Clone)]
 pub struct Limits {

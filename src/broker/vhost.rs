@@ -4,13 +4,15 @@
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
+use smallvec::{smallvec, SmallVec};
 
 use super::dead_letter::{dead_lettered, is_cycle, run_flattened, DeadLetter};
 use super::delayed::Delays;
-use super::exchange::{delayed as delayed_rules, Binding, Destination, Exchange, ExchangeKind};
+use super::exchange::{delayed as delayed_rules, Binding, Destination, Destinations, Exchange, ExchangeKind};
 use super::message::Message;
 use super::queue::{Queue, QueueArgs, QueueEnv, QueueStore, Recovered};
 use super::timer::Timers;
+use super::NameHasher;
 use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode, ShortStr};
 use crate::store::writer::Completion;
 use crate::store::{messages, BindingDef, Definitions, Durable, ExchangeDef, QueueDef, Store, StoreError};
@@ -56,10 +58,13 @@ pub struct QueueSpec {
     pub arguments: FieldTable,
 }
 
+/// The queues a message reaches, each once.
+pub type RoutedQueues = SmallVec<[Arc<Queue>; 4]>;
+
 pub struct VHost {
     pub name: ShortStr,
-    exchanges: DashMap<ShortStr, Arc<Exchange>>,
-    queues: DashMap<ShortStr, Arc<Queue>>,
+    exchanges: DashMap<ShortStr, Arc<Exchange>, NameHasher>,
+    queues: DashMap<ShortStr, Arc<Queue>, NameHasher>,
     /// Where durable definitions and persistent messages go; `None` keeps everything in
     /// memory (unit tests).
     durable: Option<Arc<Durable>>,
@@ -94,7 +99,15 @@ impl VHost {
         timers: Arc<Timers>,
         delays: Arc<Delays>,
     ) -> VHost {
-        let v = VHost { name, exchanges: DashMap::new(), queues: DashMap::new(), durable, self_ref, timers, delays };
+        let v = VHost {
+            name,
+            exchanges: DashMap::default(),
+            queues: DashMap::default(),
+            durable,
+            self_ref,
+            timers,
+            delays,
+        };
         let predeclared: [(&'static str, ExchangeKind, bool); 7] = [
             ("", ExchangeKind::Direct, false),
             ("amq.direct", ExchangeKind::Direct, false),
@@ -450,7 +463,7 @@ impl VHost {
     /// bindings and alternate exchanges, each queue once. `extra_keys` are the CC/BCC routing
     /// keys of sender-selected distribution. A delayed exchange on the way holds a message with
     /// a positive `x-delay` (that branch reaches no queue now).
-    pub fn route(&self, exchange: &Arc<Exchange>, msg: &Message, extra_keys: &[&[u8]]) -> Vec<Arc<Queue>> {
+    pub fn route(&self, exchange: &Arc<Exchange>, msg: &Message, extra_keys: &[&[u8]]) -> RoutedQueues {
         self.route_holding(exchange, msg, extra_keys, &mut || None)
     }
 
@@ -462,16 +475,18 @@ impl VHost {
         msg: &Message,
         extra_keys: &[&[u8]],
         held: &mut dyn FnMut() -> Option<Completion>,
-    ) -> Vec<Arc<Queue>> {
-        let mut keys: Vec<&[u8]> = Vec::with_capacity(1 + extra_keys.len());
+    ) -> RoutedQueues {
+        // Inline capacities cover the usual message (one key, an exchange or two, a few
+        // queues): routing allocates nothing then.
+        let mut keys: SmallVec<[&[u8]; 2]> = SmallVec::with_capacity(1 + extra_keys.len());
         keys.push(msg.routing_key.as_bytes());
         keys.extend_from_slice(extra_keys);
         let headers = msg.headers();
 
-        let mut queues: Vec<Arc<Queue>> = Vec::new();
-        let mut seen: Vec<Arc<Exchange>> = vec![exchange.clone()];
-        let mut todo: Vec<Arc<Exchange>> = vec![exchange.clone()];
-        let mut dests = Vec::new();
+        let mut queues = RoutedQueues::new();
+        let mut seen: SmallVec<[Arc<Exchange>; 4]> = smallvec![exchange.clone()];
+        let mut todo: SmallVec<[Arc<Exchange>; 4]> = smallvec![exchange.clone()];
+        let mut dests = Destinations::new();
         while let Some(x) = todo.pop() {
             dests.clear();
             if x.is_delayed() {

@@ -24,6 +24,7 @@ use crate::protocol::{
 };
 use crate::server::confirms::{Confirms, Countdown};
 use crate::server::session::Session;
+use crate::store::writer::Completion;
 
 /// A message delivered and not yet acknowledged.
 struct Unacked {
@@ -791,7 +792,7 @@ impl Channel {
                 TxOp::Publish { method, message, extra_keys } => {
                     // Looked up again: the exchange may have gone since the publish.
                     let x = self.session().vhost.exchange(&method.exchange)?;
-                    self.route(&x, method, message, extra_keys, &durable)?
+                    self.route(&x, method, message, extra_keys, Some(&durable))?
                 }
                 TxOp::Settle(op) => self.apply_settle(op)?,
             }
@@ -850,37 +851,39 @@ impl Channel {
             ops.push(TxOp::Publish { method, message, extra_keys });
             return Ok(());
         }
-        let confirm = self.shared.confirms.register();
+        // Without confirms nobody waits for the writes: no countdown to allocate per message.
+        let Some(seq) = self.shared.confirms.register() else {
+            return self.route(&x, method, message, extra_keys, None);
+        };
         let shared = self.shared.clone();
         let durable = Countdown::new(move |ok, from_writer| {
-            if let Some(seq) = confirm {
-                shared.confirms.settle(seq, ok);
-                // From the writer thread nobody else will flush; in the read loop the end of
-                // the batch does, coalescing the acks.
-                if from_writer {
-                    shared.confirms.flush();
-                }
+            shared.confirms.settle(seq, ok);
+            // From the writer thread nobody else will flush; in the read loop the end of the
+            // batch does, coalescing the acks.
+            if from_writer {
+                shared.confirms.flush();
             }
         });
-        let routed = self.route(&x, method, message, extra_keys, &durable);
+        let routed = self.route(&x, method, message, extra_keys, Some(&durable));
         durable.release();
         routed
     }
 
     /// Delivers to the queues the message reaches; each durable write it needs takes a
-    /// completion from `durable`.
+    /// completion from `durable` (none: nobody waits for them).
     fn route(
         &mut self,
         x: &Arc<Exchange>,
         method: BasicPublish,
         message: Message,
         extra_keys: Vec<Bytes>,
-        durable: &Arc<Countdown>,
+        durable: Option<&Arc<Countdown>>,
     ) -> Result<(), AmqpError> {
+        let completion = || durable.map_or_else(|| Box::new(|_| {}) as Completion, |d| d.completion());
         let session = self.shared.session.clone();
         let keys: Vec<&[u8]> = extra_keys.iter().map(|k| &k[..]).collect();
         let message = Arc::new(message);
-        let queues = session.vhost.route_holding(x, &message, &keys, &mut || Some(durable.completion()));
+        let queues = session.vhost.route_holding(x, &message, &keys, &mut || durable.map(|d| d.completion()));
         let replied = x.name.is_empty()
             && message.routing_key.as_bytes().starts_with(REPLY_TO_PREFIX.as_bytes())
             && session.broker.deliver_reply(&message.routing_key, &message);
@@ -901,13 +904,13 @@ impl Channel {
         for q in &queues {
             let persist = q.persists(&message).then(|| {
                 let r = record.get_or_insert_with(|| crate::store::messages::encode(&message)).clone();
-                (r, durable.completion())
+                (r, completion())
             });
             let persisting = persist.is_some();
             if q.publish(message.clone(), persist) == Published::Rejected && !persisting {
                 // A full queue refused it (x-overflow reject-publish): the publisher is nacked,
                 // though other queues may have taken it.
-                (durable.completion())(Err("queue full".into()));
+                completion()(Err("queue full".into()));
             }
         }
         Ok(())

@@ -124,7 +124,7 @@ pub async fn serve_connection(broker: Arc<Broker>, mut socket: TcpStream, peer: 
 
     let mut conn = Connection {
         session: session.clone(),
-        channels: HashMap::new(),
+        channels: HashMap::default(),
         closing: HashSet::new(),
         peer,
         published: false,
@@ -365,7 +365,7 @@ async fn handshake(
 
 struct Connection {
     session: Arc<Session>,
-    channels: HashMap<u16, Channel>,
+    channels: HashMap<u16, Channel, foldhash::fast::RandomState>,
     /// Channels we closed on an error, waiting for the client's `channel.close-ok`.
     closing: HashSet<u16>,
     peer: SocketAddr,

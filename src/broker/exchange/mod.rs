@@ -10,10 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use super::dedup::SeenCache;
 use super::queue::Queue;
 use super::timer::now_ms;
+use super::NameHasher;
 use crate::protocol::{FieldTable, ShortStr};
 use topic::TopicTrie;
 
@@ -92,6 +94,9 @@ impl std::fmt::Debug for Destination {
     }
 }
 
+/// Where one exchange routes a message; a few destinations fit without allocating.
+pub type Destinations = SmallVec<[Destination; 4]>;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Binding {
     pub destination: Destination,
@@ -106,7 +111,7 @@ struct Bindings {
     /// whether its index entry is still needed, without scanning `all` (exchanges with 100 k
     /// bindings are restored one bind at a time).
     by_end: HashMap<(usize, Bytes), Vec<FieldTable>>,
-    direct: HashMap<Bytes, Vec<Destination>>,
+    direct: HashMap<Bytes, Vec<Destination>, NameHasher>,
     topic: TopicTrie<Destination>,
 }
 
@@ -260,7 +265,7 @@ impl Exchange {
 
     /// Appends the destinations matching `routing_keys` (the routing key plus any CC/BCC keys)
     /// and `headers` to `out`, without duplicates.
-    pub fn route(&self, routing_keys: &[&[u8]], headers: Option<&FieldTable>, out: &mut Vec<Destination>) {
+    pub fn route(&self, routing_keys: &[&[u8]], headers: Option<&FieldTable>, out: &mut Destinations) {
         let b = self.read();
         let from = out.len();
         let mut push = |d: &Destination| out.push(d.clone());
@@ -346,7 +351,7 @@ mod tests {
     }
 
     fn routed(x: &Exchange, key: &[u8]) -> usize {
-        let mut out = Vec::new();
+        let mut out = Destinations::new();
         x.route(&[key], None, &mut out);
         out.len()
     }
