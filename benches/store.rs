@@ -77,7 +77,7 @@ fn group_commit(c: &mut Criterion) {
     let m = message(1024);
     for in_flight in [1usize, 100, 1000] {
         let dir = tempfile::tempdir().expect("temporary data directory");
-        let (durable, _) = Durable::open(dir.path(), 8192).expect("open the store");
+        let (durable, _) = Durable::open(dir.path(), 8192, warren::broker::DEFAULT_TRANSIENT_MEMORY_LIMIT).expect("open the store");
         let queue = durable.new_queue_id();
         let mut seq = 0u64;
         let pending = Arc::new(Pending {

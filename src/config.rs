@@ -23,6 +23,9 @@ pub struct Config {
     /// Persistent message bodies each durable queue keeps in memory; a longer backlog stays on
     /// disk and is read back as consumers reach it.
     pub queue_memory_window: usize,
+    /// Bytes of transient messages all queues together keep in memory; beyond it new ones are
+    /// paged out to disk and read back as consumers reach them.
+    pub transient_memory_limit: u64,
     /// Free disk space (bytes) under the data directory below which publishing connections are
     /// blocked until space returns (RabbitMQ's `disk_free_limit`, also 50 MB by default).
     pub disk_free_limit: u64,
@@ -40,6 +43,7 @@ impl Default for Config {
             log_level: "info".to_string(),
             max_message_size: 16 * 1024 * 1024,
             queue_memory_window: 8192,
+            transient_memory_limit: crate::broker::DEFAULT_TRANSIENT_MEMORY_LIMIT,
             disk_free_limit: 50_000_000,
             consumer_timeout: 30 * 60 * 1000,
         }
@@ -76,6 +80,7 @@ impl Config {
             .set_default("log_level", d.log_level)?
             .set_default("max_message_size", d.max_message_size)?
             .set_default("queue_memory_window", d.queue_memory_window as u64)?
+            .set_default("transient_memory_limit", d.transient_memory_limit)?
             .set_default("disk_free_limit", d.disk_free_limit)?
             .set_default("consumer_timeout", d.consumer_timeout)?;
         b = match file {

@@ -1,6 +1,7 @@
-//! Bounded memory under a backlog: beyond `queue_memory_window` messages a queue keeps only
-//! their places in memory; bodies wait in the store (persistent ones where they are durable
-//! anyway, transient ones paged out) and come back, in order, as consumers reach them.
+//! Bounded memory under a backlog: beyond `queue_memory_window` persistent messages, or once
+//! the queues hold `transient_memory_limit` bytes of transient ones, a queue keeps only their
+//! places in memory; bodies wait in the store (persistent ones where they are durable anyway,
+//! transient ones paged out) and come back, in order, as consumers reach them.
 
 mod common;
 
@@ -9,6 +10,7 @@ use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
+use warren::broker::memory::MIN_RESIDENT;
 
 fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions { durable: true, ..Default::default() }
@@ -54,14 +56,17 @@ async fn consume_in_order(ch: &Channel, q: &str, range: std::ops::Range<u32>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_backlog_is_paged_out_and_delivered_in_order() {
-    let b = common::start_with(|c| c.queue_memory_window = 100).await;
+    // 2000 messages of 200-900 octets: about 1.3 MB; the budget takes a few hundred.
+    let b = common::start_with(|c| c.transient_memory_limit = 300_000).await;
     let q = unique("transient-backlog");
     let (_conn, ch) = b.channel().await;
     ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
     publish_confirmed(&ch, &q, 2000, false).await;
     let resident = b.queue(&q).resident_count();
-    assert!(resident <= 100, "{resident} transient bodies in memory with a window of 100");
+    assert!(resident <= 600, "{resident} transient bodies in memory with a budget of 300 kB");
+    assert!(resident >= MIN_RESIDENT, "{resident} in memory: the budget was not used");
+    assert!(b.broker.transient_memory_used() <= 300_000 + 2 * 1024);
     consume_in_order(&ch, &q, 0..2000).await;
     assert_eq!(b.queue(&q).message_count(), 0);
 }

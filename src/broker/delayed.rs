@@ -590,7 +590,7 @@ mod tests {
             // The timer thread may hold the last handle of the previous one for a moment.
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             loop {
-                match Durable::open(dir.path(), 100) {
+                match Durable::open(dir.path(), 100, u64::MAX) {
                     Ok((d, _)) => return Arc::new(d),
                     Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -631,7 +631,7 @@ mod tests {
     fn a_message_written_late_is_not_skipped() {
         // Many publishers race the timer: every message must arrive exactly once.
         let dir = tempfile::tempdir().unwrap();
-        let (d, _) = Durable::open(dir.path(), 100_000).unwrap();
+        let (d, _) = Durable::open(dir.path(), 100_000, u64::MAX).unwrap();
         let durable = Arc::new(d);
         let (vhost, x, q, _delays) = setup(Some(durable.clone()));
         let threads: Vec<_> = (0..4)
@@ -656,7 +656,7 @@ mod tests {
     #[test]
     fn messages_of_a_deleted_exchange_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let (d, _) = Durable::open(dir.path(), 100).unwrap();
+        let (d, _) = Durable::open(dir.path(), 100, u64::MAX).unwrap();
         let durable = Arc::new(d);
         let (vhost, _x, q, _delays) = setup(Some(durable.clone()));
         let t = vhost.declare_exchange(delayed_spec("transient", "fanout", false)).unwrap();

@@ -6,6 +6,7 @@ pub mod dead_letter;
 pub mod dedup;
 pub mod delayed;
 pub mod exchange;
+pub mod memory;
 pub mod message;
 pub mod queue;
 pub mod timer;
@@ -27,6 +28,9 @@ pub use vhost::VHost;
 /// short names.
 pub type NameHasher = foldhash::fast::RandomState;
 
+/// 256 MiB: a few hundred thousand small transient messages.
+pub const DEFAULT_TRANSIENT_MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
+
 /// Limits that protect the broker from one client.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -36,6 +40,9 @@ pub struct Limits {
     pub max_message_size: u64,
     /// Persistent message bodies a durable queue keeps in memory (the rest stay on disk).
     pub queue_memory_window: usize,
+    /// Bytes of transient messages all queues together keep in memory before paging new ones
+    /// out (see `memory.rs`).
+    pub transient_memory_limit: u64,
     /// Free disk space under the data directory below which publishers are blocked
     /// (RabbitMQ's `disk_free_limit`).
     pub disk_free_limit: u64,
@@ -52,6 +59,7 @@ impl Default for Limits {
             heartbeat: 60,
             max_message_size: 16 * 1024 * 1024,
             queue_memory_window: 8192,
+            transient_memory_limit: DEFAULT_TRANSIENT_MEMORY_LIMIT,
             disk_free_limit: 50_000_000,
             consumer_timeout_ms: 30 * 60 * 1000,
         }
@@ -96,7 +104,7 @@ impl Broker {
     /// persistent messages.
     pub fn open(limits: Limits, data_dir: &Path) -> Result<Broker, StoreError> {
         let started = std::time::Instant::now();
-        let (durable, defs) = Durable::open(data_dir, limits.queue_memory_window)?;
+        let (durable, defs) = Durable::open(data_dir, limits.queue_memory_window, limits.transient_memory_limit)?;
         let b = Broker::with_store(limits, Some(Arc::new(durable)), &defs);
         let messages: u64 = b.vhosts.iter().map(|v| v.message_count()).sum();
         tracing::info!(
@@ -135,6 +143,11 @@ impl Broker {
         // Overdue delayed messages are routed right away.
         delays.start();
         b
+    }
+
+    /// Bytes of transient messages the queues hold in memory (see `memory.rs`).
+    pub fn transient_memory_used(&self) -> u64 {
+        self.durable.as_ref().map_or(0, |d| d.transient_budget.used())
     }
 
     pub fn vhost(&self, name: &ShortStr) -> Option<Arc<VHost>> {

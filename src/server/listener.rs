@@ -22,6 +22,7 @@ impl Listener {
         let limits = Limits {
             max_message_size: config.max_message_size,
             queue_memory_window: config.queue_memory_window,
+            transient_memory_limit: config.transient_memory_limit,
             disk_free_limit: config.disk_free_limit,
             consumer_timeout_ms: config.consumer_timeout,
             ..Limits::default()

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
+use crate::broker::memory::MemoryBudget;
 use crate::protocol::ShortStr;
 pub use definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
 
@@ -73,6 +74,8 @@ pub struct Durable {
     next_queue_id: AtomicU64,
     /// Message bodies a durable queue keeps in memory; the rest of a backlog stays on disk.
     pub memory_window: usize,
+    /// Transient message bytes all queues may keep in memory.
+    pub transient_budget: Arc<MemoryBudget>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -93,7 +96,11 @@ impl Drop for Durable {
 }
 
 impl Durable {
-    pub fn open(dir: &Path, memory_window: usize) -> Result<(Durable, Definitions), StoreError> {
+    pub fn open(
+        dir: &Path,
+        memory_window: usize,
+        transient_limit: u64,
+    ) -> Result<(Durable, Definitions), StoreError> {
         let store = Arc::new(Store::open(dir)?);
         let defs = store.load_definitions()?;
         let next = defs.queues.iter().map(|q| q.id + 1).max().unwrap_or(1);
@@ -103,6 +110,7 @@ impl Durable {
             writer,
             next_queue_id: AtomicU64::new(next),
             memory_window: memory_window.max(1),
+            transient_budget: Arc::new(MemoryBudget::new(transient_limit)),
             writer_thread: Some(thread),
         };
         Ok((durable, defs))

@@ -23,6 +23,7 @@ use ready::{Ready, ReadyList};
 
 use super::dead_letter::{DeadLetter, DeathReason};
 use super::dedup::{identity, HeldIdentities};
+use super::memory::{cost_of, MIN_RESIDENT};
 use super::message::Message;
 use super::timer::{now_ms, TimerTarget, Timers};
 use super::vhost::VHost;
@@ -194,6 +195,7 @@ impl Queue {
 
     /// Makes persistent messages published to this queue durable in `store`.
     pub fn with_store(mut self, store: QueueStore) -> Queue {
+        self.lock().ready.set_budget(store.durable.transient_budget.clone());
         self.store = Some(store);
         self
     }
@@ -613,8 +615,14 @@ impl Queue {
         let expires_at = self.expiry_of(&msg);
         let level = st.ready.level_of(msg.properties.priority);
         // A backlog beyond the window keeps only places in memory: the body is in the store
-        // (persistent messages are there already; transient ones are paged out now).
-        if st.ready.resident() >= window && !st.ready.is_empty() && self.store.is_some() {
+        // (persistent messages are there already, so their window is short; transient ones
+        // are paged out now, once the broker's budget for them is spent).
+        let beyond = if persisted {
+            st.ready.resident() >= window
+        } else {
+            !st.ready.has_room_for_transient(cost_of(&msg), MIN_RESIDENT)
+        };
+        if beyond && !st.ready.is_empty() && self.store.is_some() {
             if let (false, Some(s)) = (persisted, &self.store) {
                 let record = crate::store::messages::encode(&msg);
                 s.durable.writer.submit(Op::PutTransient { queue: s.id, seq, record });

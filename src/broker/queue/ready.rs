@@ -1,10 +1,13 @@
 //! The ready messages of a queue: one FIFO per priority level (one level unless the queue has
 //! `x-max-priority`), with the counts the queue needs at hand — length, body bytes (for
-//! `x-max-length-bytes`) and how many bodies are in memory (for the memory window).
+//! `x-max-length-bytes`), how many bodies are in memory (for the memory window) and what its
+//! transient ones count against the broker's memory budget.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::QueuedMessage;
+use crate::broker::memory::{cost_of, MemoryBudget};
 
 /// One entry: a message in memory, or only its place, its body being in the store until the
 /// head of the queue comes near (memory stays bounded under a backlog).
@@ -39,6 +42,14 @@ impl Ready {
     fn resident(&self) -> usize {
         usize::from(matches!(self, Ready::Resident(_)))
     }
+
+    /// What it counts against the transient memory budget.
+    fn transient_cost(&self) -> u64 {
+        match self {
+            Ready::Resident(m) if !m.persisted => cost_of(&m.msg),
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -48,12 +59,57 @@ pub(super) struct ReadyList {
     len: usize,
     bytes: u64,
     resident: usize,
+    /// The budget transient messages in memory count against, and what this list counts.
+    budget: Option<Arc<MemoryBudget>>,
+    transient_bytes: u64,
+}
+
+impl Drop for ReadyList {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.sub(self.transient_bytes);
+        }
+    }
 }
 
 impl ReadyList {
     pub(super) fn new(max_priority: Option<u8>) -> ReadyList {
         let n = max_priority.map_or(1, |p| usize::from(p) + 1);
-        ReadyList { levels: (0..n).map(|_| VecDeque::new()).collect(), len: 0, bytes: 0, resident: 0 }
+        ReadyList {
+            levels: (0..n).map(|_| VecDeque::new()).collect(),
+            len: 0,
+            bytes: 0,
+            resident: 0,
+            budget: None,
+            transient_bytes: 0,
+        }
+    }
+
+    /// Counts transient messages in memory against `budget` from now on (set before any is
+    /// added).
+    pub(super) fn set_budget(&mut self, budget: Arc<MemoryBudget>) {
+        debug_assert!(self.is_empty());
+        self.budget = Some(budget);
+    }
+
+    /// Whether a transient message of `cost` bytes may stay in memory: the budget has room,
+    /// or this queue holds fewer than `min_resident` bodies.
+    pub(super) fn has_room_for_transient(&self, cost: u64, min_resident: usize) -> bool {
+        self.resident < min_resident || self.budget.as_ref().is_none_or(|b| b.has_room(cost))
+    }
+
+    fn count_transient(&mut self, added: u64, removed: u64) {
+        if added == removed {
+            return;
+        }
+        self.transient_bytes = self.transient_bytes + added - removed;
+        if let Some(b) = &self.budget {
+            if added > removed {
+                b.add(added - removed);
+            } else {
+                b.sub(removed - added);
+            }
+        }
     }
 
     /// The level a message of this priority joins: above the maximum counts as the maximum,
@@ -86,12 +142,14 @@ impl ReadyList {
         self.len += 1;
         self.bytes += r.size();
         self.resident += r.resident();
+        self.count_transient(r.transient_cost(), 0);
     }
 
     fn removed(&mut self, r: &Ready) {
         self.len -= 1;
         self.bytes -= r.size();
         self.resident -= r.resident();
+        self.count_transient(0, r.transient_cost());
     }
 
     pub(super) fn push_back(&mut self, level: usize, r: Ready) {
@@ -142,14 +200,17 @@ impl ReadyList {
     pub(super) fn make_resident(&mut self, level: usize, at: usize, m: QueuedMessage) {
         let old = std::mem::replace(&mut self.levels[level][at], Ready::Resident(m));
         self.resident += 1 - old.resident();
-        let new_size = self.levels[level][at].size();
+        let new = &self.levels[level][at];
+        let (new_size, new_cost) = (new.size(), new.transient_cost());
         self.bytes = self.bytes - old.size() + new_size;
+        self.count_transient(new_cost, old.transient_cost());
     }
 
     pub(super) fn take_all(&mut self) -> Vec<Ready> {
         self.len = 0;
         self.bytes = 0;
         self.resident = 0;
+        self.count_transient(0, self.transient_bytes);
         self.levels.iter_mut().flat_map(std::mem::take).collect()
     }
 }

@@ -1,0 +1,74 @@
+//! The broker-wide budget for transient messages held in memory by queues.
+//!
+//! A persistent message in a durable queue is on disk anyway: beyond a short per-queue window
+//! (`queue_memory_window`) a backlog of them keeps only their places in memory, and dropping a
+//! body costs nothing. A transient message has to be *written* to be paged out and read back
+//! to be delivered, which costs several times what delivering it from memory does; so
+//! transient messages stay in memory until all queues together hold `transient_memory_limit`
+//! bytes of them, and only then are new ones paged out. RabbitMQ, likewise, keeps transient
+//! messages in memory until a share of its memory watermark and pages after that.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::message::Message;
+use super::queue::QueuedMessage;
+
+/// What holding one message in a queue costs besides its body: the message, its queue entry
+/// and the reference counts (an estimate; headers and other properties on the heap add to it).
+pub const MESSAGE_OVERHEAD: u64 = (std::mem::size_of::<Message>() + std::mem::size_of::<QueuedMessage>() + 16) as u64;
+
+/// A queue keeps this many transient messages in memory even when the budget is spent, so a
+/// small queue does not page every message because a large one filled the budget.
+pub const MIN_RESIDENT: usize = 256;
+
+/// Bytes of transient messages held across all queues, against a limit.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: u64) -> MemoryBudget {
+        MemoryBudget { limit, used: AtomicU64::new(0) }
+    }
+
+    /// Whether `cost` more bytes fit. Queues check and add without a lock between them, so the
+    /// limit can be passed by what concurrent publishes add meanwhile: a few messages.
+    pub fn has_room(&self, cost: u64) -> bool {
+        self.used.load(Ordering::Relaxed).saturating_add(cost) <= self.limit
+    }
+
+    pub fn add(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn sub(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// The bytes a message held in memory counts against the budget.
+pub fn cost_of(msg: &Message) -> u64 {
+    msg.body.len() as u64 + MESSAGE_OVERHEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_until_the_limit() {
+        let b = MemoryBudget::new(1000);
+        assert!(b.has_room(1000));
+        b.add(600);
+        assert!(b.has_room(400));
+        assert!(!b.has_room(401));
+        b.sub(600);
+        assert_eq!(b.used(), 0);
+    }
+}
