@@ -386,7 +386,8 @@ fn gen_properties(spec: &Spec, out: &mut String) {
     out.push_str("    }\n\n");
 
     out.push_str("    /// Decodes the properties given the (first) flag word; `i` follows the flag words.\n");
-    out.push_str("    pub(crate) fn decode_with_flags<'a>(flags: u16, src: &'a Bytes, i: &'a [u8]) -> wire::PResult<'a, Self> {\n        let mut p = BasicProperties::default();\n");
+    out.push_str("    /// In place on the heap: the struct is a few hundred octets, and a boxed one moves\n    /// through the frame and message types as one pointer.\n");
+    out.push_str("    pub(crate) fn decode_boxed<'a>(flags: u16, src: &'a Bytes, i: &'a [u8]) -> wire::PResult<'a, Box<Self>> {\n        let mut p = Box::<BasicProperties>::default();\n");
     for (n, p) in props.iter().enumerate() {
         let f = snake(&p.name);
         writeln!(

@@ -35,13 +35,13 @@ fn message(size: usize) -> Message {
     Message {
         exchange: ShortStr::from_static("amq.direct"),
         routing_key: ShortStr::from_static("orders.created"),
-        properties: BasicProperties {
+        properties: Box::new(BasicProperties {
             content_type: Some(ShortStr::from_static("application/json")),
             delivery_mode: Some(2),
             headers: Some(headers),
             message_id: Some(ShortStr::from_static("m-1")),
             ..Default::default()
-        },
+        }),
         body: Bytes::from(vec![b'x'; size]),
         timestamp_ms: 0,
     }
@@ -77,7 +77,8 @@ fn group_commit(c: &mut Criterion) {
     let m = message(1024);
     for in_flight in [1usize, 100, 1000] {
         let dir = tempfile::tempdir().expect("temporary data directory");
-        let (durable, _) = Durable::open(dir.path(), 8192, warren::broker::DEFAULT_TRANSIENT_MEMORY_LIMIT).expect("open the store");
+        let (durable, _) =
+            Durable::open(dir.path(), 8192, warren::broker::DEFAULT_TRANSIENT_MEMORY_LIMIT).expect("open the store");
         let queue = durable.new_queue_id();
         let mut seq = 0u64;
         let pending = Arc::new(Pending {

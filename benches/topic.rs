@@ -35,7 +35,7 @@ use warren::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use warren::broker::message::Message;
 use warren::broker::queue::Queue;
 use warren::broker::VHost;
-use warren::protocol::{BasicProperties, FieldTable, ShortStr};
+use warren::protocol::{FieldTable, ShortStr};
 
 /// The system allocator, counting allocations while `COUNTING` is set (only around the
 /// lookups whose allocations are reported, not while criterion measures).
@@ -164,7 +164,7 @@ fn message(key: &[u8]) -> Message {
     Message {
         exchange: ShortStr::from_static("amq.topic"),
         routing_key: ShortStr::try_from(std::str::from_utf8(key).unwrap()).unwrap(),
-        properties: BasicProperties::default(),
+        properties: Default::default(),
         body: bytes::Bytes::from_static(b"x"),
         timestamp_ms: 0,
     }

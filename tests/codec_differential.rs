@@ -1044,8 +1044,11 @@ fn warren_case(g: &mut Gen, n: usize, used: &mut BTreeSet<String>) -> WarrenCase
             vec![frame_json(&Frame::Heartbeat)]
         }
         2..=11 => {
-            let header =
-                ContentHeader { class_id: BasicProperties::CLASS_ID, body_size: g.u64(), properties: g.properties() };
+            let header = ContentHeader {
+                class_id: BasicProperties::CLASS_ID,
+                body_size: g.u64(),
+                properties: Box::new(g.properties()),
+            };
             encode_content_header(&mut buf, channel, header.body_size, &header.properties);
             vec![frame_json(&Frame::Header { channel, header })]
         }

@@ -192,11 +192,11 @@ mod tests {
         Message {
             exchange: ShortStr::from_static("orders"),
             routing_key: ShortStr::from_static("new"),
-            properties: crate::protocol::BasicProperties {
+            properties: Box::new(crate::protocol::BasicProperties {
                 expiration: Some(ShortStr::from_static("5000")),
                 headers: Some(headers),
                 ..Default::default()
-            },
+            }),
             body: Bytes::from_static(b"x"),
             timestamp_ms: 0,
         }

@@ -512,7 +512,7 @@ mod tests {
         Message {
             exchange: ShortStr::from_static("delays"),
             routing_key: ShortStr::from_static("k"),
-            properties: BasicProperties { headers, ..Default::default() },
+            properties: Box::new(BasicProperties { headers, ..Default::default() }),
             body: Bytes::from_static(body.as_bytes()),
             timestamp_ms: 0,
         }

@@ -12,10 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::message::Message;
 use super::queue::QueuedMessage;
+use crate::protocol::BasicProperties;
 
-/// What holding one message in a queue costs besides its body: the message, its queue entry
-/// and the reference counts (an estimate; headers and other properties on the heap add to it).
-pub const MESSAGE_OVERHEAD: u64 = (std::mem::size_of::<Message>() + std::mem::size_of::<QueuedMessage>() + 16) as u64;
+/// What holding one message in a queue costs besides its body: the message, its boxed
+/// properties, its queue entry and the reference counts (an estimate: property values such as
+/// headers add their own heap).
+pub const MESSAGE_OVERHEAD: u64 = (std::mem::size_of::<Message>()
+    + std::mem::size_of::<BasicProperties>()
+    + std::mem::size_of::<QueuedMessage>()
+    + 16) as u64;
 
 /// A queue keeps this many transient messages in memory even when the budget is spent, so a
 /// small queue does not page every message because a large one filled the budget.

@@ -10,7 +10,8 @@ use crate::protocol::{BasicProperties, ShortStr};
 pub struct Message {
     pub exchange: ShortStr,
     pub routing_key: ShortStr,
-    pub properties: BasicProperties,
+    /// Boxed: the struct is a few hundred octets and messages move by value until routed.
+    pub properties: Box<BasicProperties>,
     pub body: Bytes,
     /// When Warren took it (ms since the UNIX epoch); TTLs count from here, also after a
     /// restart.

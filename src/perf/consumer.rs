@@ -251,7 +251,7 @@ fn read_deliveries(
 mod tests {
     use super::*;
     use crate::protocol::methods::BasicDeliver;
-    use crate::protocol::{decode_frame, BasicProperties, ContentHeader};
+    use crate::protocol::{decode_frame, ContentHeader};
     use bytes::Bytes;
 
     fn deliver(tag: u64) -> Frame {
@@ -264,7 +264,7 @@ mod tests {
     fn header(size: u64) -> Frame {
         Frame::Header {
             channel: 1,
-            header: ContentHeader { class_id: 60, body_size: size, properties: BasicProperties::default() },
+            header: ContentHeader { class_id: 60, body_size: size, properties: Default::default() },
         }
     }
 

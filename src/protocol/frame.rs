@@ -43,7 +43,7 @@ impl Frame {
 pub struct ContentHeader {
     pub class_id: u16,
     pub body_size: u64,
-    pub properties: BasicProperties,
+    pub properties: Box<BasicProperties>,
 }
 
 /// The outcome of reading the first octets of a connection.
@@ -172,7 +172,7 @@ fn content_header<'a>(src: &'a Bytes, i: &'a [u8]) -> PResult<'a, ContentHeader>
         more = word & 1 != 0;
         i = r;
     }
-    let (i, properties) = BasicProperties::decode_with_flags(flags, src, i)?;
+    let (i, properties) = BasicProperties::decode_boxed(flags, src, i)?;
     Ok((i, ContentHeader { class_id, body_size, properties }))
 }
 
@@ -277,7 +277,7 @@ mod tests {
         match &frames[1] {
             Frame::Header { header, .. } => {
                 assert_eq!(header.body_size, 10_000);
-                assert_eq!(header.properties, props);
+                assert_eq!(*header.properties, props);
             }
             other => panic!("expected a header, got {other:?}"),
         }
@@ -319,7 +319,7 @@ mod tests {
         let f = decode_frame(&mut BytesMut::from(&hdr[..]), 4096).unwrap().unwrap();
         let Frame::Header { header, .. } = f else { panic!("expected a header") };
         assert_eq!(header.body_size, 5);
-        assert_eq!(header.properties, BasicProperties::default());
+        assert_eq!(*header.properties, BasicProperties::default());
         // flag 0x1001 = delivery-mode present + continuation; the property follows the words.
         let hdr = [2, 0, 1, 0, 0, 0, 17, 0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0x10, 0x01, 0, 0, 2, 0xce];
         let f = decode_frame(&mut BytesMut::from(&hdr[..]), 4096).unwrap().unwrap();

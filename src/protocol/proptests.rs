@@ -43,7 +43,7 @@ proptest! {
         match &frames[..] {
             [Frame::Header { channel: 7, header }] => {
                 prop_assert_eq!(header.body_size, body_size);
-                prop_assert_eq!(&header.properties, &props);
+                prop_assert_eq!(&*header.properties, &props);
             }
             other => prop_assert!(false, "unexpected frames {:?}", other),
         }

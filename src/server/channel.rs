@@ -804,7 +804,7 @@ impl Channel {
     fn on_message(
         &mut self,
         method: BasicPublish,
-        mut properties: BasicProperties,
+        mut properties: Box<BasicProperties>,
         body: Bytes,
     ) -> Result<(), AmqpError> {
         let in_publish = |e: AmqpError| e.in_method(BasicPublish::CLASS_ID, BasicPublish::METHOD_ID);
@@ -949,7 +949,7 @@ impl Channel {
 /// The properties to deliver with when the queue counts deliveries: `x-delivery-count` says
 /// how often the message was delivered before (as RabbitMQ's quorum queues do: from the first
 /// redelivery on, and on `basic.get` from the first). `None`: deliver the properties as they are.
-fn delivery_count_properties(queue: &Queue, message: &QueuedMessage, on_get: bool) -> Option<BasicProperties> {
+fn delivery_count_properties(queue: &Queue, message: &QueuedMessage, on_get: bool) -> Option<Box<BasicProperties>> {
     if !queue.counts_deliveries() || (message.deliveries == 0 && !on_get) {
         return None;
     }

@@ -25,14 +25,14 @@ pub fn encode(m: &Message) -> Bytes {
 
 /// `None` when the record is not one `encode` wrote.
 pub fn decode(record: &Bytes) -> Option<Message> {
-    type Parts = (u8, u64, crate::protocol::ShortStr, crate::protocol::ShortStr, BasicProperties);
+    type Parts = (u8, u64, crate::protocol::ShortStr, crate::protocol::ShortStr, Box<BasicProperties>);
     let parse = || -> PResult<'_, Parts> {
         let (i, format) = byte(&record[..])?;
         let (i, timestamp_ms) = be_u64(i)?;
         let (i, exchange) = wire::shortstr(record, i)?;
         let (i, routing_key) = wire::shortstr(record, i)?;
         let (i, flags) = be_u16(i)?;
-        let (i, properties) = BasicProperties::decode_with_flags(flags, record, i)?;
+        let (i, properties) = BasicProperties::decode_boxed(flags, record, i)?;
         Ok((i, (format, timestamp_ms, exchange, routing_key, properties)))
     };
     let (rest, (format, timestamp_ms, exchange, routing_key, properties)) = parse().ok()?;
@@ -53,11 +53,11 @@ mod tests {
         let m = Message {
             exchange: ShortStr::from_static("amq.direct"),
             routing_key: ShortStr::from_static("k"),
-            properties: BasicProperties {
+            properties: Box::new(BasicProperties {
                 delivery_mode: Some(2),
                 message_id: Some(ShortStr::from_static("id")),
                 ..Default::default()
-            },
+            }),
             body: Bytes::from_static(b"hello"),
             timestamp_ms: 1_700_000_000_123,
         };

@@ -96,11 +96,7 @@ impl Drop for Durable {
 }
 
 impl Durable {
-    pub fn open(
-        dir: &Path,
-        memory_window: usize,
-        transient_limit: u64,
-    ) -> Result<(Durable, Definitions), StoreError> {
+    pub fn open(dir: &Path, memory_window: usize, transient_limit: u64) -> Result<(Durable, Definitions), StoreError> {
         let store = Arc::new(Store::open(dir)?);
         let defs = store.load_definitions()?;
         let next = defs.queues.iter().map(|q| q.id + 1).max().unwrap_or(1);
