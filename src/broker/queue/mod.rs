@@ -572,7 +572,10 @@ impl Queue {
             }
             return Published::Deleted;
         }
-        let now = now_ms();
+        // Every publish path stamps the message as it routes it (a transaction's when it was
+        // published, which is earlier): reading the clock again here cost 2 % of a publish. An
+        // earlier "now" only leaves an expiry to the timer.
+        let now = msg.timestamp_ms;
         self.expire(&mut st, now, dead);
         if self.args.overflow != Overflow::DropHead && self.would_overflow(&st, msg.body.len() as u64) {
             drop(st);
