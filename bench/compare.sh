@@ -190,7 +190,7 @@ if [[ -n ${RABBITMQ_URI:-} ]]; then
   rabbit_uri=$RABBITMQ_URI
   rabbit_pid=${RABBITMQ_PID:-}
 else
-  rabbit_uri=$(../shared/tools/reference-rabbitmq.sh start | head -1)
+  rabbit_uri=$(../shared/tools/reference-rabbitmq.sh start | sed -n 1p)  # sed reads it all: head could SIGPIPE the script (pipefail)
   base=${BASE:-/tmp/reference-rabbitmq-${PORT:-5680}}
   # The script records the pid of the rabbitmq-server shell wrapper; the broker is its beam.smp.
   rabbit_pid=${RABBITMQ_PID:-}
