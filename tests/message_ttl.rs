@@ -127,14 +127,9 @@ async fn ttl_zero_without_a_ready_consumer_expires_at_once() {
     // A consumer at its prefetch limit is not ready: the next message expires (per-message 0).
     let q = unique("ttl0-busy");
     declare(&ch, &q, table(vec![("x-dead-letter-exchange", text(&dlx))])).await;
-    let (_c2, consumer_ch) = b.channel().await;
-    consumer_ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
-    let mut consumer = consumer_ch
-        .basic_consume(q.as_str().into(), "c".into(), Default::default(), FieldTable::default())
-        .await
-        .unwrap();
+    let (_c2, _consumer_ch, mut consumer) = one_at_a_time(&b, &q).await;
     send(&ch, &q, b"first", expiring("0")).await;
-    let first = tokio::time::timeout(WAIT, consumer.next()).await.unwrap().unwrap().unwrap();
+    let first = next(&mut consumer).await;
     assert_eq!(first.data, b"first");
     send(&ch, &q, b"second", expiring("0")).await;
     let d = get_one(&ch, &dlq).await;
@@ -163,22 +158,17 @@ async fn expired_messages_are_never_delivered() {
     // A consumer: the message expires while the consumer is busy with the one before it.
     let q = unique("behind-consumer");
     declare(&ch, &q, FieldTable::default()).await;
-    let (_c2, consumer_ch) = b.channel().await;
-    consumer_ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
-    let mut consumer = consumer_ch
-        .basic_consume(q.as_str().into(), "c".into(), Default::default(), FieldTable::default())
-        .await
-        .unwrap();
+    let (_c2, _consumer_ch, mut consumer) = one_at_a_time(&b, &q).await;
     send(&ch, &q, b"a", BasicProperties::default()).await;
     send(&ch, &q, b"b", expiring("150")).await;
     send(&ch, &q, b"c", BasicProperties::default()).await;
-    let a = tokio::time::timeout(WAIT, consumer.next()).await.unwrap().unwrap().unwrap();
+    let a = next(&mut consumer).await;
     assert_eq!(a.data, b"a");
     tokio::time::sleep(Duration::from_millis(400)).await;
     a.ack(BasicAckOptions::default()).await.unwrap();
-    let next = tokio::time::timeout(WAIT, consumer.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(next.data, b"c", "the expired message is skipped");
-    next.ack(BasicAckOptions::default()).await.unwrap();
+    let c = next(&mut consumer).await;
+    assert_eq!(c.data, b"c", "the expired message is skipped");
+    c.ack(BasicAckOptions::default()).await.unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(300), consumer.next()).await.is_err());
 }
 

@@ -8,10 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::lifecycle::*;
-use common::{unique, WAIT};
+use common::unique;
 use futures_lite::StreamExt;
 use lapin::options::*;
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 
 async fn confirming(b: &common::TestBroker) -> (Connection, Channel) {
@@ -129,15 +128,10 @@ async fn a_consumer_gets_the_backlog_in_priority_order() {
     for (body, p) in [("low", 1), ("high", 8), ("mid", 4)] {
         send(&ch, &q, body.as_bytes(), with_priority(Some(p))).await;
     }
-    let (_c2, consumer_ch) = b.channel().await;
-    consumer_ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
-    let mut consumer = consumer_ch
-        .basic_consume(q.as_str().into(), "c".into(), Default::default(), FieldTable::default())
-        .await
-        .unwrap();
+    let (_c2, _consumer_ch, mut consumer) = one_at_a_time(&b, &q).await;
     let mut got = Vec::new();
     for _ in 0..3 {
-        let d = tokio::time::timeout(WAIT, consumer.next()).await.unwrap().unwrap().unwrap();
+        let d = next(&mut consumer).await;
         got.push(String::from_utf8(d.data.clone()).unwrap());
         if got.len() == 1 {
             // Arrives while "mid" and "low" wait: it goes ahead of both.
@@ -145,7 +139,7 @@ async fn a_consumer_gets_the_backlog_in_priority_order() {
         }
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
-    let last = tokio::time::timeout(WAIT, consumer.next()).await.unwrap().unwrap().unwrap();
+    let last = next(&mut consumer).await;
     got.push(String::from_utf8(last.data.clone()).unwrap());
     last.ack(BasicAckOptions::default()).await.unwrap();
     assert_eq!(got, ["high", "urgent", "mid", "low"]);

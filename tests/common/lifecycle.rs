@@ -4,13 +4,28 @@
 
 use std::time::{Duration, Instant};
 
+use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer, ExchangeKind};
 use warren::protocol::ShortStr;
 
 use super::{unique, TestBroker, WAIT};
+
+/// A consumer (manual acks) on `queue`, on a connection of its own, taking one unacked message
+/// at a time. Keep the connection and channel as long as the consumer is used.
+pub async fn one_at_a_time(b: &TestBroker, queue: &str) -> (Connection, Channel, Consumer) {
+    let (conn, ch) = b.channel().await;
+    ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let consumer = ch.basic_consume(queue.into(), "c".into(), Default::default(), FieldTable::default()).await.unwrap();
+    (conn, ch, consumer)
+}
+
+/// The consumer's next delivery, within [`WAIT`].
+pub async fn next(consumer: &mut Consumer) -> Delivery {
+    tokio::time::timeout(WAIT, consumer.next()).await.expect("a delivery in time").unwrap().unwrap()
+}
 
 /// A field table from `(key, value)` pairs.
 pub fn table(entries: Vec<(&str, AMQPValue)>) -> FieldTable {
