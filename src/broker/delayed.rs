@@ -391,12 +391,7 @@ impl Delays {
                 }
                 let mut record = None;
                 for q in &queues {
-                    let persist = q.persists(&message).then(|| {
-                        let record = record.get_or_insert_with(|| messages::encode(&message)).clone();
-                        let nothing_waits: Completion = Box::new(|_| {});
-                        (record, nothing_waits)
-                    });
-                    q.publish(message.clone(), persist);
+                    q.publish_unawaited(message.clone(), &mut record);
                 }
             }
             _ => tracing::debug!(

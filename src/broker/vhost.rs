@@ -563,12 +563,7 @@ impl VHost {
                         tracing::debug!(queue = %q.name, "dead-letter cycle: message dropped");
                         continue;
                     }
-                    let persist = q.persists(&out).then(|| {
-                        let r = record.get_or_insert_with(|| messages::encode(&out)).clone();
-                        let done: crate::store::writer::Completion = Box::new(|_| {});
-                        (r, done)
-                    });
-                    q.publish(out.clone(), persist);
+                    q.publish_unawaited(out.clone(), &mut record);
                 }
             }
         }));

@@ -24,7 +24,7 @@ use crate::protocol::{
 };
 use crate::server::confirms::{Confirms, Countdown};
 use crate::server::session::Session;
-use crate::store::writer::Completion;
+use crate::store::writer::unawaited;
 
 /// A message delivered and not yet acknowledged.
 struct Unacked {
@@ -879,7 +879,7 @@ impl Channel {
         extra_keys: Vec<Bytes>,
         durable: Option<&Arc<Countdown>>,
     ) -> Result<(), AmqpError> {
-        let completion = || durable.map_or_else(|| Box::new(|_| {}) as Completion, |d| d.completion());
+        let completion = || durable.map_or_else(unawaited, |d| d.completion());
         let session = self.shared.session.clone();
         let keys: Vec<&[u8]> = extra_keys.iter().map(|k| &k[..]).collect();
         let message = Arc::new(message);

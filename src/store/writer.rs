@@ -19,6 +19,11 @@ use super::{message_key, queue_range, Store, CF_DELIVERED, CF_MESSAGES, CF_TRANS
 /// Runs once the operation it came with is durable (`Ok`) or failed (`Err`, with the reason).
 pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 
+/// The completion of a write nobody waits for (no confirm, no commit): it does not allocate.
+pub fn unawaited() -> Completion {
+    Box::new(|_| {})
+}
+
 pub enum Op {
     /// A persistent message enqueued in a durable queue; synced before its completion runs.
     Put { queue: u64, seq: u64, record: Bytes, done: Option<Completion> },

@@ -558,6 +558,17 @@ impl Queue {
         outcome
     }
 
+    /// [`publish`](Self::publish) for a message nobody waits on (a dead letter, a due delayed
+    /// message): persisted where the queue persists it, with `record` encoded once for every
+    /// queue the message reaches.
+    pub fn publish_unawaited(self: &Arc<Self>, msg: Arc<Message>, record: &mut Option<Bytes>) -> Published {
+        let persist = self.persists(&msg).then(|| {
+            let r = record.get_or_insert_with(|| crate::store::messages::encode(&msg)).clone();
+            (r, crate::store::writer::unawaited())
+        });
+        self.publish(msg, persist)
+    }
+
     fn publish_locked(
         self: &Arc<Self>,
         msg: Arc<Message>,
