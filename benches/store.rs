@@ -1,10 +1,10 @@
 //! The store's write path for persistent messages.
 //!
-//! - `store/record`: encoding a message into its stored record (`store::messages::encode`, done
+//! - `store/record`: encoding a message into its stored record (`broker::record::encode`, done
 //!   once per persistent publish) and decoding it back (recovery, paging in), 16 B and 1 KB
 //!   bodies with the properties of `benches/codec.rs`. Elements are messages.
 //! - `store/group-commit`: what a durable queue does for persistent publishes, end to end. The
-//!   store is opened as the broker opens it (`Durable::open` on a fresh temporary data
+//!   store is opened as the broker opens it (`StoreHandle::open` on a fresh temporary data
 //!   directory, which starts the group-commit writer thread); each message is encoded and
 //!   submitted as `Op::Put` with a completion, as `Queue::publish` does, and an iteration waits
 //!   until the completions of all `in_flight` messages have run, i.e. until the writer has
@@ -25,9 +25,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 
 use warren::broker::message::Message;
+use warren::broker::record as messages;
 use warren::protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
 use warren::store::writer::Op;
-use warren::store::{messages, Durable};
+use warren::store::StoreHandle;
 
 fn message(size: usize) -> Message {
     let mut headers = FieldTable::new();
@@ -77,8 +78,7 @@ fn group_commit(c: &mut Criterion) {
     let m = message(1024);
     for in_flight in [1usize, 100, 1000] {
         let dir = tempfile::tempdir().expect("temporary data directory");
-        let (durable, _) =
-            Durable::open(dir.path(), 8192, warren::broker::DEFAULT_TRANSIENT_MEMORY_LIMIT).expect("open the store");
+        let (durable, _) = StoreHandle::open(dir.path()).expect("open the store");
         let queue = durable.new_queue_id();
         let mut seq = 0u64;
         let pending = Arc::new(Pending {

@@ -187,7 +187,7 @@ fn matching(c: &mut Criterion) {
                     count
                 })
                 .sum();
-            let queues: usize = keys.iter().map(|k| v.route(&x, &message(k), &[]).len()).sum();
+            let queues: usize = keys.iter().map(|k| v.route(&x, &message(k), &[]).queues.len()).sum();
             let messages: Vec<Message> = keys.iter().map(|k| message(k)).collect();
             let trie_allocs = allocations(keys.len(), |i| {
                 t.matches(&keys[i], &mut |v| {

@@ -16,7 +16,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::message::Message;
+use super::publish::Publish;
+use super::queue::Queue;
 use super::timer::now_ms;
+use super::vhost::VHost;
 use crate::protocol::{FieldTable, FieldValue, LongStr, ShortStr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +148,41 @@ pub fn is_cycle(msg: &Message, reason: DeathReason, target: &[u8]) -> bool {
         }
     }
     false
+}
+
+impl VHost {
+    /// Routes messages that died in `from` through its dead-letter exchange, on the one publish
+    /// path. A missing exchange drops them, as in RabbitMQ. Called without any queue lock held.
+    pub fn dead_letter(&self, from: &Queue, dead: Vec<DeadLetter>) {
+        let Some(dlx) = from.args.dead_letter_exchange.clone() else { return };
+        let Some(me) = self.self_ref.upgrade() else { return };
+        let (queue, dlrk) = (from.name.clone(), from.args.dead_letter_routing_key.clone());
+        run_flattened(Box::new(move || {
+            let Ok(x) = me.exchange(&dlx) else {
+                tracing::debug!(queue = %queue, exchange = %dlx, "dead-letter exchange missing; messages dropped");
+                return;
+            };
+            for DeadLetter { msg, reason } in dead {
+                let out = Arc::new(dead_lettered(&msg, &queue, reason, &dlx, dlrk.as_ref()));
+                let cc: Vec<Vec<u8>> = match (&dlrk, out.headers().and_then(|h| h.get("CC"))) {
+                    (None, Some(FieldValue::Array(keys))) => {
+                        keys.iter().filter_map(|k| k.as_bytes().map(<[u8]>::to_vec)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let extra: Vec<&[u8]> = cc.iter().map(Vec::as_slice).collect();
+                let cycle = |q: &Queue| {
+                    let cycle = is_cycle(&out, reason, q.name.as_bytes());
+                    if cycle {
+                        tracing::debug!(queue = %q.name, "dead-letter cycle: message dropped");
+                    }
+                    cycle
+                };
+                let p = Publish { extra_keys: &extra, refuse: Some(&cycle), ..Publish::new(out.clone()) };
+                me.publish(&x, p);
+            }
+        }));
+    }
 }
 
 /// A routing of dead letters, deferred until the one running on this thread is done.

@@ -9,6 +9,7 @@
 //! messages in memory until a share of its memory watermark and pages after that.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::message::Message;
 use super::queue::QueuedMessage;
@@ -25,6 +26,22 @@ pub const MESSAGE_OVERHEAD: u64 = (std::mem::size_of::<Message>()
 /// A queue keeps this many transient messages in memory even when the budget is spent, so a
 /// small queue does not page every message because a large one filled the budget.
 pub const MIN_RESIDENT: usize = 256;
+
+/// How much of a backlog the queues of a broker with a store keep in memory; the rest is paged
+/// out to the store (only queues with a store page: without one everything stays in memory).
+#[derive(Debug)]
+pub struct Paging {
+    /// Persistent message bodies a durable queue keeps in memory (`queue_memory_window`).
+    pub window: usize,
+    /// Transient message bytes all queues together keep in memory (`transient_memory_limit`).
+    pub budget: Arc<MemoryBudget>,
+}
+
+impl Paging {
+    pub fn new(window: usize, transient_limit: u64) -> Paging {
+        Paging { window: window.max(1), budget: Arc::new(MemoryBudget::new(transient_limit)) }
+    }
+}
 
 /// Bytes of transient messages held across all queues, against a limit.
 #[derive(Debug)]

@@ -4,14 +4,21 @@
 pub mod alarms;
 pub mod dead_letter;
 pub mod dedup;
+pub mod definitions;
 pub mod delayed;
+pub mod errors;
 pub mod exchange;
 pub mod memory;
 pub mod message;
+pub mod publish;
 pub mod queue;
+pub mod record;
+pub mod reply_to;
 pub mod timer;
 pub mod vhost;
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,8 +27,11 @@ use dashmap::DashMap;
 
 use crate::auth::Users;
 use crate::protocol::ShortStr;
-use crate::store::{Definitions, Durable, StoreError};
-pub use vhost::VHost;
+use crate::store::{Definitions, StoreError, StoreHandle};
+use memory::Paging;
+use reply_to::ReplyConsumers;
+pub use reply_to::{REPLY_TO_PREFIX, REPLY_TO_QUEUE};
+pub use vhost::{VHost, VHostEnv};
 
 /// The hasher of the maps looked up once or more per message (exchanges, queues and direct
 /// bindings by name): seeded per process like std's SipHash, but several times cheaper for
@@ -66,19 +76,16 @@ impl Default for Limits {
     }
 }
 
-/// The pseudo-queue RPC clients consume from for direct reply-to.
-pub const REPLY_TO_QUEUE: &str = "amq.rabbitmq.reply-to";
-/// Prefix of the reply addresses handed to RPC servers: `amq.rabbitmq.reply-to.<key>`.
-pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
-
 pub struct Broker {
     vhosts: DashMap<ShortStr, Arc<VHost>>,
-    durable: Option<Arc<Durable>>,
+    storage: Option<Arc<StoreHandle>>,
+    /// How much of a backlog queues keep in memory.
+    paging: Arc<Paging>,
     /// Flips to true when the broker is shutting down; connections watch it.
     shutdown: tokio::sync::watch::Sender<bool>,
     connections: std::sync::atomic::AtomicUsize,
     /// Direct reply-to consumers by the key in their reply address.
-    reply_consumers: DashMap<ShortStr, Arc<queue::Consumer>>,
+    replies: Arc<ReplyConsumers>,
     pub users: Users,
     pub limits: Limits,
     next_connection_id: AtomicU64,
@@ -104,8 +111,8 @@ impl Broker {
     /// persistent messages.
     pub fn open(limits: Limits, data_dir: &Path) -> Result<Broker, StoreError> {
         let started = std::time::Instant::now();
-        let (durable, defs) = Durable::open(data_dir, limits.queue_memory_window, limits.transient_memory_limit)?;
-        let b = Broker::with_store(limits, Some(Arc::new(durable)), &defs);
+        let (storage, defs) = StoreHandle::open(data_dir)?;
+        let b = Broker::with_store(limits, Some(Arc::new(storage)), &defs);
         let messages: u64 = b.vhosts.iter().map(|v| v.message_count()).sum();
         tracing::info!(
             exchanges = defs.exchanges.len(),
@@ -118,14 +125,15 @@ impl Broker {
         Ok(b)
     }
 
-    fn with_store(limits: Limits, durable: Option<Arc<Durable>>, defs: &Definitions) -> Broker {
-        let delays = delayed::Delays::new(durable.clone());
+    fn with_store(limits: Limits, storage: Option<Arc<StoreHandle>>, defs: &Definitions) -> Broker {
+        let delays = delayed::Delays::new(storage.clone());
         let b = Broker {
             vhosts: DashMap::new(),
-            durable: durable.clone(),
+            storage: storage.clone(),
+            paging: Arc::new(Paging::new(limits.queue_memory_window, limits.transient_memory_limit)),
             shutdown: tokio::sync::watch::channel(false).0,
             connections: std::sync::atomic::AtomicUsize::new(0),
-            reply_consumers: DashMap::new(),
+            replies: Arc::default(),
             users: Users::with_default_guest(),
             disk_free_limit: AtomicU64::new(limits.disk_free_limit),
             limits,
@@ -136,7 +144,15 @@ impl Broker {
             delays: delays.clone(),
         };
         let root = ShortStr::from_static("/");
-        let vhost = VHost::create(root.clone(), durable, b.timers.clone(), delays.clone());
+        let env = VHostEnv {
+            metadata: storage.as_ref().map(|s| s.store.clone() as Arc<dyn crate::store::MetadataStore>),
+            storage,
+            paging: b.paging.clone(),
+            timers: b.timers.clone(),
+            delays: delays.clone(),
+            replies: b.replies.clone(),
+        };
+        let vhost = VHost::create(root.clone(), env);
         vhost.restore(defs);
         delays.register(&vhost);
         b.vhosts.insert(root, vhost);
@@ -147,27 +163,16 @@ impl Broker {
 
     /// Bytes of transient messages the queues hold in memory (see `memory.rs`).
     pub fn transient_memory_used(&self) -> u64 {
-        self.durable.as_ref().map_or(0, |d| d.transient_budget.used())
+        self.paging.budget.used()
     }
 
     pub fn vhost(&self, name: &ShortStr) -> Option<Arc<VHost>> {
         self.vhosts.get(name).map(|v| v.clone())
     }
 
-    pub fn register_reply_consumer(&self, key: ShortStr, consumer: Arc<queue::Consumer>) {
-        self.reply_consumers.insert(key, consumer);
-    }
-
-    pub fn unregister_reply_consumer(&self, key: &ShortStr) {
-        self.reply_consumers.remove(key);
-    }
-
-    /// Delivers a message published to `amq.rabbitmq.reply-to.<key>`; false when no such
-    /// consumer exists (any more), which makes the message unroutable.
-    pub fn deliver_reply(&self, routing_key: &ShortStr, message: &Arc<message::Message>) -> bool {
-        let Some(key) = routing_key.as_bytes().strip_prefix(REPLY_TO_PREFIX.as_bytes()) else { return false };
-        let Some(consumer) = self.reply_consumers.get(key).map(|c| c.clone()) else { return false };
-        consumer.sink.deliver_reply(&consumer, message)
+    /// Direct reply-to consumers (channels register theirs here).
+    pub fn replies(&self) -> &ReplyConsumers {
+        &self.replies
     }
 
     /// A receiver that sees `true` once shutdown begins.
@@ -194,8 +199,8 @@ impl Broker {
     /// handed to the store writer is on disk.
     pub fn flush_store(&self) {
         self.delays.stop();
-        if let Some(d) = &self.durable {
-            d.writer.flush();
+        if let Some(s) = &self.storage {
+            s.writer.flush();
         }
     }
 
@@ -209,7 +214,7 @@ impl Broker {
     /// clearing [`alarms`](Self::alarms). The task holds no strong reference: it ends with the
     /// broker.
     pub fn start_resource_monitor(self: &Arc<Self>) {
-        if self.durable.is_none() {
+        if self.storage.is_none() {
             return;
         }
         tokio::spawn(monitor_resources(Arc::downgrade(self)));
@@ -217,8 +222,8 @@ impl Broker {
 
     /// One look at disk space and store health.
     fn check_resources(&self) {
-        let Some(durable) = &self.durable else { return };
-        let store = &durable.store;
+        let Some(storage) = &self.storage else { return };
+        let store = &storage.store;
         let limit = self.disk_free_limit.load(Ordering::Relaxed);
         match store.free_space() {
             Ok(free) => self.alarms.set_disk_free(free < limit, free, limit),
@@ -232,6 +237,21 @@ impl Broker {
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// A random-enough suffix for server-generated names (`amq.gen-…`, `amq.ctag-…`): 22
+/// URL-safe characters, as RabbitMQ's are, from the process's randomly keyed hasher.
+pub fn random_name(prefix: &str) -> ShortStr {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::from(prefix);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let mut bits = h.finish() as u128 | ((RandomState::new().build_hasher().finish() as u128) << 64);
+    for _ in 0..22 {
+        out.push(ALPHABET[(bits & 63) as usize] as char);
+        bits >>= 6;
+    }
+    ShortStr::try_from(out).unwrap_or_default()
 }
 
 /// How often free disk space and store health are checked (RabbitMQ checks disk space every

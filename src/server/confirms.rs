@@ -1,4 +1,6 @@
-//! Publisher confirms and durability countdowns.
+//! Publisher confirms: the channel's sequence numbers and the acks and nacks owed for them.
+//! (What waits for a publish's writes is the broker's `PublishOutcome`; its completion settles
+//! a sequence number here.)
 //!
 //! A publish is confirmed when every durable queue it reached has its write synced; transient
 //! ones are ready at once. Confirms go out in order: `basic.ack` with `multiple` covers the
@@ -6,13 +8,11 @@
 //! nothing behind a publish still waiting for the disk is confirmed before it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::protocol::methods::{BasicAck, BasicNack};
 use crate::protocol::Method;
 use crate::server::outbound::Outbound;
-use crate::store::writer::Completion;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -118,53 +118,6 @@ impl Confirms {
     }
 }
 
-/// Called once with (every write succeeded, called from the store writer's thread).
-type OnDone = Box<dyn FnOnce(bool, bool) + Send>;
-
-/// Counts outstanding durable writes and runs `on_done(all_ok, from_writer)` when the last one
-/// finishes. Starts with one hold for its creator, released by [`Countdown::release`] once every
-/// write has been handed out, so it cannot fire early.
-pub struct Countdown {
-    remaining: AtomicUsize,
-    failed: AtomicBool,
-    on_done: Mutex<Option<OnDone>>,
-}
-
-impl Countdown {
-    pub fn new(on_done: impl FnOnce(bool, bool) + Send + 'static) -> Arc<Countdown> {
-        Arc::new(Countdown {
-            remaining: AtomicUsize::new(1),
-            failed: AtomicBool::new(false),
-            on_done: Mutex::new(Some(Box::new(on_done))),
-        })
-    }
-
-    /// A completion for one more write.
-    pub fn completion(self: &Arc<Self>) -> Completion {
-        self.remaining.fetch_add(1, Ordering::AcqRel);
-        let me = self.clone();
-        Box::new(move |result| {
-            if result.is_err() {
-                me.failed.store(true, Ordering::Release);
-            }
-            me.finish_one(true);
-        })
-    }
-
-    /// The creator's hold: call once after handing out every completion.
-    pub fn release(&self) {
-        self.finish_one(false);
-    }
-
-    fn finish_one(&self, from_writer: bool) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Some(done) = self.on_done.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                done(!self.failed.load(Ordering::Acquire), from_writer);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,22 +146,5 @@ mod tests {
         t.settle(e, true);
         assert_eq!(tags(t.take_ready()), vec![('n', 4, false), ('a', 5, false)]);
         assert!(t.take_ready().is_empty());
-    }
-
-    #[test]
-    fn countdown_fires_once_after_the_creator_releases() {
-        let fired = Arc::new(Mutex::new(Vec::new()));
-        let f = fired.clone();
-        let c = Countdown::new(move |ok, from_writer| f.lock().unwrap().push((ok, from_writer)));
-        let (w1, w2) = (c.completion(), c.completion());
-        w1(Ok(()));
-        c.release();
-        assert!(fired.lock().unwrap().is_empty());
-        w2(Err("disk full".into()));
-        assert_eq!(*fired.lock().unwrap(), vec![(false, true)]);
-        let f = fired.clone();
-        let quick = Countdown::new(move |ok, from_writer| f.lock().unwrap().push((ok, from_writer)));
-        quick.release();
-        assert_eq!(fired.lock().unwrap()[1], (true, false), "no writes: done at release");
     }
 }

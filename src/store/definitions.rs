@@ -4,8 +4,23 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::StoreError;
 use crate::protocol::wire::{self, PResult};
 use crate::protocol::{AmqpError, FieldTable, ShortStr};
+
+/// Where definitions are kept: the RocksDB store today, a replicated log later. Each call
+/// returns once the change is durable, so a declare-ok can promise it survives a crash. The
+/// broker's definitions funnel (`broker::definitions`) is its only writer.
+pub trait MetadataStore: Send + Sync {
+    fn save_exchange(&self, x: &ExchangeDef) -> Result<(), StoreError>;
+    fn save_queue(&self, q: &QueueDef) -> Result<(), StoreError>;
+    fn save_binding(&self, b: &BindingDef) -> Result<(), StoreError>;
+    fn delete_binding(&self, b: &BindingDef) -> Result<(), StoreError>;
+    /// Deletes an exchange (`is_queue = false`) or queue and every binding from or to it.
+    fn delete_entity(&self, vhost: &ShortStr, name: &ShortStr, is_queue: bool) -> Result<(), StoreError>;
+    /// Every stored definition, for start-up.
+    fn load_definitions(&self) -> Result<Definitions, StoreError>;
+}
 
 const EXCHANGE: u8 = b'x';
 const QUEUE: u8 = b'q';

@@ -74,7 +74,7 @@ pub struct DelayedRecord {
     pub exchange: ShortStr,
     /// CC/BCC routing keys (BCC is no longer in the message's headers).
     pub extra_keys: Vec<Bytes>,
-    /// [`super::messages::encode`] of the message as it is to be delivered.
+    /// the broker's record encoding of the message as it is to be delivered.
     pub record: Bytes,
 }
 

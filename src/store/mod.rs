@@ -1,16 +1,19 @@
 //! The store: RocksDB under the data directory.
 //!
-//! Today it keeps durable definitions (exchanges, queues, bindings between durable things) in
-//! the `definitions` column family, written with a WAL sync so a declare-ok means the definition
-//! survives a crash. Persistent messages, queue indexes and group commit come next (see the
-//! README's feature table).
+//! Durable definitions (exchanges, queues, bindings between durable things) live in the
+//! `definitions` column family, written with a WAL sync so a declare-ok means the definition
+//! survives a crash. Persistent messages of durable queues, the delivered marks of unacked ones,
+//! paged-out transient bodies and delayed messages each have a column family of their own,
+//! written through the group-commit [`writer`].
+//!
+//! The store deals in bytes and records: what a message or a definition means is the broker's
+//! business (`broker::record` encodes messages); nothing here imports from `broker/`.
 //!
 //! RocksDB's `LOCK` file keeps a second Warren off the same directory; that is reported as
 //! [`StoreError::InUse`], not as a RocksDB message.
 
 pub mod definitions;
 pub mod delayed;
-pub mod messages;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -20,9 +23,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
-use crate::broker::memory::MemoryBudget;
 use crate::protocol::ShortStr;
-pub use definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
+pub use definitions::{BindingDef, Definitions, ExchangeDef, MetadataStore, QueueDef};
 
 const CF_DEFINITIONS: &str = "definitions";
 /// Persistent messages of durable queues, keyed `queue id ‖ seq` (big-endian): one queue is one
@@ -68,21 +70,17 @@ pub struct Store {
 /// What the broker holds to persist things: the store for definitions, the group-commit
 /// writer for messages, and the allocator of queue ids (message key prefixes). Dropping the
 /// last handle stops the writer thread, which then closes the database.
-pub struct Durable {
+pub struct StoreHandle {
     pub store: Arc<Store>,
     pub writer: writer::StoreWriter,
     next_queue_id: AtomicU64,
-    /// Message bodies a durable queue keeps in memory; the rest of a backlog stays on disk.
-    pub memory_window: usize,
-    /// Transient message bytes all queues may keep in memory.
-    pub transient_budget: Arc<MemoryBudget>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The database must be closed before the process exits: RocksDB's background threads do not
 /// survive C++ static destruction. So the last handle stops the writer thread and waits for it;
 /// the store (and RocksDB) then closes on this thread, deterministically.
-impl Drop for Durable {
+impl Drop for StoreHandle {
     fn drop(&mut self) {
         self.writer.close();
         if let Some(thread) = self.writer_thread.take() {
@@ -95,21 +93,14 @@ impl Drop for Durable {
     }
 }
 
-impl Durable {
-    pub fn open(dir: &Path, memory_window: usize, transient_limit: u64) -> Result<(Durable, Definitions), StoreError> {
+impl StoreHandle {
+    pub fn open(dir: &Path) -> Result<(StoreHandle, Definitions), StoreError> {
         let store = Arc::new(Store::open(dir)?);
         let defs = store.load_definitions()?;
         let next = defs.queues.iter().map(|q| q.id + 1).max().unwrap_or(1);
         let (writer, thread) = writer::StoreWriter::start(store.clone());
-        let durable = Durable {
-            store,
-            writer,
-            next_queue_id: AtomicU64::new(next),
-            memory_window: memory_window.max(1),
-            transient_budget: Arc::new(MemoryBudget::new(transient_limit)),
-            writer_thread: Some(thread),
-        };
-        Ok((durable, defs))
+        let handle = StoreHandle { store, writer, next_queue_id: AtomicU64::new(next), writer_thread: Some(thread) };
+        Ok((handle, defs))
     }
 
     pub fn new_queue_id(&self) -> u64 {
@@ -258,33 +249,36 @@ impl Store {
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         Ok(self.db.write_opt(batch, &Self::synced())?)
     }
+}
 
-    pub fn save_exchange(&self, x: &ExchangeDef) -> Result<(), StoreError> {
+/// Definitions kept in the `definitions` column family, each change synced before it returns.
+impl MetadataStore for Store {
+    fn save_exchange(&self, x: &ExchangeDef) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
         b.put_cf(self.definitions(), x.key(), x.value());
         self.write(b)
     }
 
-    pub fn save_queue(&self, q: &QueueDef) -> Result<(), StoreError> {
+    fn save_queue(&self, q: &QueueDef) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
         b.put_cf(self.definitions(), q.key(), q.value());
         self.write(b)
     }
 
-    pub fn save_binding(&self, binding: &BindingDef) -> Result<(), StoreError> {
+    fn save_binding(&self, binding: &BindingDef) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
         b.put_cf(self.definitions(), binding.key(), []);
         self.write(b)
     }
 
-    pub fn delete_binding(&self, binding: &BindingDef) -> Result<(), StoreError> {
+    fn delete_binding(&self, binding: &BindingDef) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
         b.delete_cf(self.definitions(), binding.key());
         self.write(b)
     }
 
     /// Deletes an exchange (`to_queue = false`) or queue and every stored binding from or to it.
-    pub fn delete_entity(&self, vhost: &ShortStr, name: &ShortStr, is_queue: bool) -> Result<(), StoreError> {
+    fn delete_entity(&self, vhost: &ShortStr, name: &ShortStr, is_queue: bool) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
         let key = definitions::entity_key(vhost, name, is_queue);
         b.delete_cf(self.definitions(), key);
@@ -298,6 +292,17 @@ impl Store {
         self.write(b)
     }
 
+    fn load_definitions(&self) -> Result<Definitions, StoreError> {
+        let mut defs = Definitions::default();
+        for item in self.db.iterator_cf(self.definitions(), IteratorMode::Start) {
+            let (k, v) = item?;
+            definitions::decode_into(&mut defs, &k, &v).map_err(|e| StoreError::Corrupt(e.message.into_owned()))?;
+        }
+        Ok(defs)
+    }
+}
+
+impl Store {
     fn bindings_of(&self, vhost: &ShortStr) -> Result<Vec<BindingDef>, StoreError> {
         let prefix = definitions::binding_prefix(vhost);
         let mut defs = Definitions::default();
@@ -309,16 +314,6 @@ impl Store {
             definitions::decode_into(&mut defs, &k, &v).map_err(|e| StoreError::Corrupt(e.message.into_owned()))?;
         }
         Ok(defs.bindings)
-    }
-
-    /// Every stored definition, for start-up.
-    pub fn load_definitions(&self) -> Result<Definitions, StoreError> {
-        let mut defs = Definitions::default();
-        for item in self.db.iterator_cf(self.definitions(), IteratorMode::Start) {
-            let (k, v) = item?;
-            definitions::decode_into(&mut defs, &k, &v).map_err(|e| StoreError::Corrupt(e.message.into_owned()))?;
-        }
-        Ok(defs)
     }
 }
 

@@ -40,11 +40,13 @@ use dashmap::DashMap;
 
 use super::exchange::{delayed as rules, Exchange};
 use super::message::Message;
+use super::publish::Publish;
+use super::record as messages;
 use super::VHost;
 use crate::protocol::ShortStr;
 use crate::store::delayed::{decode_value, encode_value, DelayKey, SEQ_BITS_PER_BOOT};
 use crate::store::writer::{Completion, Op};
-use crate::store::{messages, Durable};
+use crate::store::StoreHandle;
 
 /// Held messages read and routed per round (per column family).
 const BATCH: usize = 1024;
@@ -81,7 +83,7 @@ pub struct Delays {
 }
 
 enum Backend {
-    Store { durable: Arc<Durable>, next_seq: AtomicU64, in_flight: Arc<Mutex<InFlight>> },
+    Store { storage: Arc<StoreHandle>, next_seq: AtomicU64, in_flight: Arc<Mutex<InFlight>> },
     Memory { next_seq: AtomicU64, held: Mutex<BTreeMap<DelayKey, Held>> },
 }
 
@@ -154,18 +156,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Delays {
     /// Held messages go to the store's delayed column families when there is a store, else to
     /// memory. The timer starts with [`Delays::start`] (or the first held message).
-    pub fn new(durable: Option<Arc<Durable>>) -> Arc<Delays> {
-        let backend = match durable {
-            Some(durable) => {
+    pub fn new(storage: Option<Arc<StoreHandle>>) -> Arc<Delays> {
+        let backend = match storage {
+            Some(storage) => {
                 // Sequence numbers start at this run's boot count, so they never collide with
                 // those of messages an earlier run left in the store.
-                let boot = durable.store.next_delayed_boot().unwrap_or_else(|e| {
+                let boot = storage.store.next_delayed_boot().unwrap_or_else(|e| {
                     let fallback = clock_us() >> 20;
                     tracing::error!(error = %e, fallback, "cannot count this start-up in the store; delayed message numbers start from the clock");
                     fallback
                 });
                 let next_seq = AtomicU64::new(boot << SEQ_BITS_PER_BOOT);
-                Backend::Store { durable, next_seq, in_flight: Default::default() }
+                Backend::Store { storage, next_seq, in_flight: Default::default() }
             }
             None => Backend::Memory { next_seq: AtomicU64::new(0), held: Mutex::default() },
         };
@@ -223,7 +225,7 @@ impl Delays {
         rules::mark_delayed(&mut message.properties, delay_ms);
         let transient = !x.durable;
         match &self.backend {
-            Backend::Store { durable, next_seq, in_flight } => {
+            Backend::Store { storage, next_seq, in_flight } => {
                 let record = messages::encode(&message);
                 let value = encode_value(vhost, &x.name, extra_keys, &record);
                 let seq = next_seq.fetch_add(1, Ordering::Relaxed);
@@ -243,7 +245,7 @@ impl Delays {
                         done(result);
                     }
                 });
-                durable.writer.submit(Op::PutDelayed { key: key.encode(), value, transient, done: Some(written) });
+                storage.writer.submit(Op::PutDelayed { key: key.encode(), value, transient, done: Some(written) });
             }
             Backend::Memory { next_seq, held } => {
                 let seq = next_seq.fetch_add(1, Ordering::Relaxed);
@@ -299,7 +301,7 @@ impl Delays {
                 let more = out.len() == BATCH;
                 (out, more, false)
             }
-            Backend::Store { durable, in_flight, .. } => {
+            Backend::Store { storage, in_flight, .. } => {
                 // Up to now, and below every key still in the writer's queue.
                 let (now_ms, limits) = {
                     let f = lock(in_flight);
@@ -310,7 +312,7 @@ impl Delays {
                 let (mut more, mut blocked) = (false, false);
                 for transient in [false, true] {
                     let t = transient as usize;
-                    let got = match durable.store.due_delayed(transient, floors[t], now_ms, BATCH) {
+                    let got = match storage.store.due_delayed(transient, floors[t], now_ms, BATCH) {
                         Ok(got) => got,
                         Err(e) => {
                             tracing::error!(error = %e, "cannot read delayed messages from the store");
@@ -354,7 +356,7 @@ impl Delays {
                                 transient,
                                 "unreadable delayed message dropped"
                             );
-                            durable.writer.submit(Op::DeleteDelayed { key: key.encode(), transient });
+                            storage.writer.submit(Op::DeleteDelayed { key: key.encode(), transient });
                         }
                     }
                 }
@@ -367,9 +369,9 @@ impl Delays {
     fn next_due(&self, floors: &[DelayKey; 2]) -> Result<Option<u64>, crate::store::StoreError> {
         match &self.backend {
             Backend::Memory { held, .. } => Ok(lock(held).keys().next().map(|k| k.due)),
-            Backend::Store { durable, .. } => {
-                let durable_first = durable.store.first_delayed(false, floors[0])?;
-                let transient_first = durable.store.first_delayed(true, floors[1])?;
+            Backend::Store { storage, .. } => {
+                let durable_first = storage.store.first_delayed(false, floors[0])?;
+                let transient_first = storage.store.first_delayed(true, floors[1])?;
                 Ok(durable_first.into_iter().chain(transient_first).map(|k| k.due).min())
             }
         }
@@ -384,14 +386,9 @@ impl Delays {
                 // Published, as far as queues are concerned, now: their TTLs count from here.
                 let mut message = due.message;
                 message.timestamp_ms = crate::broker::timer::now_ms();
-                let message = Arc::new(message);
-                let queues = vhost.route(&x, &message, &keys);
-                if queues.is_empty() {
+                let p = Publish { extra_keys: &keys, ..Publish::new(Arc::new(message)) };
+                if vhost.publish(&x, p).queues == 0 {
                     tracing::debug!(exchange = %due.exchange, "delayed message routed to no queue");
-                }
-                let mut record = None;
-                for q in &queues {
-                    q.publish_unawaited(message.clone(), &mut record);
                 }
             }
             _ => tracing::debug!(
@@ -400,8 +397,8 @@ impl Delays {
                 "delayed message dropped: its exchange no longer exists"
             ),
         }
-        if let Backend::Store { durable, .. } = &self.backend {
-            durable.writer.submit(Op::DeleteDelayed { key: due.key.encode(), transient: due.transient });
+        if let Backend::Store { storage, .. } = &self.backend {
+            storage.writer.submit(Op::DeleteDelayed { key: due.key.encode(), transient: due.transient });
         }
     }
 
@@ -478,192 +475,4 @@ fn run(delays: Weak<Delays>, timer: Arc<Timer>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::broker::exchange::{Binding, Destination, ExchangeKind};
-    use crate::broker::queue::Queue;
-    use crate::broker::vhost::ExchangeSpec;
-    use crate::protocol::{BasicProperties, FieldTable, FieldValue};
-
-    fn delayed_spec(name: &'static str, routing: &str, durable: bool) -> ExchangeSpec {
-        let mut arguments = FieldTable::new();
-        arguments.insert(ShortStr::from_static(rules::ROUTING_TYPE_ARG), routing.into());
-        ExchangeSpec {
-            name: ShortStr::from_static(name),
-            kind: ExchangeKind::Delayed,
-            durable,
-            auto_delete: false,
-            internal: false,
-            arguments,
-        }
-    }
-
-    fn message(body: &'static str, delay: Option<i32>) -> Message {
-        let headers = delay.map(|d| {
-            let mut h = FieldTable::new();
-            h.insert(ShortStr::from_static(rules::DELAY_HEADER), FieldValue::I32(d));
-            h
-        });
-        Message {
-            exchange: ShortStr::from_static("delays"),
-            routing_key: ShortStr::from_static("k"),
-            properties: Box::new(BasicProperties { headers, ..Default::default() }),
-            body: Bytes::from_static(body.as_bytes()),
-            timestamp_ms: 0,
-        }
-    }
-
-    /// A vhost with delayed exchange `delays` (direct) bound to queue `q` under `k`.
-    fn setup(durable: Option<Arc<Durable>>) -> (Arc<VHost>, Arc<Exchange>, Arc<Queue>, Arc<Delays>) {
-        let delays = Delays::new(durable.clone());
-        let vhost = VHost::create(ShortStr::from_static("/"), durable, Arc::default(), delays.clone());
-        delays.register(&vhost);
-        let x = vhost.declare_exchange(delayed_spec("delays", "direct", true)).unwrap();
-        let spec = crate::broker::vhost::QueueSpec {
-            name: ShortStr::from_static("q"),
-            server_named: false,
-            durable: true,
-            exclusive_owner: None,
-            auto_delete: false,
-            arguments: FieldTable::new(),
-        };
-        let (q, _) = vhost.declare_queue(spec, false, 1).unwrap();
-        vhost.bind(&x.name, Destination::Queue(q.clone()), ShortStr::from_static("k"), FieldTable::new()).unwrap();
-        // As the broker does: once the definitions are there (overdue messages go at once).
-        delays.start();
-        (vhost, x, q, delays)
-    }
-
-    fn bodies(q: &Arc<Queue>) -> Vec<String> {
-        std::iter::from_fn(|| q.get()).map(|(m, _)| String::from_utf8_lossy(&m.msg.body).into_owned()).collect()
-    }
-
-    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !done() {
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    #[test]
-    fn due_times_round_up_so_nothing_is_early() {
-        assert_eq!(due_ms(1_000_000, 5), 1_005);
-        assert_eq!(due_ms(1_000_001, 5), 1_006);
-        assert_eq!(due_ms(999_999, 0), 1_000);
-        let (a, b) = (clock_us(), clock_us());
-        assert!(b >= a);
-    }
-
-    #[test]
-    fn in_memory_messages_are_routed_in_due_order_with_the_delay_negated() {
-        let (vhost, x, q, delays) = setup(None);
-        let started = std::time::Instant::now();
-        for (body, delay) in [("300", 300), ("100", 100), ("200", 200)] {
-            let queues = vhost.route(&x, &message(body, Some(delay)), &[]);
-            assert!(queues.is_empty(), "a held message routes nowhere now");
-        }
-        assert_eq!(vhost.route(&x, &message("now", Some(0)), &[]).len(), 1, "no positive delay: routed at once");
-        assert_eq!(vhost.route(&x, &message("none", None), &[]).len(), 1);
-        assert_eq!(delays.held_in_memory(), 3);
-        wait_for("the delayed messages", || q.message_count() == 3);
-        assert!(started.elapsed() >= Duration::from_millis(299), "{:?}", started.elapsed());
-        let got: Vec<_> = std::iter::from_fn(|| q.get()).map(|(m, _)| m.msg).collect();
-        let order: Vec<_> = got.iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()).collect();
-        assert_eq!(order, ["100", "200", "300"]);
-        for m in &got {
-            let delay: i64 = m.body.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0'));
-            assert_eq!(m.headers().unwrap().get("x-delay"), Some(&FieldValue::I32(-delay as i32)));
-        }
-        assert_eq!(delays.held_in_memory(), 0);
-    }
-
-    #[test]
-    fn stored_messages_survive_a_restart_and_overdue_ones_fire_at_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let open = || {
-            // The timer thread may hold the last handle of the previous one for a moment.
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            loop {
-                match Durable::open(dir.path(), 100, u64::MAX) {
-                    Ok((d, _)) => return Arc::new(d),
-                    Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        };
-        {
-            let (vhost, x, q, _delays) = setup(Some(open()));
-            vhost.route(&x, &message("soon", Some(150)), &[]);
-            vhost.route(&x, &message("later", Some(60_000)), &[]);
-            vhost.route(&x, &message("first", Some(50)), &[]);
-            wait_for("the first two", || q.message_count() == 2);
-            assert_eq!(bodies(&q), ["first", "soon"]);
-            vhost.route(&x, &message("overdue", Some(300)), &[]);
-            // Stopped before it is due: everything owning the store goes.
-        }
-        std::thread::sleep(Duration::from_millis(400));
-        let durable = open();
-        assert_eq!(durable.store.count_delayed().unwrap(), 2, "the overdue one and the one a minute away");
-        let (vhost, _x, q, _delays) = setup(Some(durable.clone()));
-        let _ = vhost;
-        wait_for("the overdue message", || q.message_count() == 1);
-        assert_eq!(bodies(&q), ["overdue"]);
-        durable.writer.flush();
-        assert_eq!(durable.store.count_delayed().unwrap(), 1, "routed messages are deleted");
-    }
-
-    #[test]
-    fn stopping_waits_for_the_timer_and_keeps_what_is_held() {
-        let (vhost, x, q, delays) = setup(None);
-        vhost.route(&x, &message("held", Some(50)), &[]);
-        delays.stop();
-        std::thread::sleep(Duration::from_millis(150));
-        assert_eq!((q.message_count(), delays.held_in_memory()), (0, 1), "nothing routed after stop");
-    }
-
-    #[test]
-    fn a_message_written_late_is_not_skipped() {
-        // Many publishers race the timer: every message must arrive exactly once.
-        let dir = tempfile::tempdir().unwrap();
-        let (d, _) = Durable::open(dir.path(), 100_000, u64::MAX).unwrap();
-        let durable = Arc::new(d);
-        let (vhost, x, q, _delays) = setup(Some(durable.clone()));
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let (vhost, x) = (vhost.clone(), x.clone());
-                std::thread::spawn(move || {
-                    for i in 0..500 {
-                        let delay = 1 + (i * 7 + t) % 5;
-                        vhost.route(&x, &message("m", Some(delay)), &[]);
-                    }
-                })
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
-        wait_for("2000 messages", || q.message_count() == 2000);
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(q.message_count(), 2000, "none twice");
-        durable.writer.flush();
-        assert_eq!(durable.store.count_delayed().unwrap(), 0);
-    }
-
-    #[test]
-    fn messages_of_a_deleted_exchange_are_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let (d, _) = Durable::open(dir.path(), 100, u64::MAX).unwrap();
-        let durable = Arc::new(d);
-        let (vhost, _x, q, _delays) = setup(Some(durable.clone()));
-        let t = vhost.declare_exchange(delayed_spec("transient", "fanout", false)).unwrap();
-        vhost.bind(&t.name, Destination::Queue(q.clone()), ShortStr::from_static(""), FieldTable::new()).unwrap();
-        assert!(t.bindings().iter().any(|b: &Binding| b.destination == Destination::Queue(q.clone())));
-        vhost.route(&t, &message("gone", Some(1000)), &[]);
-        vhost.route(&t, &message("kept", Some(50)), &[]);
-        wait_for("the transient exchange's message", || q.message_count() == 1);
-        vhost.delete_exchange(&t.name, false).unwrap();
-        std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(bodies(&q), ["kept"]);
-        durable.writer.flush();
-        assert_eq!(durable.store.count_delayed().unwrap(), 0, "dropped, not kept");
-    }
-}
+mod tests;

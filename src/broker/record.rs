@@ -5,7 +5,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use nom::number::complete::{be_u16, be_u64, u8 as byte};
 
-use crate::broker::message::Message;
+use super::message::Message;
 use crate::protocol::wire::{self, PResult};
 use crate::protocol::BasicProperties;
 

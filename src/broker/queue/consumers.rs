@@ -1,0 +1,162 @@
+//! Consumers of a queue: who is offered the next message (priority first, round-robin within
+//! a priority, or only the single active consumer), and consumers coming and going.
+
+use std::sync::Arc;
+
+use super::ready::Ready;
+use super::{Queue, QueueState, QueuedMessage};
+use crate::broker::message::Message;
+use crate::broker::timer::now_ms;
+use crate::protocol::{FieldTable, ShortStr};
+
+/// What a consumer's channel said to one offered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Sent; the channel now tracks it (or it was no-ack).
+    Taken,
+    /// No credit (prefetch reached, or the client is not reading); try other consumers.
+    Busy,
+}
+
+/// The channel side of a consumer: implemented by the server's channel.
+pub trait ConsumerSink: Send + Sync {
+    fn offer(&self, consumer: &Consumer, queue: &Arc<Queue>, message: &QueuedMessage) -> Offer;
+    /// The queue went away (deleted): tell the client with `basic.cancel` if it can take it.
+    fn cancelled_by_server(&self, consumer: &Consumer);
+    /// Direct reply-to: deliver a reply to the consumer of `amq.rabbitmq.reply-to` (no queue,
+    /// no ack). False if that channel is gone.
+    fn deliver_reply(&self, consumer: &Consumer, message: &Arc<Message>) -> bool;
+}
+
+pub struct Consumer {
+    pub tag: ShortStr,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// `x-priority`; RabbitMQ takes any integer, 64-bit ones included.
+    pub priority: i64,
+    pub arguments: FieldTable,
+    pub sink: Arc<dyn ConsumerSink>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("tag", &self.tag).field("priority", &self.priority).finish()
+    }
+}
+
+/// Why adding a consumer was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConsumeRefused {
+    ExclusiveInUse,
+    Deleted,
+}
+
+impl Queue {
+    /// Offers ready messages to consumers until messages or credit run out.
+    pub fn dispatch(self: &Arc<Self>) {
+        let mut dead = Vec::new();
+        {
+            let mut st = self.lock();
+            self.expire(&mut st, now_ms(), &mut dead);
+            self.deliver(&mut st);
+        }
+        self.send_dead_letters(dead);
+    }
+
+    pub(super) fn deliver(self: &Arc<Self>, st: &mut QueueState) {
+        while !st.consumers.is_empty() && self.head_resident(st) {
+            let Some(Ready::Resident(front)) = st.ready.front() else { break };
+            if let Some(active) = &st.active {
+                if active.sink.offer(active, self, front) == Offer::Busy {
+                    break;
+                }
+                Self::pop_head(st);
+                continue;
+            }
+            let Some(skipped) = offer_by_priority(self, st, front) else { break };
+            // The next message starts with the consumer after the one that took this one.
+            st.round_robin = st.round_robin.wrapping_add(skipped + 1);
+            Self::pop_head(st);
+        }
+    }
+
+    /// Adds a consumer. `on_added` runs once it is in, before any delivery to it (the channel
+    /// sends `consume-ok` there, which must precede the first `basic.deliver`).
+    pub fn add_consumer(
+        self: &Arc<Self>,
+        consumer: Arc<Consumer>,
+        on_added: impl FnOnce(),
+    ) -> Result<(), ConsumeRefused> {
+        let mut dead = Vec::new();
+        {
+            let mut st = self.lock();
+            if self.is_deleted() {
+                return Err(ConsumeRefused::Deleted);
+            }
+            let exclusive_conflict =
+                st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty());
+            // A single-active-consumer queue already decides who consumes: RabbitMQ refuses an
+            // exclusive consumer there.
+            if exclusive_conflict || (consumer.exclusive && self.args.single_active_consumer) {
+                return Err(ConsumeRefused::ExclusiveInUse);
+            }
+            if self.args.single_active_consumer && st.active.is_none() {
+                st.active = Some(consumer.clone());
+            }
+            let at = st.consumers.partition_point(|c| c.priority >= consumer.priority);
+            st.consumers.insert(at, consumer);
+            st.ever_consumed = true;
+            on_added();
+            self.expire(&mut st, now_ms(), &mut dead);
+            self.deliver(&mut st);
+        }
+        self.send_dead_letters(dead);
+        self.touch();
+        Ok(())
+    }
+
+    /// Removes a consumer; true when this leaves an auto-delete queue to be deleted.
+    pub fn remove_consumer(self: &Arc<Self>, tag: &ShortStr, sink: &Arc<dyn ConsumerSink>) -> bool {
+        let last_gone = {
+            let mut st = self.lock();
+            st.consumers.retain(|c| !(c.tag == *tag && Arc::ptr_eq(&c.sink, sink)));
+            let was_active = st.active.as_ref().is_some_and(|a| a.tag == *tag && Arc::ptr_eq(&a.sink, sink));
+            if was_active {
+                // Failover: the highest-priority waiting consumer, the earliest among equals
+                // (the list is sorted that way).
+                st.active = st.consumers.first().cloned();
+                if let Some(next) = &st.active {
+                    tracing::debug!(queue = %self.name, consumer = %next.tag, "single active consumer handed over");
+                }
+            }
+            self.auto_delete && st.ever_consumed && st.consumers.is_empty() && !self.is_deleted()
+        };
+        if self.args.single_active_consumer {
+            self.dispatch();
+        }
+        self.touch(); // x-expires counts from the last consumer leaving
+        last_gone
+    }
+}
+
+/// Offers `message` to the highest-priority consumers first, round-robin within a priority;
+/// lower priorities only get it when every higher one is busy. Returns how many consumers of
+/// the taker's priority were skipped before it took the message.
+fn offer_by_priority(queue: &Arc<Queue>, st: &QueueState, message: &QueuedMessage) -> Option<usize> {
+    let consumers = &st.consumers;
+    let mut start = 0;
+    while start < consumers.len() {
+        let priority = consumers[start].priority;
+        let end = start + consumers[start..].iter().take_while(|c| c.priority == priority).count();
+        let len = end - start;
+        for k in 0..len {
+            let idx = start + (st.round_robin + k) % len;
+            let c = &consumers[idx];
+            if c.sink.offer(c, queue, message) == Offer::Taken {
+                return Some(k);
+            }
+        }
+        start = end;
+    }
+    None
+}

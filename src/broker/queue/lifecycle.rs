@@ -1,0 +1,168 @@
+//! A queue's message lifecycle: TTLs (messages expire at the head; a timer wakes the queue when
+//! its head is due), `x-expires` (an unused queue deletes itself), length limits, and whatever
+//! dies on the way handed to dead-lettering once the queue lock is released.
+
+use std::sync::{Arc, Weak};
+
+use super::ready::Ready;
+use super::{Queue, QueueState, QueuedMessage};
+use crate::broker::dead_letter::{DeadLetter, DeathReason};
+use crate::broker::message::Message;
+use crate::broker::timer::{now_ms, TimerTarget};
+
+impl Queue {
+    /// When a message taken at `msg.timestamp_ms` expires here: the lower of the queue's TTL
+    /// and the message's own `expiration`.
+    pub(super) fn expiry_of(&self, msg: &Message) -> Option<u64> {
+        let own = msg.expiration_ms().ok().flatten();
+        let ttl = match (self.args.message_ttl, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // The arrival time is whole milliseconds, rounded down: a positive TTL counts from the
+        // next millisecond so that a message never expires before its TTL has fully passed.
+        // (TTL 0 stays "now": delivered to a ready consumer in the same instant, or expired.)
+        ttl.map(|t| msg.timestamp_ms.saturating_add(t).saturating_add(u64::from(t > 0)))
+    }
+
+    /// Removes the expired messages at the head of every priority level (RabbitMQ expires only
+    /// at the head: a message behind a live one waits its turn), and arms the timer for the
+    /// next deadline.
+    pub(super) fn expire(self: &Arc<Self>, st: &mut QueueState, now: u64, dead: &mut Vec<DeadLetter>) {
+        for level in 0..st.ready.levels() {
+            while let Some(r) = st.ready.level(level).front() {
+                if r.expires_at().is_none_or(|at| at > now) {
+                    break;
+                }
+                if self.has_dlx() && matches!(r, Ready::Paged { .. }) {
+                    self.page_in(st, level);
+                    continue; // the body is needed for the dead letter
+                }
+                let Some(r) = st.ready.pop_front_of(level) else { break };
+                self.kill(r, DeathReason::Expired, dead);
+            }
+        }
+        self.arm_timer(st, now);
+    }
+
+    /// When an unused queue with `x-expires` is due to go (never while it has consumers).
+    pub(super) fn unused_deadline(&self, st: &QueueState) -> Option<u64> {
+        let expires = self.args.expires?;
+        // +1: `last_used` is rounded down to the millisecond; never delete early.
+        st.consumers.is_empty().then(|| st.last_used.saturating_add(expires).saturating_add(1))
+    }
+
+    /// Marks the queue used (declare, `basic.get`, consumers coming or going): `x-expires`
+    /// counts from here.
+    pub fn touch(self: &Arc<Self>) {
+        if self.args.expires.is_none() {
+            return;
+        }
+        let mut st = self.lock();
+        let now = now_ms();
+        st.last_used = now;
+        self.arm_timer(&mut st, now);
+    }
+
+    /// Arms the timer for what recovery put back (called once every queue of the vhost is
+    /// restored, so dead letters of overdue messages find their destinations).
+    pub fn arm_recovered(self: &Arc<Self>) {
+        let mut st = self.lock();
+        self.arm_timer(&mut st, now_ms());
+    }
+
+    /// A message leaves for good because it died: forgotten, and dead-lettered if the queue has
+    /// a dead-letter exchange. (A paged one without its body is only forgotten: callers page in
+    /// first when there is a DLX.)
+    pub(super) fn kill(&self, r: Ready, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
+        match r {
+            Ready::Resident(m) => self.kill_message(m, reason, dead),
+            Ready::Paged { seq, persisted, .. } => self.forget_paged(seq, persisted),
+        }
+    }
+
+    pub(super) fn kill_message(&self, m: QueuedMessage, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
+        self.forget(&m);
+        if self.has_dlx() {
+            dead.push(DeadLetter { msg: m.msg, reason });
+        }
+    }
+
+    /// Asks the timer to wake the queue when the earliest head expires, or when it is due to
+    /// be deleted unused.
+    pub(super) fn arm_timer(self: &Arc<Self>, st: &mut QueueState, now: u64) {
+        let Some(env) = &self.env else { return };
+        let heads = (0..st.ready.levels()).filter_map(|l| st.ready.level(l).front()?.expires_at()).min();
+        let next = match (heads, self.unused_deadline(st)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(at) = next else { return };
+        if st.wakeup_at.is_some_and(|w| w <= at && w >= now) {
+            return; // already due to wake in time
+        }
+        st.wakeup_at = Some(at);
+        env.timers.schedule(at, Arc::downgrade(self) as Weak<dyn TimerTarget>);
+    }
+
+    /// Enforces `x-max-length(-bytes)` by dropping from the head (`drop-head`).
+    pub(super) fn drop_over_limit(&self, st: &mut QueueState, dead: &mut Vec<DeadLetter>) {
+        let over = |st: &QueueState| {
+            self.args.max_length.is_some_and(|max| st.ready.len() as u64 > max)
+                || self.args.max_length_bytes.is_some_and(|max| st.ready.bytes() > max)
+        };
+        while over(st) {
+            if self.has_dlx() {
+                self.head_resident(st);
+            }
+            let Some(r) = st.ready.pop_front() else { break };
+            self.kill(r, DeathReason::Maxlen, dead);
+        }
+    }
+
+    /// Whether one more message of `size` bytes would take the queue past its limits.
+    pub(super) fn would_overflow(&self, st: &QueueState, size: u64) -> bool {
+        self.args.max_length.is_some_and(|max| st.ready.len() as u64 + 1 > max)
+            || self.args.max_length_bytes.is_some_and(|max| st.ready.bytes() + size > max)
+    }
+
+    /// Hands what died to the vhost's dead-letter routing (never under the queue lock: that
+    /// publishes into other queues).
+    pub(super) fn send_dead_letters(&self, dead: Vec<DeadLetter>) {
+        if dead.is_empty() {
+            return;
+        }
+        if let Some(vhost) = self.env.as_ref().and_then(|e| e.vhost.upgrade()) {
+            vhost.dead_letter(self, dead);
+        }
+    }
+}
+
+impl TimerTarget for Queue {
+    fn fire(self: Arc<Self>, now_ms: u64) {
+        if self.is_deleted() {
+            return;
+        }
+        let mut dead = Vec::new();
+        let unused = {
+            let mut st = self.lock();
+            if st.wakeup_at.is_some_and(|w| w <= now_ms) {
+                st.wakeup_at = None;
+            }
+            let unused = self.unused_deadline(&st).is_some_and(|at| at <= now_ms);
+            if !unused {
+                self.expire(&mut st, now_ms, &mut dead);
+                self.deliver(&mut st);
+            }
+            unused
+        };
+        self.send_dead_letters(dead);
+        if unused {
+            // x-expires: deleted with its messages (they are not dead-lettered).
+            if let Some(vhost) = self.env.as_ref().and_then(|e| e.vhost.upgrade()) {
+                tracing::info!(queue = %self.name, vhost = %self.vhost, "queue expired unused (x-expires)");
+                vhost.remove_queue(&self);
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Unit tests of queue delivery: credit, priorities, round robin, requeue order, TTL rounding.
+use super::*;
+use bytes::Bytes;
+use std::sync::Mutex as StdMutex;
+
+/// A sink that takes up to `credit` messages and records what it got.
+struct Recorder {
+    credit: StdMutex<usize>,
+    got: StdMutex<Vec<(String, u64, bool)>>,
+}
+
+impl ConsumerSink for Recorder {
+    fn offer(&self, c: &Consumer, _q: &Arc<Queue>, m: &QueuedMessage) -> Offer {
+        let mut credit = self.credit.lock().unwrap();
+        if *credit == 0 {
+            return Offer::Busy;
+        }
+        *credit -= 1;
+        self.got.lock().unwrap().push((c.tag.to_string(), m.seq, m.redelivered));
+        Offer::Taken
+    }
+    fn cancelled_by_server(&self, _c: &Consumer) {}
+    fn deliver_reply(&self, _c: &Consumer, _m: &Arc<Message>) -> bool {
+        false
+    }
+}
+
+fn recorder(credit: usize) -> Arc<Recorder> {
+    Arc::new(Recorder { credit: StdMutex::new(credit), got: StdMutex::new(Vec::new()) })
+}
+
+fn consumer(tag: &'static str, priority: i64, sink: Arc<Recorder>) -> Arc<Consumer> {
+    Arc::new(Consumer {
+        tag: ShortStr::from_static(tag),
+        no_ack: false,
+        exclusive: false,
+        priority,
+        arguments: FieldTable::new(),
+        sink,
+    })
+}
+
+fn queue() -> Arc<Queue> {
+    Arc::new(Queue::new(ShortStr::from_static("q"), ShortStr::from_static("/"), false, None, false, FieldTable::new()))
+}
+
+fn msg() -> Arc<Message> {
+    Arc::new(Message {
+        exchange: ShortStr::EMPTY,
+        routing_key: ShortStr::from_static("q"),
+        properties: Default::default(),
+        body: Bytes::from_static(b"x"),
+        timestamp_ms: 0,
+    })
+}
+
+#[test]
+fn round_robin_with_credit_and_priority() {
+    let q = queue();
+    let (a, b, hi) = (recorder(10), recorder(10), recorder(2));
+    q.add_consumer(consumer("a", 0, a.clone()), || {}).unwrap();
+    q.add_consumer(consumer("b", 0, b.clone()), || {}).unwrap();
+    q.add_consumer(consumer("hi", 5, hi.clone()), || {}).unwrap();
+    for _ in 0..6 {
+        q.publish(msg(), None, &mut None);
+    }
+    assert_eq!(hi.got.lock().unwrap().len(), 2, "high priority first, until its credit runs out");
+    let (na, nb) = (a.got.lock().unwrap().len(), b.got.lock().unwrap().len());
+    assert_eq!((na, nb), (2, 2), "then round robin among the rest");
+}
+
+#[test]
+fn messages_wait_for_credit_and_requeue_keeps_order() {
+    let q = queue();
+    for _ in 0..3 {
+        q.publish(msg(), None, &mut None);
+    }
+    let (first, left) = q.get().unwrap();
+    assert_eq!((first.seq, left), (0, 2));
+    q.requeue([first]);
+    let r = recorder(1);
+    q.add_consumer(consumer("c", 0, r.clone()), || {}).unwrap();
+    assert_eq!(*r.got.lock().unwrap(), vec![("c".to_string(), 0, true)]);
+    assert_eq!(q.message_count(), 2);
+    *r.credit.lock().unwrap() = 5;
+    q.dispatch();
+    assert_eq!(q.message_count(), 0);
+}
+
+#[test]
+fn a_positive_ttl_never_ends_before_it_has_fully_passed() {
+    let with_ttl = |ttl: i32| {
+        let mut args = FieldTable::new();
+        args.insert(ShortStr::from_static("x-message-ttl"), crate::protocol::FieldValue::I32(ttl));
+        Queue::new(ShortStr::from_static("q"), ShortStr::from_static("/"), false, None, false, args)
+    };
+    let mut m = (*msg()).clone();
+    m.timestamp_ms = 1_000; // taken somewhere in [1000, 1001) ms
+    assert_eq!(with_ttl(100).expiry_of(&m), Some(1_101), "not before 1100 + the part of a ms we rounded off");
+    assert_eq!(with_ttl(0).expiry_of(&m), Some(1_000), "TTL 0: now or never");
+}
+
+#[test]
+fn exclusive_consumers_and_auto_delete() {
+    let q = Arc::new(Queue::new(
+        ShortStr::from_static("q"),
+        ShortStr::from_static("/"),
+        false,
+        None,
+        true,
+        FieldTable::new(),
+    ));
+    let r = recorder(0);
+    let mut c = consumer("x", 0, r.clone());
+    Arc::get_mut(&mut c).unwrap().exclusive = true;
+    q.add_consumer(c, || {}).unwrap();
+    assert_eq!(q.add_consumer(consumer("y", 0, r.clone()), || {}), Err(ConsumeRefused::ExclusiveInUse));
+    let sink: Arc<dyn ConsumerSink> = r;
+    assert!(q.remove_consumer(&ShortStr::from_static("x"), &sink), "last consumer of an auto-delete queue");
+    assert_eq!(q.delete(), 0);
+    assert_eq!(q.publish(msg(), None, &mut None), Enqueued::Deleted);
+}
