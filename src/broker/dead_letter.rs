@@ -154,9 +154,10 @@ impl VHost {
     /// Routes messages that died in `from` through its dead-letter exchange, on the one publish
     /// path. A missing exchange drops them, as in RabbitMQ. Called without any queue lock held.
     pub fn dead_letter(&self, from: &Queue, dead: Vec<DeadLetter>) {
-        let Some(dlx) = from.args.dead_letter_exchange.clone() else { return };
+        let args = from.args();
+        let Some(dlx) = args.dead_letter_exchange.clone() else { return };
         let Some(me) = self.self_ref.upgrade() else { return };
-        let (queue, dlrk) = (from.name.clone(), from.args.dead_letter_routing_key.clone());
+        let (queue, dlrk) = (from.name.clone(), args.dead_letter_routing_key.clone());
         run_flattened(Box::new(move || {
             let Ok(x) = me.exchange(&dlx) else {
                 tracing::debug!(queue = %queue, exchange = %dlx, "dead-letter exchange missing; messages dropped");

@@ -2,8 +2,9 @@
 //! RabbitMQ checks them (same order, same texts: clients and tests match on them) and turned
 //! into typed settings. Unknown arguments are ignored, as RabbitMQ does.
 
-use crate::broker::message::MAX_EXPIRY_MS;
-use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode, ShortStr};
+use super::QueuedMessage;
+use crate::broker::message::{Message, MAX_EXPIRY_MS};
+use crate::protocol::{AmqpError, BasicProperties, FieldTable, FieldValue, ReplyCode, ShortStr};
 
 /// What happens to a publish that would take a queue past `x-max-length(-bytes)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,6 +43,55 @@ pub struct QueueArgs {
     /// `x-message-deduplication`: drop a message whose `x-deduplication-header` matches one
     /// the queue holds.
     pub deduplicate: bool,
+}
+
+impl QueueArgs {
+    pub fn has_dlx(&self) -> bool {
+        self.dead_letter_exchange.is_some()
+    }
+
+    /// Whether deliveries carry `x-delivery-count` (queues with a delivery limit, and quorum
+    /// queues as in RabbitMQ).
+    pub fn counts_deliveries(&self) -> bool {
+        self.delivery_limit.is_some() || self.quorum
+    }
+
+    /// The properties to deliver with when the queue counts deliveries: `x-delivery-count`
+    /// says how often the message was delivered before (as RabbitMQ's quorum queues do: from
+    /// the first redelivery on, and on `basic.get` from the first). `None`: deliver the
+    /// properties as they are.
+    pub fn delivery_properties(&self, message: &QueuedMessage, on_get: bool) -> Option<Box<BasicProperties>> {
+        if !self.counts_deliveries() || (message.deliveries == 0 && !on_get) {
+            return None;
+        }
+        let mut properties = message.msg.properties.clone();
+        let headers = properties.headers.get_or_insert_with(Default::default);
+        headers.insert(ShortStr::from_static("x-delivery-count"), FieldValue::I64(i64::from(message.deliveries)));
+        Some(properties)
+    }
+
+    /// When a message taken at `msg.timestamp_ms` expires: the lower of the queue's TTL and
+    /// the message's own `expiration`.
+    pub fn expiry_of(&self, msg: &Message) -> Option<u64> {
+        let own = msg.expiration_ms().ok().flatten();
+        let ttl = match (self.message_ttl, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // The arrival time is whole milliseconds, rounded down: a positive TTL counts from the
+        // next millisecond so that a message never expires before its TTL has fully passed.
+        // (TTL 0 stays "now": delivered to a ready consumer in the same instant, or expired.)
+        ttl.map(|t| msg.timestamp_ms.saturating_add(t).saturating_add(u64::from(t > 0)))
+    }
+
+    /// These arguments as a policy may change them on a live queue: what shapes the queue's
+    /// storage (priority levels, deduplication, the queue type) stays as declared.
+    pub fn reapplied_to(mut self, live: &QueueArgs) -> QueueArgs {
+        self.max_priority = live.max_priority;
+        self.deduplicate = live.deduplicate;
+        self.quorum = live.quorum;
+        self
+    }
 }
 
 /// RabbitMQ's `invalid arg` error; `detail` is printed as Erlang prints the reason term.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::ready::Ready;
-use super::{Queue, QueueState, QueuedMessage};
+use super::{Queue, QueueArgs, QueueState, QueuedMessage};
 use crate::broker::message::Message;
 use crate::broker::timer::now_ms;
 use crate::protocol::{FieldTable, ShortStr};
@@ -20,7 +20,8 @@ pub enum Offer {
 
 /// The channel side of a consumer: implemented by the server's channel.
 pub trait ConsumerSink: Send + Sync {
-    fn offer(&self, consumer: &Consumer, queue: &Arc<Queue>, message: &QueuedMessage) -> Offer;
+    /// `args` are the queue's arguments as they apply now (the queue's lock is held).
+    fn offer(&self, consumer: &Consumer, queue: &Arc<Queue>, args: &QueueArgs, message: &QueuedMessage) -> Offer;
     /// The queue went away (deleted): tell the client with `basic.cancel` if it can take it.
     fn cancelled_by_server(&self, consumer: &Consumer);
     /// Direct reply-to: deliver a reply to the consumer of `amq.rabbitmq.reply-to` (no queue,
@@ -67,7 +68,7 @@ impl Queue {
         while !st.consumers.is_empty() && self.head_resident(st) {
             let Some(Ready::Resident(front)) = st.ready.front() else { break };
             if let Some(active) = &st.active {
-                if active.sink.offer(active, self, front) == Offer::Busy {
+                if active.sink.offer(active, self, &st.args, front) == Offer::Busy {
                     break;
                 }
                 Self::pop_head(st);
@@ -97,10 +98,10 @@ impl Queue {
                 st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty());
             // A single-active-consumer queue already decides who consumes: RabbitMQ refuses an
             // exclusive consumer there.
-            if exclusive_conflict || (consumer.exclusive && self.args.single_active_consumer) {
+            if exclusive_conflict || (consumer.exclusive && st.args.single_active_consumer) {
                 return Err(ConsumeRefused::ExclusiveInUse);
             }
-            if self.args.single_active_consumer && st.active.is_none() {
+            if st.args.single_active_consumer && st.active.is_none() {
                 st.active = Some(consumer.clone());
             }
             let at = st.consumers.partition_point(|c| c.priority >= consumer.priority);
@@ -117,7 +118,7 @@ impl Queue {
 
     /// Removes a consumer; true when this leaves an auto-delete queue to be deleted.
     pub fn remove_consumer(self: &Arc<Self>, tag: &ShortStr, sink: &Arc<dyn ConsumerSink>) -> bool {
-        let last_gone = {
+        let (last_gone, single_active) = {
             let mut st = self.lock();
             st.consumers.retain(|c| !(c.tag == *tag && Arc::ptr_eq(&c.sink, sink)));
             let was_active = st.active.as_ref().is_some_and(|a| a.tag == *tag && Arc::ptr_eq(&a.sink, sink));
@@ -129,9 +130,10 @@ impl Queue {
                     tracing::debug!(queue = %self.name, consumer = %next.tag, "single active consumer handed over");
                 }
             }
-            self.auto_delete && st.ever_consumed && st.consumers.is_empty() && !self.is_deleted()
+            let last_gone = self.auto_delete && st.ever_consumed && st.consumers.is_empty() && !self.is_deleted();
+            (last_gone, st.args.single_active_consumer)
         };
-        if self.args.single_active_consumer {
+        if single_active {
             self.dispatch();
         }
         self.touch(); // x-expires counts from the last consumer leaving
@@ -152,7 +154,7 @@ fn offer_by_priority(queue: &Arc<Queue>, st: &QueueState, message: &QueuedMessag
         for k in 0..len {
             let idx = start + (st.round_robin + k) % len;
             let c = &consumers[idx];
-            if c.sink.offer(c, queue, message) == Offer::Taken {
+            if c.sink.offer(c, queue, &st.args, message) == Offer::Taken {
                 return Some(k);
             }
         }

@@ -7,24 +7,9 @@ use std::sync::{Arc, Weak};
 use super::ready::Ready;
 use super::{Queue, QueueState, QueuedMessage};
 use crate::broker::dead_letter::{DeadLetter, DeathReason};
-use crate::broker::message::Message;
 use crate::broker::timer::{now_ms, TimerTarget};
 
 impl Queue {
-    /// When a message taken at `msg.timestamp_ms` expires here: the lower of the queue's TTL
-    /// and the message's own `expiration`.
-    pub(super) fn expiry_of(&self, msg: &Message) -> Option<u64> {
-        let own = msg.expiration_ms().ok().flatten();
-        let ttl = match (self.args.message_ttl, own) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        // The arrival time is whole milliseconds, rounded down: a positive TTL counts from the
-        // next millisecond so that a message never expires before its TTL has fully passed.
-        // (TTL 0 stays "now": delivered to a ready consumer in the same instant, or expired.)
-        ttl.map(|t| msg.timestamp_ms.saturating_add(t).saturating_add(u64::from(t > 0)))
-    }
-
     /// Removes the expired messages at the head of every priority level (RabbitMQ expires only
     /// at the head: a message behind a live one waits its turn), and arms the timer for the
     /// next deadline.
@@ -34,12 +19,12 @@ impl Queue {
                 if r.expires_at().is_none_or(|at| at > now) {
                     break;
                 }
-                if self.has_dlx() && matches!(r, Ready::Paged { .. }) {
+                if st.args.has_dlx() && matches!(r, Ready::Paged { .. }) {
                     self.page_in(st, level);
                     continue; // the body is needed for the dead letter
                 }
                 let Some(r) = st.ready.pop_front_of(level) else { break };
-                self.kill(r, DeathReason::Expired, dead);
+                self.kill(st.args.has_dlx(), r, DeathReason::Expired, dead);
             }
         }
         self.arm_timer(st, now);
@@ -47,7 +32,7 @@ impl Queue {
 
     /// When an unused queue with `x-expires` is due to go (never while it has consumers).
     pub(super) fn unused_deadline(&self, st: &QueueState) -> Option<u64> {
-        let expires = self.args.expires?;
+        let expires = st.args.expires?;
         // +1: `last_used` is rounded down to the millisecond; never delete early.
         st.consumers.is_empty().then(|| st.last_used.saturating_add(expires).saturating_add(1))
     }
@@ -55,10 +40,10 @@ impl Queue {
     /// Marks the queue used (declare, `basic.get`, consumers coming or going): `x-expires`
     /// counts from here.
     pub fn touch(self: &Arc<Self>) {
-        if self.args.expires.is_none() {
+        let mut st = self.lock();
+        if st.args.expires.is_none() {
             return;
         }
-        let mut st = self.lock();
         let now = now_ms();
         st.last_used = now;
         self.arm_timer(&mut st, now);
@@ -74,16 +59,16 @@ impl Queue {
     /// A message leaves for good because it died: forgotten, and dead-lettered if the queue has
     /// a dead-letter exchange. (A paged one without its body is only forgotten: callers page in
     /// first when there is a DLX.)
-    pub(super) fn kill(&self, r: Ready, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
+    pub(super) fn kill(&self, dlx: bool, r: Ready, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
         match r {
-            Ready::Resident(m) => self.kill_message(m, reason, dead),
+            Ready::Resident(m) => self.kill_message(dlx, m, reason, dead),
             Ready::Paged { seq, persisted, .. } => self.forget_paged(seq, persisted),
         }
     }
 
-    pub(super) fn kill_message(&self, m: QueuedMessage, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
+    pub(super) fn kill_message(&self, dlx: bool, m: QueuedMessage, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
         self.forget(&m);
-        if self.has_dlx() {
+        if dlx {
             dead.push(DeadLetter { msg: m.msg, reason });
         }
     }
@@ -108,22 +93,23 @@ impl Queue {
     /// Enforces `x-max-length(-bytes)` by dropping from the head (`drop-head`).
     pub(super) fn drop_over_limit(&self, st: &mut QueueState, dead: &mut Vec<DeadLetter>) {
         let over = |st: &QueueState| {
-            self.args.max_length.is_some_and(|max| st.ready.len() as u64 > max)
-                || self.args.max_length_bytes.is_some_and(|max| st.ready.bytes() > max)
+            st.args.max_length.is_some_and(|max| st.ready.len() as u64 > max)
+                || st.args.max_length_bytes.is_some_and(|max| st.ready.bytes() > max)
         };
         while over(st) {
-            if self.has_dlx() {
+            let dlx = st.args.has_dlx();
+            if dlx {
                 self.head_resident(st);
             }
             let Some(r) = st.ready.pop_front() else { break };
-            self.kill(r, DeathReason::Maxlen, dead);
+            self.kill(dlx, r, DeathReason::Maxlen, dead);
         }
     }
 
     /// Whether one more message of `size` bytes would take the queue past its limits.
     pub(super) fn would_overflow(&self, st: &QueueState, size: u64) -> bool {
-        self.args.max_length.is_some_and(|max| st.ready.len() as u64 + 1 > max)
-            || self.args.max_length_bytes.is_some_and(|max| st.ready.bytes() + size > max)
+        st.args.max_length.is_some_and(|max| st.ready.len() as u64 + 1 > max)
+            || st.args.max_length_bytes.is_some_and(|max| st.ready.bytes() + size > max)
     }
 
     /// Hands what died to the vhost's dead-letter routing (never under the queue lock: that

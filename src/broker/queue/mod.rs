@@ -36,7 +36,7 @@ use super::publish::PublishOutcome;
 use super::record;
 use super::timer::{now_ms, Timers};
 use super::vhost::VHost;
-use crate::protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
+use crate::protocol::{FieldTable, ShortStr};
 use crate::store::writer::Op;
 use crate::store::StoreHandle;
 
@@ -88,8 +88,6 @@ pub struct Queue {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    /// The behaviour its arguments ask for.
-    pub args: QueueArgs,
     deleted: AtomicBool,
     state: Mutex<QueueState>,
     store: Option<QueueStore>,
@@ -100,6 +98,10 @@ pub struct Queue {
 }
 
 struct QueueState {
+    /// The behaviour its arguments ask for: as declared, or as a policy makes them
+    /// ([`Queue::reapply_args`]); read under this lock, so a change applies between two
+    /// operations, never within one.
+    args: Arc<QueueArgs>,
     ready: ReadyList,
     next_seq: u64,
     /// Sorted by priority, highest first; equal priorities keep arrival order.
@@ -129,6 +131,7 @@ impl Queue {
         let args_dedup = args.deduplicate;
         let state = QueueState {
             ready: ReadyList::new(args.max_priority),
+            args: Arc::new(args),
             next_seq: 0,
             consumers: Vec::new(),
             round_robin: 0,
@@ -144,7 +147,6 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
-            args,
             deleted: AtomicBool::new(false),
             state: Mutex::new(state),
             store: None,
@@ -170,10 +172,27 @@ impl Queue {
         self
     }
 
-    /// Whether deliveries carry `x-delivery-count` (queues with a delivery limit, and quorum
-    /// queues as in RabbitMQ).
-    pub fn counts_deliveries(&self) -> bool {
-        self.args.delivery_limit.is_some() || self.args.quorum
+    /// The queue's arguments as they apply now.
+    pub fn args(&self) -> Arc<QueueArgs> {
+        self.lock().args.clone()
+    }
+
+    /// Changes how the queue behaves from now on (a policy applied, changed or removed): TTLs,
+    /// limits, dead-lettering, the delivery limit, the consumer timeout, `x-expires`. What
+    /// shapes its storage stays as declared ([`QueueArgs::reapplied_to`]). The new limits
+    /// apply at once: a lower `max-length` drops (or dead-letters) the oldest messages now,
+    /// a shorter TTL expires what it makes overdue.
+    pub fn reapply_args(self: &Arc<Self>, args: QueueArgs) {
+        let mut dead = Vec::new();
+        {
+            let mut st = self.lock();
+            st.args = Arc::new(args.reapplied_to(&st.args));
+            st.wakeup_at = None; // the old deadline may be too late now
+            self.expire(&mut st, now_ms(), &mut dead);
+            self.drop_over_limit(&mut st, &mut dead);
+            self.deliver(&mut st);
+        }
+        self.send_dead_letters(dead);
     }
 
     /// Whether the queue's definition is stored (durable and not exclusive: an exclusive queue
@@ -185,20 +204,6 @@ impl Queue {
     /// Whether a message published now would be written to disk.
     pub fn persists(&self, msg: &Message) -> bool {
         self.store.is_some() && self.is_stored() && msg.properties.delivery_mode == Some(2)
-    }
-
-    /// The properties to deliver with when the queue counts deliveries: `x-delivery-count`
-    /// says how often the message was delivered before (as RabbitMQ's quorum queues do: from
-    /// the first redelivery on, and on `basic.get` from the first). `None`: deliver the
-    /// properties as they are.
-    pub fn delivery_properties(&self, message: &QueuedMessage, on_get: bool) -> Option<Box<BasicProperties>> {
-        if !self.counts_deliveries() || (message.deliveries == 0 && !on_get) {
-            return None;
-        }
-        let mut properties = message.msg.properties.clone();
-        let headers = properties.headers.get_or_insert_with(Default::default);
-        headers.insert(ShortStr::from_static("x-delivery-count"), FieldValue::I64(i64::from(message.deliveries)));
-        Some(properties)
     }
 
     /// The identities a deduplicating queue holds (`None` for other queues).
@@ -251,10 +256,6 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
-    fn has_dlx(&self) -> bool {
-        self.args.dead_letter_exchange.is_some()
-    }
-
     /// Appends and delivers what it can.
     ///
     /// The queue decides whether the message is persisted here (a persistent message in a
@@ -290,9 +291,10 @@ impl Queue {
         // earlier "now" only leaves an expiry to the timer.
         let now = msg.timestamp_ms;
         self.expire(&mut st, now, dead);
-        if self.args.overflow != Overflow::DropHead && self.would_overflow(&st, msg.body.len() as u64) {
+        if st.args.overflow != Overflow::DropHead && self.would_overflow(&st, msg.body.len() as u64) {
+            let dead_letter = st.args.overflow == Overflow::RejectPublishDlx && st.args.has_dlx();
             drop(st);
-            if self.args.overflow == Overflow::RejectPublishDlx && self.has_dlx() {
+            if dead_letter {
                 dead.push(DeadLetter { msg, reason: DeathReason::Maxlen });
             }
             return Enqueued::Rejected;
@@ -317,7 +319,7 @@ impl Queue {
             }
             _ => false,
         };
-        let expires_at = self.expiry_of(&msg);
+        let expires_at = st.args.expiry_of(&msg);
         let level = st.ready.level_of(msg.properties.priority);
         // A backlog beyond the window keeps only places in memory: the body is in the store
         // (persistent messages are there already, so their window is short; transient ones
@@ -374,9 +376,9 @@ impl Queue {
                 return;
             }
             for mut m in messages {
-                if self.args.delivery_limit.is_some_and(|limit| u64::from(m.deliveries) > limit) {
+                if st.args.delivery_limit.is_some_and(|limit| u64::from(m.deliveries) > limit) {
                     // Delivered too often (a poison message): dead-lettered or dropped.
-                    self.kill_message(m, DeathReason::DeliveryLimit, &mut dead);
+                    self.kill_message(st.args.has_dlx(), m, DeathReason::DeliveryLimit, &mut dead);
                     continue;
                 }
                 m.redelivered = true;
@@ -394,8 +396,9 @@ impl Queue {
     /// queue has a dead-letter exchange.
     pub fn reject(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
         let mut dead = Vec::new();
+        let dlx = self.args().has_dlx();
         for m in messages {
-            self.kill_message(m, DeathReason::Rejected, &mut dead);
+            self.kill_message(dlx, m, DeathReason::Rejected, &mut dead);
         }
         self.send_dead_letters(dead);
         self.dispatch();

@@ -35,7 +35,7 @@ impl Queue {
             Recovered::Resident(msg) => {
                 self.hold_identity(seq, self.held.as_ref().and_then(|_| identity(msg.headers())));
                 let level = st.ready.level_of(msg.properties.priority);
-                let expires_at = self.expiry_of(&msg);
+                let expires_at = st.args.expiry_of(&msg);
                 let deliveries = u32::from(delivered);
                 let m = QueuedMessage {
                     seq,
@@ -62,7 +62,7 @@ impl Queue {
         Recovered::Paged {
             size: msg.body.len() as u32,
             priority: msg.properties.priority,
-            expires_at: self.expiry_of(msg),
+            expires_at: self.args().expiry_of(msg),
             identity: self.held.as_ref().and_then(|_| identity(msg.headers())),
         }
     }
@@ -141,7 +141,7 @@ impl Queue {
                         // Back in memory: the paged copy is not needed any more.
                         store.handle.writer.submit(Op::DeleteTransient { queue: store.id, seq });
                     }
-                    let expires_at = self.expiry_of(&msg);
+                    let expires_at = st.args.expiry_of(&msg);
                     let deliveries = u32::from(redelivered);
                     let m = QueuedMessage { seq, msg: Arc::new(msg), redelivered, persisted, expires_at, deliveries };
                     st.ready.make_resident(level, i, m);

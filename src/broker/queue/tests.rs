@@ -10,7 +10,7 @@ struct Recorder {
 }
 
 impl ConsumerSink for Recorder {
-    fn offer(&self, c: &Consumer, _q: &Arc<Queue>, m: &QueuedMessage) -> Offer {
+    fn offer(&self, c: &Consumer, _q: &Arc<Queue>, _args: &QueueArgs, m: &QueuedMessage) -> Offer {
         let mut credit = self.credit.lock().unwrap();
         if *credit == 0 {
             return Offer::Busy;
@@ -96,8 +96,8 @@ fn a_positive_ttl_never_ends_before_it_has_fully_passed() {
     };
     let mut m = (*msg()).clone();
     m.timestamp_ms = 1_000; // taken somewhere in [1000, 1001) ms
-    assert_eq!(with_ttl(100).expiry_of(&m), Some(1_101), "not before 1100 + the part of a ms we rounded off");
-    assert_eq!(with_ttl(0).expiry_of(&m), Some(1_000), "TTL 0: now or never");
+    assert_eq!(with_ttl(100).args().expiry_of(&m), Some(1_101), "not before 1100 + the part of a ms we rounded off");
+    assert_eq!(with_ttl(0).args().expiry_of(&m), Some(1_000), "TTL 0: now or never");
 }
 
 #[test]
@@ -119,4 +119,26 @@ fn exclusive_consumers_and_auto_delete() {
     assert!(q.remove_consumer(&ShortStr::from_static("x"), &sink), "last consumer of an auto-delete queue");
     assert_eq!(q.delete(), 0);
     assert_eq!(q.publish(msg(), None, &mut None), Enqueued::Deleted);
+}
+
+#[test]
+fn reapplied_arguments_take_effect_at_once_and_keep_the_storage_shape() {
+    let q = queue();
+    for _ in 0..5 {
+        q.publish(msg(), None, &mut None);
+    }
+    let mut args = FieldTable::new();
+    args.insert(ShortStr::from_static("x-max-length"), crate::protocol::FieldValue::I32(2));
+    args.insert(ShortStr::from_static("x-max-priority"), crate::protocol::FieldValue::I32(5));
+    q.reapply_args(QueueArgs::parse(&args, "q", "/").unwrap());
+    assert_eq!(q.message_count(), 2, "the oldest three dropped at once (drop-head)");
+    let (head, _) = q.get().unwrap();
+    assert_eq!(head.seq, 3);
+    assert_eq!(q.args().max_length, Some(2));
+    assert_eq!(q.args().max_priority, None, "priority levels stay as declared");
+    q.reapply_args(QueueArgs::default());
+    for _ in 0..5 {
+        q.publish(msg(), None, &mut None);
+    }
+    assert_eq!(q.message_count(), 6, "no limit any more");
 }

@@ -162,14 +162,15 @@ impl Channel {
             message_count,
         });
         let frame_max = session.frame_max;
-        let counted = q.delivery_properties(&message, true);
+        let args = q.args();
+        let counted = args.delivery_properties(&message, true);
         let properties = counted.as_ref().unwrap_or(&msg.properties);
         session.outbound.write(|buf| encode_content(buf, self.shared.id, &get_ok, properties, &msg.body, frame_max));
         if m.no_ack {
             q.forget(&message);
         } else {
             q.delivered(&message);
-            let unacked = self.shared.unacked(tag, q, message, None);
+            let unacked = self.shared.unacked(tag, q, &args, message, None);
             d.unacked.push_back(unacked);
         }
         Ok(())

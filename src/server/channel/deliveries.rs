@@ -10,7 +10,7 @@ use super::tx::TxOp;
 use super::{Channel, Settle};
 use crate::broker::errors;
 use crate::broker::message::Message;
-use crate::broker::queue::{Consumer, ConsumerSink, Offer, Queue, QueuedMessage};
+use crate::broker::queue::{Consumer, ConsumerSink, Offer, Queue, QueueArgs, QueuedMessage};
 use crate::protocol::methods::*;
 use crate::protocol::{encode_content, AmqpError, Method, ShortStr};
 use crate::server::confirms::Confirms;
@@ -77,8 +77,8 @@ impl ChannelShared {
 impl ChannelShared {
     /// The ack deadline of a delivery from `queue` made now (its `x-consumer-timeout`, or the
     /// broker's `consumer_timeout`), noted as the channel's earliest if it is.
-    pub(super) fn ack_deadline_for(&self, queue: &Queue) -> (u64, u64) {
-        let timeout = queue.args.consumer_timeout.unwrap_or(self.session.broker.limits.consumer_timeout_ms);
+    pub(super) fn ack_deadline_for(&self, args: &QueueArgs) -> (u64, u64) {
+        let timeout = args.consumer_timeout.unwrap_or(self.session.broker.limits.consumer_timeout_ms);
         if timeout == 0 {
             return (u64::MAX, 0);
         }
@@ -93,11 +93,12 @@ impl ChannelShared {
         &self,
         tag: u64,
         queue: Arc<Queue>,
+        args: &QueueArgs,
         mut message: QueuedMessage,
         consumer_tag: Option<ShortStr>,
     ) -> Unacked {
         message.deliveries += 1;
-        let (deadline, timeout) = self.ack_deadline_for(&queue);
+        let (deadline, timeout) = self.ack_deadline_for(args);
         Unacked { tag, queue, message, consumer_tag, deadline, timeout }
     }
 
@@ -119,7 +120,7 @@ impl ChannelShared {
 }
 
 impl ConsumerSink for ChannelShared {
-    fn offer(&self, consumer: &Consumer, queue: &Arc<Queue>, message: &QueuedMessage) -> Offer {
+    fn offer(&self, consumer: &Consumer, queue: &Arc<Queue>, args: &QueueArgs, message: &QueuedMessage) -> Offer {
         let out = &self.session.outbound;
         if out.is_congested() {
             // Register before re-checking, so a drain in between cannot be missed.
@@ -147,7 +148,7 @@ impl ConsumerSink for ChannelShared {
         });
         let frame_max = self.session.frame_max;
         // Encoded under the channel lock so delivery tags reach the socket in order.
-        let counted = queue.delivery_properties(message, false);
+        let counted = args.delivery_properties(message, false);
         let properties = counted.as_ref().unwrap_or(&m.properties);
         out.write(|buf| encode_content(buf, self.id, &deliver, properties, &m.body, frame_max));
         if consumer.no_ack {
@@ -157,7 +158,7 @@ impl ConsumerSink for ChannelShared {
             if let Some(c) = d.consumers.get_mut(&consumer.tag) {
                 c.unacked += 1;
             }
-            let unacked = self.unacked(tag, queue.clone(), message.clone(), Some(consumer.tag.clone()));
+            let unacked = self.unacked(tag, queue.clone(), args, message.clone(), Some(consumer.tag.clone()));
             d.unacked.push_back(unacked);
         }
         Offer::Taken
