@@ -11,14 +11,20 @@
 //! for speed: one task per connection driving a non-blocking socket, one write per batch of
 //! frames, no allocation per message. Its own CPU time per message is part of the report, since
 //! on a small machine load generator and broker share the CPUs.
+//!
+//! A crate of its own, on `warren-protocol` only: it builds in seconds, without RocksDB, and a
+//! reader of the broker's `src/` does not wade through it. It ships the `warren-perf` binary;
+//! the broker's `warren perf` calls [`run`] with the same flags, so scripts and docs that use
+//! `warren perf` keep working. `client`, `report` and [`run_async`] are public for the broker's
+//! `tests/perf_smoke.rs`, which runs whole loads against an in-process Warren.
 
 pub mod args;
-mod client;
+pub mod client;
 mod consumer;
 mod procfs;
 mod producer;
 mod rate;
-mod report;
+pub mod report;
 pub mod stats;
 
 use std::future::Future;
@@ -38,8 +44,8 @@ use producer::{Delays, ProducerPlan};
 use report::{Latency, Report};
 use stats::{collect_latencies, format_ns, ConnStats, Counts, Histogram, Latencies};
 
-use crate::protocol::methods::*;
-use crate::protocol::{FieldTable, FieldValue, Method};
+use warren_protocol::methods::*;
+use warren_protocol::{FieldTable, FieldValue, Method};
 
 /// How long a counted run waits for the last messages once nothing arrives any more.
 const DRAIN_IDLE: Duration = Duration::from_secs(5);
@@ -95,7 +101,8 @@ pub fn run(args: PerfArgs) -> ExitCode {
     }
 }
 
-async fn run_async(args: &PerfArgs, limits: Limits) -> Result<Report, String> {
+/// One run inside a runtime the caller provides, returning the report instead of printing it.
+pub async fn run_async(args: &PerfArgs, limits: Limits) -> Result<Report, String> {
     let uri = AmqpUri::parse(&args.uri)?;
     let topology = Topology::plan(args);
     let broker = args.broker_pid.map(Pid::Other);
@@ -664,6 +671,3 @@ fn short_latency(h: &Histogram) -> String {
         _ => "-".to_string(),
     }
 }
-
-#[cfg(test)]
-mod tests;
