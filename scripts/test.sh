@@ -23,11 +23,13 @@ cargo fmt --all -- --check
 step "spec cross-check against the AMQP XML"
 python3 spec/check_against_xml.py
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+# --workspace: without it, cargo at the root covers only the broker package, not
+# crates/warren-protocol (the codec and its property tests) and crates/warren-perf.
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test"
-cargo test --all-targets --locked
+step "cargo test --workspace"
+cargo test --workspace --all-targets --locked
 
 step "interop tests (pika, amqplib) against Warren"
 # Warren runs on a free port. $data/warren.sh (written here) starts, stops and restarts it with the

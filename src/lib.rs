@@ -13,7 +13,9 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
-pub mod perf;
-pub mod protocol;
+/// The codec lives in its own crate (`crates/warren-protocol`, no tokio, no RocksDB) so the load
+/// generator and the fuzz target build without the broker; re-exported here so that
+/// `crate::protocol::…` and `warren::protocol::…` stay the paths the broker, tests and benches use.
+pub use warren_protocol as protocol;
 pub mod server;
 pub mod store;

@@ -27,7 +27,9 @@ enum Command {
     Serve(ServeArgs),
     /// Load generator: publish and consume against a broker (Warren or RabbitMQ) and report
     /// throughput, latency and the broker's CPU and memory.
-    Perf(warren::perf::PerfArgs),
+    // The `warren-perf` crate's tool (also its own binary, built without RocksDB); kept here so
+    // that `warren perf` in scripts (bench/compare.sh) and docs keeps working.
+    Perf(warren_perf::PerfArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -56,7 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
-        Some(Command::Perf(args)) => return warren::perf::run(args),
+        Some(Command::Perf(args)) => return warren_perf::run(args),
         None => cli.serve,
     };
     let overrides = Overrides {

@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use warren::protocol::decode_frame;
+use warren_protocol::decode_frame;
 
 fuzz_target!(|data: &[u8]| {
     // The first octet picks the frame_max in force, so both tiny and unlimited limits are hit.

@@ -10,8 +10,8 @@ use bytes::BytesMut;
 use super::client::{short, ClientError, Conn};
 use super::producer::{close_after_run, CHANNEL, STOP_CHECK};
 use super::stats::{ConnStats, Latencies};
-use crate::protocol::methods::{BasicAck, BasicConsume, BasicQos};
-use crate::protocol::{encode_method, FieldTable, Frame, Method};
+use warren_protocol::methods::{BasicAck, BasicConsume, BasicQos};
+use warren_protocol::{encode_method, FieldTable, Frame, Method};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerPlan {
@@ -250,9 +250,9 @@ fn read_deliveries(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::methods::BasicDeliver;
-    use crate::protocol::{decode_frame, ContentHeader};
     use bytes::Bytes;
+    use warren_protocol::methods::BasicDeliver;
+    use warren_protocol::{decode_frame, ContentHeader};
 
     fn deliver(tag: u64) -> Frame {
         Frame::Method {

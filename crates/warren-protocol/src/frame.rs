@@ -234,8 +234,8 @@ fn encode_frame(buf: &mut BytesMut, kind: u8, channel: u16, payload: impl FnOnce
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::methods::{BasicPublish, ChannelOpen};
-    use crate::protocol::{ReplyCode, ShortStr};
+    use crate::methods::{BasicPublish, ChannelOpen};
+    use crate::{ReplyCode, ShortStr};
 
     fn publish() -> Method {
         Method::BasicPublish(BasicPublish {

@@ -1,8 +1,9 @@
-//! The end-of-run report: a human summary and one JSON line (written by hand: the figures are
-//! numbers and a few short strings, not worth a serializer dependency).
+//! The end-of-run report: the scenario in one line, a human summary and one JSON line (written
+//! by hand: the figures are numbers and a few short strings, not worth a serializer dependency).
 
 use std::fmt::Write as _;
 
+use super::args::{PerfArgs, Topology};
 use super::stats::{format_ns, Histogram};
 
 /// Latency figures in nanoseconds.
@@ -328,6 +329,60 @@ fn push_json_str(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+/// The one-line description of the scenario the report starts with.
+pub(crate) fn describe(args: &PerfArgs, topology: &Topology) -> String {
+    let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut s = if let (Some(first), Some(last)) = (topology.wait_queues.first(), topology.wait_queues.last()) {
+        format!(
+            "{} → default exchange → {} (x-message-ttl {}..{} ms) → dead-lettered → 1 queue → {}",
+            plural(u64::from(args.producers), "producer"),
+            plural(topology.wait_queues.len() as u64, "wait queue"),
+            first.ttl_ms,
+            last.ttl_ms,
+            plural(u64::from(args.consumers), "consumer"),
+        )
+    } else {
+        format!(
+            "{} → {}{} exchange → {} → {}",
+            plural(u64::from(args.producers), "producer"),
+            if topology.delayed { "delayed " } else { "" },
+            topology.exchange_type.as_str(),
+            plural(topology.queues.len() as u64, "queue"),
+            plural(u64::from(args.consumers), "consumer"),
+        )
+    };
+    s += &format!(", {} B {}", args.size, if args.persistent { "persistent" } else { "transient" });
+    if args.topic_bindings > 0 {
+        s += &format!(", {} topic bindings", args.topic_bindings);
+    }
+    if let Some((lo, hi)) = args.delay_ms {
+        s += &format!(", x-delay {lo}..{hi} ms");
+    }
+    s += &match args.rate {
+        0 => ", unlimited rate".to_string(),
+        r => format!(", {r} msg/s per producer"),
+    };
+    if args.confirm > 0 {
+        s += &format!(", confirms (window {})", args.confirm);
+    }
+    if args.consumers > 0 {
+        s += &if args.auto_ack {
+            ", auto-ack".to_string()
+        } else if args.multi_ack_every > 1 {
+            format!(", ack every {}", args.multi_ack_every)
+        } else {
+            ", ack each".to_string()
+        };
+        if args.prefetch > 0 {
+            s += &format!(", prefetch {}", args.prefetch);
+        }
+    }
+    if args.idle_connections > 0 {
+        s += &format!(", {} idle connections", args.idle_connections);
+    }
+    s
 }
 
 #[cfg(test)]

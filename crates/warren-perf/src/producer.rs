@@ -16,8 +16,8 @@ use bytes::{BufMut, BytesMut};
 use super::client::{short, ClientError, Conn};
 use super::rate::RateLimiter;
 use super::stats::{ConnStats, Histogram};
-use crate::protocol::methods::{BasicPublish, ConfirmSelect};
-use crate::protocol::{
+use warren_protocol::methods::{BasicPublish, ConfirmSelect};
+use warren_protocol::{
     constants, encode_content_header, encode_method, BasicProperties, Frame, Method, FRAME_OVERHEAD,
 };
 
@@ -127,10 +127,10 @@ impl PublishTemplate {
 
     /// Properties whose `x-delay` header [`PublishTemplate::encode`] can set per message.
     pub fn delayed_properties(mut properties: BasicProperties) -> BasicProperties {
-        let mut headers = crate::protocol::FieldTable::new();
+        let mut headers = warren_protocol::FieldTable::new();
         headers.insert(
-            crate::protocol::ShortStr::from_static("x-delay"),
-            crate::protocol::FieldValue::I32(DELAY_SENTINEL),
+            warren_protocol::ShortStr::from_static("x-delay"),
+            warren_protocol::FieldValue::I32(DELAY_SENTINEL),
         );
         properties.headers = Some(headers);
         properties
@@ -432,7 +432,7 @@ fn read_incoming(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{decode_frame, encode_content};
+    use warren_protocol::{decode_frame, encode_content};
 
     fn template(keys: &[&str], size: usize, frame_max: u32) -> PublishTemplate {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();

@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, Ready};
 use tokio::net::TcpStream;
 
 use super::args::AmqpUri;
-use crate::protocol::methods::*;
-use crate::protocol::{
+use warren_protocol::methods::*;
+use warren_protocol::{
     decode_frame, encode_method, AmqpError, FieldTable, FieldValue, Frame, LongStr, Method, ShortStr, PROTOCOL_HEADER,
 };
 

@@ -4,13 +4,15 @@
 //! Hand-written method code drifts from the protocol (field order, bit packing, ids such as
 //! `exchange.unbind-ok` = 51); generating it from one table keeps the ~64 methods consistent and
 //! lets `spec/check_against_xml.py` vouch for that table. The output goes to `$OUT_DIR` and is
-//! pulled in by `src/protocol/methods.rs`, so it can never be stale.
+//! pulled in by `src/methods.rs` (and `src/strategies.rs` for the property tests), so it can
+//! never be stale. `spec/` stays at the repository root, two levels up from this crate, because
+//! it is the protocol's table for the whole repository (the XML cross-check reads it there too).
 
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::path::Path;
 
-const SPEC: &str = "spec/amqp-0-9-1.json";
+const SPEC: &str = "../../spec/amqp-0-9-1.json";
 
 #[derive(Deserialize)]
 struct Spec {
@@ -387,7 +389,8 @@ fn gen_properties(spec: &Spec, out: &mut String) {
 
     out.push_str("    /// Decodes the properties given the (first) flag word; `i` follows the flag words.\n");
     out.push_str("    /// In place on the heap: the struct is a few hundred octets, and a boxed one moves\n    /// through the frame and message types as one pointer.\n");
-    out.push_str("    pub(crate) fn decode_boxed<'a>(flags: u16, src: &'a Bytes, i: &'a [u8]) -> wire::PResult<'a, Box<Self>> {\n        let mut p = Box::<BasicProperties>::default();\n");
+    // Public: the broker's store decodes the properties of stored messages with it.
+    out.push_str("    pub fn decode_boxed<'a>(flags: u16, src: &'a Bytes, i: &'a [u8]) -> wire::PResult<'a, Box<Self>> {\n        let mut p = Box::<BasicProperties>::default();\n");
     for (n, p) in props.iter().enumerate() {
         let f = snake(&p.name);
         writeln!(
@@ -401,7 +404,7 @@ fn gen_properties(spec: &Spec, out: &mut String) {
     out.push_str("        Ok((i, p))\n    }\n}\n");
 }
 
-/// Proptest strategy expression for one value of `ty` (helpers live in `protocol::strategies`).
+/// Proptest strategy expression for one value of `ty` (helpers live in `src/strategies.rs`).
 fn strategy_expr(ty: &str) -> &'static str {
     match ty {
         "bit" => "any::<bool>()",

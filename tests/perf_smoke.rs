@@ -1,11 +1,19 @@
-//! Whole runs against an in-process Warren on a free port: the load generator and the broker
-//! agree on what was sent and received. Counts only; no timing is asserted.
+//! Whole runs of the load generator (`warren-perf`) against an in-process Warren on a free port:
+//! the load generator and the broker agree on what was sent and received. Counts only; no
+//! timing is asserted. Here rather than in the perf crate, which does not depend on the broker.
+
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use super::*;
-use crate::config::Config;
-use crate::server::Listener;
+use warren::config::Config;
+use warren::protocol::methods::QueueDeclare;
+use warren::protocol::{FieldTable, FieldValue, Method};
+use warren::server::Listener;
+use warren_perf::args::AmqpUri;
+use warren_perf::client::{short, ClientError, Conn};
+use warren_perf::report::Report;
+use warren_perf::{run_async, PerfArgs};
 
 #[derive(Parser)]
 struct Cli {

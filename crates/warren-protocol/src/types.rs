@@ -182,7 +182,7 @@ mod tests {
     fn short_strings_refuse_more_than_255_octets() {
         assert!(ShortStr::try_from("a".repeat(255)).is_ok());
         let err = ShortStr::try_from("a".repeat(256)).unwrap_err();
-        assert_eq!(err.code, crate::protocol::ReplyCode::SyntaxError);
+        assert_eq!(err.code, crate::ReplyCode::SyntaxError);
         assert_eq!(ShortStr::from_static("amq.direct"), "amq.direct");
     }
 }
