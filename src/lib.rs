@@ -2,8 +2,10 @@
 //!
 //! The flow of a message mirrors the module layout: [`protocol`] turns bytes into frames and
 //! methods; [`server`] owns sockets, connections and channels; [`broker`] routes through
-//! exchanges to queues and hands messages to consumers; [`auth`] checks who may connect. See
-//! `../shared/design.md` for the architecture the rest grows into.
+//! exchanges to queues (one publish path, `broker::publish`) and hands messages to consumers,
+//! and changes definitions through one funnel (`broker::definitions`); [`store`] keeps bytes
+//! and records in RocksDB; [`auth`] checks who may connect. Dependencies point one way:
+//! server → broker → store. `docs/architecture.md` walks one message through the files.
 
 // `BasicProperties` holds its 14 optional fields inline (~370 bytes) so that decoding a message
 // allocates nothing for them; enums that carry a message or a header are therefore large. They
