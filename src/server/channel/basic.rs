@@ -145,11 +145,13 @@ impl Channel {
     pub(super) fn get(&mut self, m: BasicGet) -> Result<(), AmqpError> {
         let session = self.session();
         let q = session.vhost.queue_for(&m.queue, session.id)?;
-        // Queue first, then the channel: LOCKS.md forbids the other order.
+        // Queue first, then the channel: LOCKS.md forbids the other order (the queue's
+        // arguments too are read under its lock, so before the channel's is taken).
         let Some((message, message_count)) = q.get() else {
             self.send(Method::BasicGetEmpty(BasicGetEmpty {}));
             return Ok(());
         };
+        let args = q.args();
         let mut d = self.shared.lock();
         d.next_tag += 1;
         let tag = d.next_tag;
@@ -162,7 +164,6 @@ impl Channel {
             message_count,
         });
         let frame_max = session.frame_max;
-        let args = q.args();
         let counted = args.delivery_properties(&message, true);
         let properties = counted.as_ref().unwrap_or(&msg.properties);
         session.outbound.write(|buf| encode_content(buf, self.shared.id, &get_ok, properties, &msg.body, frame_max));
