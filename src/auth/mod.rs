@@ -2,6 +2,8 @@
 //! `guest`/`guest`, which (as in RabbitMQ) may only log in from loopback. Permissions, user
 //! management and RabbitMQ-compatible password hashing are listed as missing in the README.
 
+pub mod sasl;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 

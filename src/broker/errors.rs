@@ -133,6 +133,101 @@ pub fn store_failed(e: impl Display) -> AmqpError {
     AmqpError::new(ReplyCode::InternalError, format!("could not persist the definition: {e}"))
 }
 
+// Connection-level errors: the handshake, channel 0 and channel numbers. Each closes the
+// connection whatever its code's usual scope.
+
+fn hard(code: ReplyCode, text: impl Into<std::borrow::Cow<'static, str>>) -> AmqpError {
+    AmqpError::connection(code, text)
+}
+
+/// 503: a handshake method that is not the one expected next (`what`: `connection.tune-ok`).
+pub fn expected_method(what: &'static str) -> AmqpError {
+    hard(ReplyCode::CommandInvalid, format!("expected {what}"))
+}
+
+/// 503: a frame on another channel than 0 during the handshake.
+pub fn expected_on_channel_zero(what: &'static str) -> AmqpError {
+    hard(ReplyCode::CommandInvalid, format!("expected {what} on channel 0"))
+}
+
+/// 403: a SASL response that gives no user and password (`why`: what is wrong with it).
+pub fn sasl_malformed(why: &str) -> AmqpError {
+    hard(ReplyCode::AccessRefused, why.to_string())
+}
+
+/// 503: a SASL mechanism that was not offered.
+pub fn unknown_mechanism(mechanism: impl Display) -> AmqpError {
+    hard(ReplyCode::CommandInvalid, format!("unknown authentication mechanism '{mechanism}'"))
+}
+
+/// 403 in `connection.start-ok`: wrong credentials, or a user not allowed from there.
+pub fn login_refused(mechanism: impl Display) -> AmqpError {
+    hard(
+        ReplyCode::AccessRefused,
+        format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+    )
+    .in_method(10, 11)
+}
+
+fn tune_refused(text: String) -> AmqpError {
+    hard(ReplyCode::NotAllowed, text).in_method(10, 31)
+}
+
+/// 530 in `connection.tune-ok`: a frame size below the protocol's minimum.
+pub fn frame_max_too_small(asked: u32, min: u32) -> AmqpError {
+    tune_refused(format!("frame_max={asked} < {min} min size"))
+}
+
+/// 530 in `connection.tune-ok`: a frame size above what the server offered.
+pub fn frame_max_too_large(asked: u32, max: u32) -> AmqpError {
+    tune_refused(format!("frame_max={asked} > {max} max size"))
+}
+
+/// 530 in `connection.tune-ok`: more channels than the server offered.
+pub fn channel_max_too_large(asked: u16, max: u16) -> AmqpError {
+    tune_refused(format!("channel_max={asked} > {max} max size"))
+}
+
+/// 530 in `connection.open`: a vhost that does not exist.
+pub fn vhost_not_found(vhost: impl Display) -> AmqpError {
+    hard(ReplyCode::NotAllowed, format!("vhost {vhost} not found")).in_method(10, 40)
+}
+
+/// 504: a frame other than `channel.open` on a channel that is not open.
+pub fn expected_channel_open() -> AmqpError {
+    hard(ReplyCode::ChannelError, "expected 'channel.open'")
+}
+
+/// 530 in `channel.open`: a channel number above the negotiated `channel_max`.
+pub fn channel_max_exceeded(channel: u16, channel_max: u16) -> AmqpError {
+    hard(ReplyCode::NotAllowed, format!("channel number {channel} exceeds the negotiated channel_max ({channel_max})"))
+        .in_method(20, 10)
+}
+
+/// 503: a method on channel 0 that does not belong there.
+pub fn unexpected_on_channel_zero(name: impl Display, class_id: u16, method_id: u16) -> AmqpError {
+    hard(ReplyCode::CommandInvalid, format!("unexpected method {name} on channel 0")).in_method(class_id, method_id)
+}
+
+/// 505: a content header or body on channel 0.
+pub fn content_on_channel_zero() -> AmqpError {
+    AmqpError::unexpected_frame("content frame on channel 0")
+}
+
+/// 320: the broker is shutting down.
+pub fn broker_shutdown() -> AmqpError {
+    hard(ReplyCode::ConnectionForced, "broker shutdown")
+}
+
+/// 320: an administrator closed the connection (the management API's "close connection";
+/// RabbitMQ's default reason is [`FORCED_CLOSE_DEFAULT_REASON`]).
+pub fn connection_forced(reason: impl Display) -> AmqpError {
+    hard(ReplyCode::ConnectionForced, reason.to_string())
+}
+
+/// The reason RabbitMQ's management plugin gives when none is supplied.
+pub const FORCED_CLOSE_DEFAULT_REASON: &str = "Closed via management plugin";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +250,27 @@ mod tests {
             "PRECONDITION_FAILED - cannot switch from tx to confirm mode"
         );
         assert_eq!(reserved_prefix("queue", "amq.q").code, ReplyCode::AccessRefused);
+    }
+
+    #[test]
+    fn connection_errors_close_the_connection() {
+        let forced = connection_forced(FORCED_CLOSE_DEFAULT_REASON);
+        assert!(forced.is_connection_error());
+        assert_eq!(forced.reply_text().to_string(), "CONNECTION_FORCED - Closed via management plugin");
+        assert_eq!(broker_shutdown().reply_text().to_string(), "CONNECTION_FORCED - broker shutdown");
+        let refused = login_refused("PLAIN");
+        assert!(refused.is_connection_error());
+        assert_eq!((refused.class_id, refused.method_id), (10, 11));
+        assert_eq!(
+            refused.reply_text().to_string(),
+            "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker \
+             logfile."
+        );
+        assert_eq!(
+            frame_max_too_small(512, 4096).reply_text().to_string(),
+            "NOT_ALLOWED - frame_max=512 < 4096 min size"
+        );
+        assert!(content_on_channel_zero().is_connection_error());
+        assert!(sasl_malformed("malformed PLAIN response").is_connection_error());
     }
 }

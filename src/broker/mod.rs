@@ -2,6 +2,7 @@
 //! the server's channels drive it, and it reaches consumers through [`queue::ConsumerSink`].
 
 pub mod alarms;
+pub mod connections;
 pub mod dead_letter;
 pub mod dedup;
 pub mod definitions;
@@ -28,6 +29,7 @@ use dashmap::DashMap;
 use crate::auth::Users;
 use crate::protocol::ShortStr;
 use crate::store::{Definitions, StoreError, StoreHandle};
+pub use connections::ConnectionGuard;
 use memory::Paging;
 use reply_to::ReplyConsumers;
 pub use reply_to::{REPLY_TO_PREFIX, REPLY_TO_QUEUE};
@@ -83,7 +85,8 @@ pub struct Broker {
     paging: Arc<Paging>,
     /// Flips to true when the broker is shutting down; connections watch it.
     shutdown: tokio::sync::watch::Sender<bool>,
-    connections: std::sync::atomic::AtomicUsize,
+    /// Live connections and their channels; also counts connection tasks.
+    connections: Arc<connections::Connections>,
     /// Direct reply-to consumers by the key in their reply address.
     replies: Arc<ReplyConsumers>,
     pub users: Users,
@@ -132,7 +135,7 @@ impl Broker {
             storage: storage.clone(),
             paging: Arc::new(Paging::new(limits.queue_memory_window, limits.transient_memory_limit)),
             shutdown: tokio::sync::watch::channel(false).0,
-            connections: std::sync::atomic::AtomicUsize::new(0),
+            connections: Arc::default(),
             replies: Arc::default(),
             users: Users::with_default_guest(),
             disk_free_limit: AtomicU64::new(limits.disk_free_limit),
@@ -185,14 +188,19 @@ impl Broker {
         self.shutdown.send_replace(true);
     }
 
-    /// Counts a live connection until the guard drops.
-    pub fn connection_guard(self: &Arc<Self>) -> ConnectionGuard {
-        self.connections.fetch_add(1, Ordering::AcqRel);
-        ConnectionGuard(self.clone())
+    /// Counts a live connection until the guard drops (and lists it once registered).
+    pub fn connection_guard(&self) -> ConnectionGuard {
+        self.connections.guard()
     }
 
+    /// Connection tasks running, including those still in their handshake.
     pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Acquire)
+        self.connections.task_count()
+    }
+
+    /// The registry of live connections and channels (list, inspect, close).
+    pub fn connections(&self) -> &connections::Connections {
+        &self.connections
     }
 
     /// Shutdown: stops routing delayed messages (they stay held), then waits until everything
@@ -276,14 +284,5 @@ async fn monitor_resources(broker: std::sync::Weak<Broker>) {
         if *stop.borrow() {
             return;
         }
-    }
-}
-
-/// Keeps [`Broker::connection_count`] honest however a connection task ends.
-pub struct ConnectionGuard(Arc<Broker>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -1,85 +1,36 @@
-//! One client connection: protocol header, handshake, then the read loop that hands frames to
-//! channels; and the teardown that requeues unacked messages and deletes exclusive queues
-//! whichever way the connection ends.
+//! One client connection after its protocol header: the handshake (`handshake.rs`), then the
+//! read loop that hands frames to channels; close handling; and the teardown that requeues
+//! unacked messages and deletes exclusive queues whichever way the connection ends.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 use crate::broker::alarms::AlarmSet;
+use crate::broker::connections::{ChannelView, ConnectionStats};
 use crate::broker::timer::now_ms;
-use crate::broker::Broker;
+use crate::broker::{errors, Broker};
 use crate::protocol::methods::*;
-use crate::protocol::{
-    check_protocol_header, constants, decode_frame, AmqpError, FieldTable, FieldValue, Frame, LongStr, Method,
-    ProtocolHeader, ReplyCode, ShortStr, PROTOCOL_HEADER,
-};
+use crate::protocol::{decode_frame, AmqpError, Frame, Method, ShortStr, PROTOCOL_HEADER};
 use crate::server::channel::Channel;
+use crate::server::frames::{ConnError, FrameReader, Read};
+pub use crate::server::handshake::HANDSHAKE_TIMEOUT;
+use crate::server::handshake::{handshake, read_protocol_header, Origin};
 use crate::server::outbound::Outbound;
-use crate::server::session::{ClientCapabilities, Session};
+use crate::server::session::Session;
+use crate::server::transport::Transport;
 
-/// How long a client has for the whole handshake (RabbitMQ's `handshake_timeout`).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long we wait for `connection.close-ok` after closing a connection on an error.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Reads whole frames off the socket.
-struct FrameReader {
-    socket: OwnedReadHalf,
-    buf: BytesMut,
-    frame_max: u32,
-    last_read: Instant,
-}
-
-enum Read {
-    Frame(Frame),
-    Eof,
-}
-
-impl FrameReader {
-    async fn next(&mut self) -> Result<Read, ConnError> {
-        loop {
-            if let Some(frame) = decode_frame(&mut self.buf, self.frame_max)? {
-                return Ok(Read::Frame(frame));
-            }
-            if !self.fill().await? {
-                return Ok(Read::Eof);
-            }
-        }
-    }
-
-    /// Reads more bytes; false at end of stream.
-    async fn fill(&mut self) -> Result<bool, ConnError> {
-        self.buf.reserve(64 * 1024);
-        let n = self.socket.read_buf(&mut self.buf).await.map_err(ConnError::Io)?;
-        self.last_read = Instant::now();
-        Ok(n > 0)
-    }
-}
-
-#[derive(Debug)]
-enum ConnError {
-    Io(std::io::Error),
-    Amqp(AmqpError),
-    /// The peer went away or broke the handshake in a way that deserves no reply.
-    Gone(&'static str),
-}
-
-impl From<AmqpError> for ConnError {
-    fn from(e: AmqpError) -> Self {
-        ConnError::Amqp(e)
-    }
-}
-
-pub async fn serve_connection(broker: Arc<Broker>, mut socket: TcpStream, peer: SocketAddr) {
-    let _counted = broker.connection_guard();
+/// Serves one client on `socket` (TCP, or any [`Transport`]) until the connection ends.
+pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, peer: SocketAddr) {
+    let mut guard = broker.connection_guard();
+    let connected_at = now_ms();
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_protocol_header(&mut socket)).await {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => {
@@ -91,46 +42,50 @@ pub async fn serve_connection(broker: Arc<Broker>, mut socket: TcpStream, peer: 
         Ok(Err(e)) => return debug!(%peer, error = %e, "connection lost before the protocol header"),
         Err(_) => return info!(%peer, "closing connection: no protocol header within {HANDSHAKE_TIMEOUT:?}"),
     }
-    let (read_half, write_half) = socket.into_split();
+    let origin = Origin {
+        peer,
+        local: socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        connected_at,
+        stats: Arc::new(ConnectionStats::default()),
+    };
+    let (read_half, write_half) = socket.into_halves();
     let outbound = Arc::new(Outbound::default());
-    let mut reader = FrameReader {
-        socket: read_half,
-        buf: BytesMut::with_capacity(64 * 1024),
-        frame_max: broker.limits.frame_max,
-        last_read: Instant::now(),
-    };
+    let mut reader = FrameReader::new(read_half, broker.limits.frame_max, origin.stats.clone());
 
-    let writer = tokio::spawn(outbound.clone().run_writer(write_half));
+    let writer = tokio::spawn(outbound.clone().run_writer(write_half, origin.stats.clone()));
 
-    let session = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&broker, &mut reader, &outbound, peer)).await
-    {
-        Ok(Ok(s)) => Arc::new(s),
-        Ok(Err(e)) => {
-            fail_handshake(e, &mut reader, &outbound, peer).await;
-            outbound.close();
-            let _ = writer.await;
-            return;
-        }
-        Err(_) => {
-            info!(%peer, "closing connection: handshake not completed within {HANDSHAKE_TIMEOUT:?}");
-            outbound.close();
-            let _ = writer.await;
-            return;
-        }
-    };
+    let session =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&broker, &mut reader, &outbound, &origin)).await {
+            Ok(Ok(s)) => Arc::new(s),
+            Ok(Err(e)) => {
+                fail_handshake(e, &mut reader, &outbound, peer).await;
+                outbound.close();
+                let _ = writer.await;
+                return;
+            }
+            Err(_) => {
+                info!(%peer, "closing connection: handshake not completed within {HANDSHAKE_TIMEOUT:?}");
+                outbound.close();
+                let _ = writer.await;
+                return;
+            }
+        };
     let heartbeat = Duration::from_secs(u64::from(session.heartbeat));
     outbound.set_heartbeat(heartbeat);
     info!(%peer, user = %session.user, vhost = %session.vhost.name, conn = session.id, "connection opened");
+    let close_requests = session.registry.close_requests();
+    guard.register(session.registry.clone());
 
     let mut conn = Connection {
         session: session.clone(),
         channels: HashMap::default(),
         closing: HashSet::new(),
         peer,
-        published: false,
+        published: 0,
         alarms: broker.alarms.subscribe(),
     };
-    let end = conn.run(&mut reader, heartbeat, broker.shutdown_signal()).await;
+    let stop = Stop { shutdown: broker.shutdown_signal(), close_requests };
+    let end = conn.run(&mut reader, heartbeat, stop).await;
     conn.teardown();
     match end {
         Ok(()) => info!(%peer, conn = session.id, "connection closed"),
@@ -144,23 +99,6 @@ pub async fn serve_connection(broker: Arc<Broker>, mut socket: TcpStream, peer: 
     }
     outbound.close();
     let _ = writer.await;
-}
-
-async fn read_protocol_header(socket: &mut TcpStream) -> std::io::Result<bool> {
-    let mut buf = [0u8; 8];
-    let mut have = 0;
-    loop {
-        match check_protocol_header(&buf[..have]) {
-            ProtocolHeader::Incomplete => {}
-            ProtocolHeader::Accepted => return Ok(true),
-            ProtocolHeader::Refused => return Ok(false),
-        }
-        let n = socket.read(&mut buf[have..]).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        have += n;
-    }
 }
 
 /// Reads frames until `connection.close-ok` (or EOF, or a few seconds).
@@ -189,178 +127,24 @@ async fn fail_handshake(e: ConnError, reader: &mut FrameReader, outbound: &Outbo
     }
 }
 
-fn server_properties() -> FieldTable {
-    let s = |v: &str| FieldValue::from(v);
-    let mut caps = FieldTable::new();
-    for cap in [
-        "publisher_confirms",
-        "exchange_exchange_bindings",
-        "basic.nack",
-        "consumer_cancel_notify",
-        "connection.blocked",
-        "consumer_priorities",
-        "authentication_failure_close",
-        "per_consumer_qos",
-        "direct_reply_to",
-    ] {
-        caps.insert(ShortStr::from_static(cap), FieldValue::Bool(true));
-    }
-    let mut p = FieldTable::new();
-    p.insert(ShortStr::from_static("capabilities"), FieldValue::Table(caps));
-    p.insert(ShortStr::from_static("cluster_name"), s("warren"));
-    p.insert(ShortStr::from_static("copyright"), s("Copyright (c) the Warren authors"));
-    p.insert(ShortStr::from_static("information"), s("Licensed under the Apache License 2.0"));
-    p.insert(ShortStr::from_static("platform"), s(concat!("Rust ", env!("CARGO_PKG_RUST_VERSION"))));
-    p.insert(ShortStr::from_static("product"), s("Warren"));
-    p.insert(ShortStr::from_static("version"), s(env!("CARGO_PKG_VERSION")));
-    p
+/// What ends a connection from outside: the broker shutting down, or a close request through
+/// the connection registry (the management API's "close connection").
+struct Stop {
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    close_requests: tokio::sync::watch::Receiver<Option<String>>,
 }
 
-async fn expect_method(reader: &mut FrameReader, what: &'static str) -> Result<Method, ConnError> {
-    loop {
-        match reader.next().await? {
-            Read::Eof => return Err(ConnError::Gone("client closed the socket during the handshake")),
-            Read::Frame(Frame::Heartbeat) => continue,
-            Read::Frame(Frame::Method { channel: 0, method }) => return Ok(method),
-            Read::Frame(_) => {
-                return Err(
-                    AmqpError::connection(ReplyCode::CommandInvalid, format!("expected {what} on channel 0")).into()
-                )
+impl Stop {
+    /// Resolves with the error to close the connection with, once either happens.
+    async fn wait(&mut self) -> AmqpError {
+        tokio::select! {
+            _ = self.shutdown.wait_for(|stopping| *stopping) => errors::broker_shutdown(),
+            // (An `Err` cannot happen: the registry entry lives as long as the session.)
+            Ok(reason) = self.close_requests.wait_for(Option::is_some) => {
+                errors::connection_forced(reason.as_deref().unwrap_or_default())
             }
         }
     }
-}
-
-fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
-    let caps = match props.get("capabilities") {
-        Some(FieldValue::Table(t)) => t.clone(),
-        _ => FieldTable::new(),
-    };
-    let on = |k: &str| matches!(caps.get(k), Some(FieldValue::Bool(true)));
-    ClientCapabilities {
-        consumer_cancel_notify: on("consumer_cancel_notify"),
-        authentication_failure_close: on("authentication_failure_close"),
-        publisher_confirms: on("publisher_confirms"),
-        connection_blocked: on("connection.blocked"),
-    }
-}
-
-/// Splits a SASL response into user and password.
-fn credentials(mechanism: &ShortStr, response: &LongStr) -> Result<(String, String), AmqpError> {
-    let refused = |why: &str| AmqpError::connection(ReplyCode::AccessRefused, why.to_string());
-    match mechanism.as_bytes() {
-        b"PLAIN" => {
-            // authzid \0 authcid \0 password
-            let mut parts = response.as_bytes().splitn(3, |&b| b == 0);
-            let (_authz, user, pass) = (parts.next(), parts.next(), parts.next());
-            match (user, pass) {
-                (Some(u), Some(p)) => {
-                    Ok((String::from_utf8_lossy(u).into_owned(), String::from_utf8_lossy(p).into_owned()))
-                }
-                _ => Err(refused("malformed PLAIN response")),
-            }
-        }
-        b"AMQPLAIN" => {
-            let t = FieldTable::decode_entries(&Bytes::copy_from_slice(response.as_bytes()))
-                .map_err(|_| refused("malformed AMQPLAIN response"))?;
-            let get = |k| t.get(k).and_then(|v| v.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned());
-            match (get("LOGIN"), get("PASSWORD")) {
-                (Some(u), Some(p)) => Ok((u, p)),
-                _ => Err(refused("AMQPLAIN response without LOGIN and PASSWORD")),
-            }
-        }
-        other => Err(AmqpError::connection(
-            ReplyCode::CommandInvalid,
-            format!("unknown authentication mechanism '{}'", String::from_utf8_lossy(other)),
-        )),
-    }
-}
-
-async fn handshake(
-    broker: &Arc<Broker>,
-    reader: &mut FrameReader,
-    outbound: &Arc<Outbound>,
-    peer: SocketAddr,
-) -> Result<Session, ConnError> {
-    outbound.send_method(
-        0,
-        &Method::ConnectionStart(ConnectionStart {
-            version_major: 0,
-            version_minor: 9,
-            server_properties: server_properties(),
-            mechanisms: LongStr::from("PLAIN AMQPLAIN"),
-            locales: LongStr::from("en_US"),
-        }),
-    );
-    let Method::ConnectionStartOk(start_ok) = expect_method(reader, "connection.start-ok").await? else {
-        return Err(AmqpError::connection(ReplyCode::CommandInvalid, "expected connection.start-ok").into());
-    };
-    let capabilities = client_capabilities(&start_ok.client_properties);
-    let (user, password) = credentials(&start_ok.mechanism, &start_ok.response)?;
-    if let Err(why) = broker.users.authenticate(&user, &password, peer.ip()) {
-        warn!(%peer, %user, mechanism = %start_ok.mechanism, reason = ?why, "login refused");
-        if !capabilities.authentication_failure_close {
-            return Err(ConnError::Gone("login refused (client cannot take connection.close for it)"));
-        }
-        return Err(AmqpError::connection(
-            ReplyCode::AccessRefused,
-            format!(
-                "Login was refused using authentication mechanism {}. For details see the broker logfile.",
-                start_ok.mechanism
-            ),
-        )
-        .in_method(10, 11)
-        .into());
-    }
-
-    let limits = &broker.limits;
-    outbound.send_method(
-        0,
-        &Method::ConnectionTune(ConnectionTune {
-            channel_max: limits.channel_max,
-            frame_max: limits.frame_max,
-            heartbeat: limits.heartbeat,
-        }),
-    );
-    let Method::ConnectionTuneOk(tune) = expect_method(reader, "connection.tune-ok").await? else {
-        return Err(AmqpError::connection(ReplyCode::CommandInvalid, "expected connection.tune-ok").into());
-    };
-    let not_allowed = |m: String| AmqpError::connection(ReplyCode::NotAllowed, m).in_method(10, 31);
-    if tune.frame_max != 0 && tune.frame_max < constants::FRAME_MIN_SIZE {
-        return Err(
-            not_allowed(format!("frame_max={} < {} min size", tune.frame_max, constants::FRAME_MIN_SIZE)).into()
-        );
-    }
-    if tune.frame_max > limits.frame_max {
-        return Err(not_allowed(format!("frame_max={} > {} max size", tune.frame_max, limits.frame_max)).into());
-    }
-    if tune.channel_max > limits.channel_max {
-        return Err(not_allowed(format!("channel_max={} > {} max size", tune.channel_max, limits.channel_max)).into());
-    }
-    let frame_max = if tune.frame_max == 0 { limits.frame_max } else { tune.frame_max };
-    let channel_max = if tune.channel_max == 0 { limits.channel_max } else { tune.channel_max };
-    reader.frame_max = frame_max;
-
-    let Method::ConnectionOpen(open) = expect_method(reader, "connection.open").await? else {
-        return Err(AmqpError::connection(ReplyCode::CommandInvalid, "expected connection.open").into());
-    };
-    let Some(vhost) = broker.vhost(&open.virtual_host) else {
-        return Err(AmqpError::connection(ReplyCode::NotAllowed, format!("vhost {} not found", open.virtual_host))
-            .in_method(10, 40)
-            .into());
-    };
-    outbound.send_method(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
-    Ok(Session {
-        id: broker.next_connection_id(),
-        broker: broker.clone(),
-        vhost,
-        user,
-        outbound: outbound.clone(),
-        frame_max,
-        channel_max,
-        heartbeat: tune.heartbeat,
-        capabilities,
-    })
 }
 
 struct Connection {
@@ -369,18 +153,13 @@ struct Connection {
     /// Channels we closed on an error, waiting for the client's `channel.close-ok`.
     closing: HashSet<u16>,
     peer: SocketAddr,
-    /// A `basic.publish` arrived since the last read: under an alarm, this connection blocks.
-    published: bool,
+    /// `basic.publish`es since the last read: under an alarm, this connection blocks.
+    published: u64,
     alarms: tokio::sync::watch::Receiver<AlarmSet>,
 }
 
 impl Connection {
-    async fn run(
-        &mut self,
-        reader: &mut FrameReader,
-        heartbeat: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), ConnError> {
+    async fn run(&mut self, reader: &mut FrameReader, heartbeat: Duration, mut stop: Stop) -> Result<(), ConnError> {
         // Two missed heartbeat intervals without a byte from the client and it is gone.
         let check_every = if heartbeat.is_zero() { Duration::from_secs(3600) } else { heartbeat };
         let mut ticker = tokio::time::interval(check_every);
@@ -391,16 +170,21 @@ impl Connection {
         tokio::pin!(ack_timer);
         let mut armed_for: Option<u64> = None;
         loop {
+            let mut frames = 0;
             while let Some(frame) = decode_frame(&mut reader.buf, reader.frame_max)? {
+                frames += 1;
                 if self.handle(frame)? {
+                    self.session.registry.stats.read_batch(frames, self.published);
                     return Ok(());
                 }
             }
             for ch in self.channels.values_mut() {
                 ch.flush_confirms();
             }
-            if std::mem::take(&mut self.published) && self.alarms.borrow().any() {
-                self.block(reader, &mut shutdown).await?;
+            let published = std::mem::take(&mut self.published);
+            self.session.registry.stats.read_batch(frames, published);
+            if published > 0 && self.alarms.borrow().any() {
+                self.block(reader, &mut stop).await?;
             }
             // Back-pressure: a client that does not read what we send gets nothing more read.
             if self.session.outbound.is_congested() {
@@ -427,9 +211,7 @@ impl Connection {
                         return Err(ConnError::Gone("client closed the socket"));
                     }
                 }
-                _ = shutdown.wait_for(|stopping| *stopping) => {
-                    return Err(AmqpError::connection(ReplyCode::ConnectionForced, "broker shutdown").into());
-                }
+                e = stop.wait() => return Err(e.into()),
                 _ = ticker.tick() => {
                     if !heartbeat.is_zero() && reader.last_read.elapsed() > heartbeat * 2 {
                         return Err(ConnError::Gone("missed heartbeats from client"));
@@ -441,11 +223,7 @@ impl Connection {
 
     /// Stops reading from a publisher while a resource alarm is raised (RabbitMQ's flow for
     /// its disk and memory alarms), telling the client if it understands `connection.blocked`.
-    async fn block(
-        &mut self,
-        reader: &mut FrameReader,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), ConnError> {
+    async fn block(&mut self, reader: &mut FrameReader, stop: &mut Stop) -> Result<(), ConnError> {
         let reason = self.alarms.borrow().reason();
         info!(peer = %self.peer, conn = self.session.id, reason, "connection blocked: not reading until the alarm clears");
         let tell = self.session.capabilities.connection_blocked;
@@ -459,9 +237,7 @@ impl Connection {
                     return Err(ConnError::Gone("broker stopped"));
                 }
             }
-            _ = shutdown.wait_for(|stopping| *stopping) => {
-                return Err(AmqpError::connection(ReplyCode::ConnectionForced, "broker shutdown").into());
-            }
+            e = stop.wait() => return Err(e.into()),
         }
         if tell {
             self.session.outbound.send_method(0, &Method::ConnectionUnblocked(ConnectionUnblocked {}));
@@ -475,7 +251,7 @@ impl Connection {
     /// Handles one frame; true when the connection is done (client closed it).
     fn handle(&mut self, frame: Frame) -> Result<bool, ConnError> {
         if let Frame::Method { method: Method::BasicPublish(_), .. } = &frame {
-            self.published = true;
+            self.published += 1;
         }
         let channel = frame.channel();
         if channel == 0 {
@@ -501,6 +277,7 @@ impl Connection {
             Frame::Method { method: Method::ChannelClose(_), .. } => {
                 ch.close();
                 self.channels.remove(&channel);
+                self.session.registry.remove_channel(channel);
                 self.session.outbound.send_method(channel, &Method::ChannelCloseOk(ChannelCloseOk {}));
                 Ok(false)
             }
@@ -520,6 +297,7 @@ impl Connection {
     /// sent `channel.close`; frames for it are then dropped until `channel.close-ok`.
     fn close_channel_on_error(&mut self, channel: u16, e: AmqpError) {
         let Some(mut ch) = self.channels.remove(&channel) else { return };
+        self.session.registry.remove_channel(channel);
         info!(peer = %self.peer, conn = self.session.id, channel, error = %e, "closing channel");
         ch.flush_confirms();
         ch.close();
@@ -540,17 +318,15 @@ impl Connection {
 
     fn open_channel(&mut self, channel: u16, frame: Frame) -> Result<(), ConnError> {
         let Frame::Method { method: Method::ChannelOpen(_), .. } = frame else {
-            return Err(AmqpError::connection(ReplyCode::ChannelError, "expected 'channel.open'").into());
+            return Err(errors::expected_channel_open().into());
         };
         if channel > self.session.channel_max {
-            return Err(AmqpError::connection(
-                ReplyCode::NotAllowed,
-                format!("channel number {channel} exceeds the negotiated channel_max ({})", self.session.channel_max),
-            )
-            .in_method(20, 10)
-            .into());
+            return Err(errors::channel_max_exceeded(channel, self.session.channel_max).into());
         }
-        self.channels.insert(channel, Channel::new(channel, self.session.clone()));
+        let ch = Channel::new(channel, self.session.clone());
+        let view: Weak<dyn ChannelView> = Arc::downgrade(&ch.shared) as Weak<dyn ChannelView>;
+        self.session.registry.add_channel(channel, view);
+        self.channels.insert(channel, ch);
         self.session.outbound.send_method(channel, &Method::ChannelOpenOk(ChannelOpenOk {}));
         Ok(())
     }
@@ -570,23 +346,19 @@ impl Connection {
                 self.session.outbound.send_method(0, &Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk {}));
                 Ok(false)
             }
-            Frame::Method { method, .. } => Err(AmqpError::connection(
-                ReplyCode::CommandInvalid,
-                format!("unexpected method {} on channel 0", method.name()),
-            )
-            .in_method(method.class_id(), method.method_id())
-            .into()),
-            Frame::Header { .. } | Frame::Body { .. } => {
-                Err(AmqpError::unexpected_frame("content frame on channel 0").into())
+            Frame::Method { method, .. } => {
+                Err(errors::unexpected_on_channel_zero(method.name(), method.class_id(), method.method_id()).into())
             }
+            Frame::Header { .. } | Frame::Body { .. } => Err(errors::content_on_channel_zero().into()),
         }
     }
 
     /// Whatever way the connection ends: channels closed (unacked messages requeued, consumers
     /// cancelled) and the connection's exclusive queues deleted. Safe to call twice.
     fn teardown(&mut self) {
-        for (_, mut ch) in self.channels.drain() {
+        for (number, mut ch) in self.channels.drain() {
             ch.close();
+            self.session.registry.remove_channel(number);
         }
         for q in self.session.vhost.exclusive_queues_of(self.session.id) {
             self.session.vhost.remove_queue(&q);

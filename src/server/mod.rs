@@ -4,8 +4,11 @@
 pub mod channel;
 pub mod confirms;
 pub mod connection;
+mod frames;
+mod handshake;
 pub mod listener;
 pub mod outbound;
 pub mod session;
+pub mod transport;
 
 pub use listener::{serve, Listener};

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tracing::debug;
 
+use crate::broker::connections::ConnectionStats;
 use crate::broker::queue::Queue;
 use crate::protocol::{encode_heartbeat, encode_method, Method};
+use crate::server::transport::BoxWrite;
 
 pub const HIGH_WATER: usize = 1024 * 1024;
 pub const LOW_WATER: usize = 256 * 1024;
@@ -107,8 +108,9 @@ impl Outbound {
     }
 
     /// The writer task: drains the buffer to the socket; sends a heartbeat when nothing else
-    /// went out for half the heartbeat interval.
-    pub async fn run_writer(self: Arc<Self>, mut socket: OwnedWriteHalf) {
+    /// went out for half the heartbeat interval. Counts the bytes written in `stats`, once per
+    /// batch.
+    pub async fn run_writer(self: Arc<Self>, mut socket: BoxWrite, stats: Arc<ConnectionStats>) {
         loop {
             let chunk = {
                 let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
@@ -121,6 +123,7 @@ impl Outbound {
                     debug!(error = %e, "write failed; closing the connection's writer");
                     break;
                 }
+                stats.sent(chunk.len());
                 self.after_drain();
                 continue;
             }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::broker::connections::ConnectionEntry;
 use crate::broker::{Broker, VHost};
 use crate::server::outbound::Outbound;
 
@@ -27,4 +28,7 @@ pub struct Session {
     /// Negotiated heartbeat interval in seconds (0 = off).
     pub heartbeat: u16,
     pub capabilities: ClientCapabilities,
+    /// This connection's entry in the broker's registry: its channels, counters and close
+    /// requests.
+    pub registry: Arc<ConnectionEntry>,
 }

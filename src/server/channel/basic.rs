@@ -1,6 +1,7 @@
 //! The `basic` class apart from publishing and settling: prefetch (`basic.qos`), consumers
 //! (`basic.consume`, `basic.cancel`, direct reply-to's pseudo-queue) and `basic.get`.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::deliveries::ConsumerEntry;
@@ -19,7 +20,7 @@ impl Channel {
         if m.global {
             self.shared.lock().global_prefetch = m.prefetch_count;
         } else {
-            self.consumer_prefetch = m.prefetch_count;
+            self.shared.consumer_prefetch.store(m.prefetch_count, Ordering::Relaxed);
         }
         self.send(Method::BasicQosOk(BasicQosOk {}));
         // A raised limit may let waiting messages through.
@@ -67,7 +68,7 @@ impl Channel {
             ConsumerEntry {
                 queue: q.clone(),
                 consumer: consumer.clone(),
-                prefetch: self.consumer_prefetch,
+                prefetch: self.shared.consumer_prefetch.load(Ordering::Relaxed),
                 unacked: 0,
             },
         );

@@ -4,10 +4,12 @@
 //! queues.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::tx::TxOp;
 use super::{Channel, Settle};
+use crate::broker::connections::{ChannelSnapshot, ChannelView};
 use crate::broker::errors;
 use crate::broker::message::Message;
 use crate::broker::queue::{Consumer, ConsumerSink, Offer, Queue, QueueArgs, QueuedMessage};
@@ -56,6 +58,12 @@ pub struct ChannelShared {
     /// The earliest ack deadline of an unacked delivery (`u64::MAX`: none). Read without the
     /// lock by the connection, which wakes up then to enforce consumer timeouts.
     pub(super) ack_deadline: std::sync::atomic::AtomicU64,
+    /// `basic.qos global=false`: the limit for consumers started after it. Written by the read
+    /// loop; an atomic so that the connection registry can read it.
+    pub(super) consumer_prefetch: AtomicU16,
+    /// `tx.select` was seen (for the connection registry; the transaction itself is the
+    /// channel's).
+    pub(super) transactional: AtomicBool,
 }
 
 impl ChannelShared {
@@ -116,6 +124,27 @@ impl ChannelShared {
         let earliest = d.unacked.iter().map(|u| u.deadline).min().unwrap_or(u64::MAX);
         self.ack_deadline.store(earliest, std::sync::atomic::Ordering::Relaxed);
         late.map(|u| errors::ack_timeout(self.id, u.timeout))
+    }
+}
+
+impl ChannelView for ChannelShared {
+    /// Taken under the delivery lock alone, then the confirm tracker's alone (never both).
+    fn snapshot(&self) -> ChannelSnapshot {
+        let (global_prefetch_count, consumer_count, messages_unacknowledged, messages_delivered) = {
+            let d = self.lock();
+            (d.global_prefetch, d.consumers.len(), d.unacked.len(), d.next_tag)
+        };
+        ChannelSnapshot {
+            number: self.id,
+            connection: self.session.id,
+            prefetch_count: self.consumer_prefetch.load(Ordering::Relaxed),
+            global_prefetch_count,
+            consumer_count,
+            messages_unacknowledged,
+            confirm: self.confirms.is_enabled(),
+            transactional: self.transactional.load(Ordering::Relaxed),
+            messages_delivered,
+        }
     }
 }
 

@@ -44,8 +44,6 @@ pub struct Channel {
     pub shared: Arc<ChannelShared>,
     content: Content,
     tx: Option<Vec<TxOp>>,
-    /// `basic.qos global=false`: the limit for consumers started after it.
-    consumer_prefetch: u16,
 }
 
 impl Channel {
@@ -59,10 +57,11 @@ impl Channel {
                 state: Mutex::new(state),
                 confirms,
                 ack_deadline: std::sync::atomic::AtomicU64::new(u64::MAX),
+                consumer_prefetch: Default::default(),
+                transactional: Default::default(),
             }),
             content: Content::Idle,
             tx: None,
-            consumer_prefetch: 0,
         }
     }
 

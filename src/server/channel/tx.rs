@@ -30,6 +30,7 @@ impl Channel {
             return Err(errors::mode_switch("confirm", "tx"));
         }
         self.tx.get_or_insert_with(Vec::new);
+        self.shared.transactional.store(true, std::sync::atomic::Ordering::Relaxed);
         self.send(Method::TxSelectOk(TxSelectOk {}));
         Ok(())
     }

@@ -1,0 +1,66 @@
+//! Whole frames off a connection's read half, and the ways reading a connection can fail.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+
+use crate::broker::connections::ConnectionStats;
+use crate::protocol::{decode_frame, AmqpError, Frame};
+use crate::server::transport::BoxRead;
+
+/// Reads whole frames off the socket.
+pub(super) struct FrameReader {
+    socket: BoxRead,
+    pub(super) buf: BytesMut,
+    pub(super) frame_max: u32,
+    pub(super) last_read: Instant,
+    /// Counts the bytes read (once per read).
+    stats: Arc<ConnectionStats>,
+}
+
+pub(super) enum Read {
+    Frame(Frame),
+    Eof,
+}
+
+impl FrameReader {
+    pub(super) fn new(socket: BoxRead, frame_max: u32, stats: Arc<ConnectionStats>) -> FrameReader {
+        FrameReader { socket, buf: BytesMut::with_capacity(64 * 1024), frame_max, last_read: Instant::now(), stats }
+    }
+
+    pub(super) async fn next(&mut self) -> Result<Read, ConnError> {
+        loop {
+            if let Some(frame) = decode_frame(&mut self.buf, self.frame_max)? {
+                return Ok(Read::Frame(frame));
+            }
+            if !self.fill().await? {
+                return Ok(Read::Eof);
+            }
+        }
+    }
+
+    /// Reads more bytes; false at end of stream.
+    pub(super) async fn fill(&mut self) -> Result<bool, ConnError> {
+        self.buf.reserve(64 * 1024);
+        let n = self.socket.read_buf(&mut self.buf).await.map_err(ConnError::Io)?;
+        self.last_read = Instant::now();
+        self.stats.received(n);
+        Ok(n > 0)
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum ConnError {
+    Io(std::io::Error),
+    Amqp(AmqpError),
+    /// The peer went away or broke the handshake in a way that deserves no reply.
+    Gone(&'static str),
+}
+
+impl From<AmqpError> for ConnError {
+    fn from(e: AmqpError) -> Self {
+        ConnError::Amqp(e)
+    }
+}

@@ -1,0 +1,205 @@
+//! A connection's opening: the protocol header, then `connection.start`/`start-ok` (SASL),
+//! `tune`/`tune-ok` and `open`/`open-ok`, each refusal with RabbitMQ's text
+//! (`broker/errors.rs`). What the client announced and what was negotiated become the
+//! connection's [`Session`] and its entry in the broker's connection registry.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tracing::warn;
+
+use crate::auth::sasl::{self, SaslError};
+use crate::broker::connections::{ConnectionEntry, ConnectionInfo, ConnectionStats, PROTOCOL};
+use crate::broker::{errors, Broker};
+use crate::protocol::methods::*;
+use crate::protocol::{
+    check_protocol_header, constants, AmqpError, FieldTable, FieldValue, Frame, LongStr, Method, ProtocolHeader,
+    ShortStr,
+};
+use crate::server::frames::{ConnError, FrameReader, Read};
+use crate::server::outbound::Outbound;
+use crate::server::session::{ClientCapabilities, Session};
+
+/// How long a client has for the whole handshake (RabbitMQ's `handshake_timeout`).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a connection comes from, known before its handshake.
+pub(super) struct Origin {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// When it was accepted (ms since the UNIX epoch).
+    pub connected_at: u64,
+    pub stats: Arc<ConnectionStats>,
+}
+
+/// Reads the 8-byte protocol header: true for AMQP 0-9-1 (or a version we accept as it).
+pub(super) async fn read_protocol_header(socket: &mut (impl AsyncRead + Unpin)) -> std::io::Result<bool> {
+    let mut buf = [0u8; 8];
+    let mut have = 0;
+    loop {
+        match check_protocol_header(&buf[..have]) {
+            ProtocolHeader::Incomplete => {}
+            ProtocolHeader::Accepted => return Ok(true),
+            ProtocolHeader::Refused => return Ok(false),
+        }
+        let n = socket.read(&mut buf[have..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        have += n;
+    }
+}
+
+fn server_properties() -> FieldTable {
+    let s = |v: &str| FieldValue::from(v);
+    let mut caps = FieldTable::new();
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "consumer_priorities",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ] {
+        caps.insert(ShortStr::from_static(cap), FieldValue::Bool(true));
+    }
+    let mut p = FieldTable::new();
+    p.insert(ShortStr::from_static("capabilities"), FieldValue::Table(caps));
+    p.insert(ShortStr::from_static("cluster_name"), s("warren"));
+    p.insert(ShortStr::from_static("copyright"), s("Copyright (c) the Warren authors"));
+    p.insert(ShortStr::from_static("information"), s("Licensed under the Apache License 2.0"));
+    p.insert(ShortStr::from_static("platform"), s(concat!("Rust ", env!("CARGO_PKG_RUST_VERSION"))));
+    p.insert(ShortStr::from_static("product"), s("Warren"));
+    p.insert(ShortStr::from_static("version"), s(env!("CARGO_PKG_VERSION")));
+    p
+}
+
+async fn expect_method(reader: &mut FrameReader, what: &'static str) -> Result<Method, ConnError> {
+    loop {
+        match reader.next().await? {
+            Read::Eof => return Err(ConnError::Gone("client closed the socket during the handshake")),
+            Read::Frame(Frame::Heartbeat) => continue,
+            Read::Frame(Frame::Method { channel: 0, method }) => return Ok(method),
+            Read::Frame(_) => return Err(errors::expected_on_channel_zero(what).into()),
+        }
+    }
+}
+
+fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
+    let caps = match props.get("capabilities") {
+        Some(FieldValue::Table(t)) => t.clone(),
+        _ => FieldTable::new(),
+    };
+    let on = |k: &str| matches!(caps.get(k), Some(FieldValue::Bool(true)));
+    ClientCapabilities {
+        consumer_cancel_notify: on("consumer_cancel_notify"),
+        authentication_failure_close: on("authentication_failure_close"),
+        publisher_confirms: on("publisher_confirms"),
+        connection_blocked: on("connection.blocked"),
+    }
+}
+
+/// Splits a SASL response into user and password, or the error that closes the connection.
+fn credentials(mechanism: &ShortStr, response: &LongStr) -> Result<(String, String), AmqpError> {
+    sasl::credentials(mechanism.as_bytes(), response.as_bytes()).map_err(|e| match e {
+        SaslError::Malformed(why) => errors::sasl_malformed(why),
+        SaslError::UnknownMechanism(name) => errors::unknown_mechanism(name),
+    })
+}
+
+/// Runs `connection.start` to `connection.open-ok`.
+pub(super) async fn handshake(
+    broker: &Arc<Broker>,
+    reader: &mut FrameReader,
+    outbound: &Arc<Outbound>,
+    origin: &Origin,
+) -> Result<Session, ConnError> {
+    let peer = origin.peer;
+    outbound.send_method(
+        0,
+        &Method::ConnectionStart(ConnectionStart {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: server_properties(),
+            mechanisms: LongStr::from(sasl::MECHANISMS),
+            locales: LongStr::from("en_US"),
+        }),
+    );
+    let Method::ConnectionStartOk(start_ok) = expect_method(reader, "connection.start-ok").await? else {
+        return Err(errors::expected_method("connection.start-ok").into());
+    };
+    let capabilities = client_capabilities(&start_ok.client_properties);
+    let (user, password) = credentials(&start_ok.mechanism, &start_ok.response)?;
+    if let Err(why) = broker.users.authenticate(&user, &password, peer.ip()) {
+        warn!(%peer, %user, mechanism = %start_ok.mechanism, reason = ?why, "login refused");
+        if !capabilities.authentication_failure_close {
+            return Err(ConnError::Gone("login refused (client cannot take connection.close for it)"));
+        }
+        return Err(errors::login_refused(&start_ok.mechanism).into());
+    }
+
+    let limits = &broker.limits;
+    outbound.send_method(
+        0,
+        &Method::ConnectionTune(ConnectionTune {
+            channel_max: limits.channel_max,
+            frame_max: limits.frame_max,
+            heartbeat: limits.heartbeat,
+        }),
+    );
+    let Method::ConnectionTuneOk(tune) = expect_method(reader, "connection.tune-ok").await? else {
+        return Err(errors::expected_method("connection.tune-ok").into());
+    };
+    if tune.frame_max != 0 && tune.frame_max < constants::FRAME_MIN_SIZE {
+        return Err(errors::frame_max_too_small(tune.frame_max, constants::FRAME_MIN_SIZE).into());
+    }
+    if tune.frame_max > limits.frame_max {
+        return Err(errors::frame_max_too_large(tune.frame_max, limits.frame_max).into());
+    }
+    if tune.channel_max > limits.channel_max {
+        return Err(errors::channel_max_too_large(tune.channel_max, limits.channel_max).into());
+    }
+    let frame_max = if tune.frame_max == 0 { limits.frame_max } else { tune.frame_max };
+    let channel_max = if tune.channel_max == 0 { limits.channel_max } else { tune.channel_max };
+    reader.frame_max = frame_max;
+
+    let Method::ConnectionOpen(open) = expect_method(reader, "connection.open").await? else {
+        return Err(errors::expected_method("connection.open").into());
+    };
+    let Some(vhost) = broker.vhost(&open.virtual_host) else {
+        return Err(errors::vhost_not_found(&open.virtual_host).into());
+    };
+    outbound.send_method(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
+    let id = broker.next_connection_id();
+    let info = ConnectionInfo {
+        id,
+        name: ConnectionInfo::name_for(peer, origin.local),
+        peer,
+        local: origin.local,
+        user: user.clone(),
+        vhost: vhost.name.clone(),
+        client_properties: start_ok.client_properties,
+        connected_at: origin.connected_at,
+        frame_max,
+        channel_max,
+        heartbeat: tune.heartbeat,
+        protocol: PROTOCOL,
+    };
+    Ok(Session {
+        id,
+        broker: broker.clone(),
+        vhost,
+        user,
+        outbound: outbound.clone(),
+        frame_max,
+        channel_max,
+        heartbeat: tune.heartbeat,
+        capabilities,
+        registry: ConnectionEntry::new(info, origin.stats.clone()),
+    })
+}
