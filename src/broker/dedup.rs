@@ -18,7 +18,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use crate::protocol::{AmqpError, FieldTable, FieldValue, ReplyCode};
+use crate::broker::errors;
+use crate::protocol::{AmqpError, FieldTable, FieldValue};
 
 pub const HEADER: &str = "x-deduplication-header";
 
@@ -85,22 +86,14 @@ fn positive(arguments: &FieldTable, key: &str) -> Result<Option<u64>, AmqpError>
     let Some(v) = arguments.get(key) else { return Ok(None) };
     match v.as_integer() {
         Some(n) if n > 0 => Ok(Some(n as u64)),
-        _ => Err(AmqpError::new(
-            ReplyCode::PreconditionFailed,
-            format!("Invalid argument, '{key}' must be an integer greater than 0"),
-        )),
+        _ => Err(errors::invalid_cache_arg(key, false)),
     }
 }
 
 impl SeenCache {
     /// Reads `x-cache-size` (required) and `x-cache-ttl` with the plugin's texts for bad ones.
     pub fn from_arguments(arguments: &FieldTable) -> Result<SeenCache, AmqpError> {
-        let missing = || {
-            AmqpError::new(
-                ReplyCode::PreconditionFailed,
-                "Missing or invalid argument, 'x-cache-size' must be an integer greater than 0",
-            )
-        };
+        let missing = || errors::invalid_cache_arg("x-cache-size", true);
         let size = positive(arguments, "x-cache-size").map_err(|_| missing())?.ok_or_else(missing)?;
         let ttl = positive(arguments, "x-cache-ttl")?;
         Ok(SeenCache { size: size.min(usize::MAX as u64) as usize, ttl, state: Mutex::default() })

@@ -228,6 +228,54 @@ pub fn connection_forced(reason: impl Display) -> AmqpError {
 /// The reason RabbitMQ's management plugin gives when none is supplied.
 pub const FORCED_CLOSE_DEFAULT_REASON: &str = "Closed via management plugin";
 
+/// 406: a queue argument out of range or of the wrong kind; `detail` is printed as Erlang
+/// prints the reason term (`{value_zero,0}`, `"expected integer, got longstr"`).
+pub fn invalid_queue_arg(key: &str, queue: &str, vhost: &str, detail: impl Display) -> AmqpError {
+    precondition(format!("invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {detail}"))
+}
+
+/// 406: an argument of the wrong AMQP type (`x-dead-letter-exchange` that is not a string).
+pub fn invalid_queue_arg_type(key: &str, type_name: &str, queue: &str, vhost: &str) -> AmqpError {
+    precondition(format!("invalid type '{type_name}' for arg '{key}' in queue '{queue}' in vhost '{vhost}'"))
+}
+
+/// 406: a binding's `x-match` (or another binding argument) the headers exchange refuses.
+pub fn invalid_binding(text: String) -> AmqpError {
+    precondition(text)
+}
+
+/// 406, the message-deduplication plugin's texts: `x-cache-size`/`x-cache-ttl` not a positive
+/// integer (`required`: `x-cache-size`, which must be there).
+pub fn invalid_cache_arg(key: &str, required: bool) -> AmqpError {
+    let prefix = if required { "Missing or invalid argument" } else { "Invalid argument" };
+    precondition(format!("{prefix}, '{key}' must be an integer greater than 0"))
+}
+
+/// 406, the delayed-message plugin's text for a missing or unusable `x-delayed-type`.
+pub fn invalid_delayed_type(text: &'static str) -> AmqpError {
+    precondition(text.into())
+}
+
+/// 530: `basic.consume` with a consumer tag the channel already uses (a connection error).
+pub fn consumer_tag_reused(tag: impl Display) -> AmqpError {
+    AmqpError::connection(ReplyCode::NotAllowed, format!("attempt to reuse consumer tag '{tag}'"))
+}
+
+/// 541: a transaction's persistent messages could not be written (closes the connection).
+pub fn tx_write_failed() -> AmqpError {
+    AmqpError::connection(ReplyCode::InternalError, "could not write the transaction to disk")
+}
+
+/// 504: `channel.open` on a channel that is open.
+pub fn channel_already_open() -> AmqpError {
+    AmqpError::new(ReplyCode::ChannelError, "second 'channel.open' seen").in_method(20, 10)
+}
+
+/// 503: a method a channel does not take.
+pub fn unimplemented_method(name: impl Display) -> AmqpError {
+    AmqpError::new(ReplyCode::CommandInvalid, format!("unimplemented method {name}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -286,8 +286,7 @@ impl VHost {
     ) -> Result<(), AmqpError> {
         let x = self.binding_source(source)?;
         if x.routing_kind() == ExchangeKind::Headers {
-            headers::XMatch::from_arguments(&arguments)
-                .map_err(|e| AmqpError::new(crate::protocol::ReplyCode::PreconditionFailed, e))?;
+            headers::XMatch::from_arguments(&arguments).map_err(errors::invalid_binding)?;
         }
         let binding = Binding { destination, routing_key, arguments };
         if x.has_binding(&binding) {

@@ -19,7 +19,8 @@
 //! - A delayed message is delivered with `x-delay` = -delay (a signed 32-bit integer, 64-bit
 //!   when -delay does not fit), so a delayed exchange it reaches later does not hold it again.
 
-use crate::protocol::{AmqpError, BasicProperties, FieldTable, FieldValue, ReplyCode, ShortStr};
+use crate::broker::errors;
+use crate::protocol::{AmqpError, BasicProperties, FieldTable, FieldValue, ShortStr};
 
 use super::ExchangeKind;
 
@@ -35,21 +36,16 @@ pub const MAX_DELAY_MS: u64 = u32::MAX as u64;
 /// The routing type an `x-delayed-message` exchange declared with `arguments` uses.
 pub fn routing_type(arguments: &FieldTable) -> Result<ExchangeKind, AmqpError> {
     let Some(name) = arguments.get(ROUTING_TYPE_ARG).and_then(FieldValue::as_bytes) else {
-        return Err(AmqpError::new(
-            ReplyCode::PreconditionFailed,
+        return Err(errors::invalid_delayed_type(
             "Invalid argument, 'x-delayed-type' must be an existing exchange type",
         ));
     };
     match ExchangeKind::parse(name) {
-        Some(ExchangeKind::Delayed) => Err(AmqpError::new(
-            ReplyCode::PreconditionFailed,
+        Some(ExchangeKind::Delayed) => Err(errors::invalid_delayed_type(
             "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
         )),
         Some(kind) => Ok(kind),
-        None => Err(AmqpError::new(
-            ReplyCode::CommandInvalid,
-            format!("unknown exchange type '{}'", String::from_utf8_lossy(name)),
-        )),
+        None => Err(errors::unknown_exchange_type(String::from_utf8_lossy(name))),
     }
 }
 

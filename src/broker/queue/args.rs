@@ -3,8 +3,9 @@
 //! into typed settings. Unknown arguments are ignored, as RabbitMQ does.
 
 use super::QueuedMessage;
+use crate::broker::errors;
 use crate::broker::message::{Message, MAX_EXPIRY_MS};
-use crate::protocol::{AmqpError, BasicProperties, FieldTable, FieldValue, ReplyCode, ShortStr};
+use crate::protocol::{AmqpError, BasicProperties, FieldTable, FieldValue, ShortStr};
 
 /// What happens to a publish that would take a queue past `x-max-length(-bytes)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,10 +97,7 @@ impl QueueArgs {
 
 /// RabbitMQ's `invalid arg` error; `detail` is printed as Erlang prints the reason term.
 fn invalid(key: &str, queue: &str, vhost: &str, detail: impl std::fmt::Display) -> AmqpError {
-    AmqpError::new(
-        ReplyCode::PreconditionFailed,
-        format!("invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {detail}"),
-    )
+    errors::invalid_queue_arg(key, queue, vhost, detail)
 }
 
 /// An integer argument (any integer type; RabbitMQ refuses floats, strings and timestamps).
@@ -156,12 +154,11 @@ impl QueueArgs {
         }
         if let Some(v) = args.get("x-dead-letter-exchange") {
             let FieldValue::LongStr(name) = v else {
-                return Err(AmqpError::new(
-                    ReplyCode::PreconditionFailed,
-                    format!(
-                        "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{queue}' in vhost '{vhost}'",
-                        v.rabbit_type_name()
-                    ),
+                return Err(errors::invalid_queue_arg_type(
+                    "x-dead-letter-exchange",
+                    v.rabbit_type_name(),
+                    queue,
+                    vhost,
                 ));
             };
             out.dead_letter_exchange =

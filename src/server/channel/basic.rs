@@ -10,7 +10,7 @@ use crate::broker::errors;
 use crate::broker::queue::{consumer_priority, ConsumeRefused, Consumer, ConsumerSink, Queue};
 use crate::broker::REPLY_TO_QUEUE;
 use crate::protocol::methods::*;
-use crate::protocol::{encode_content, AmqpError, Method, ReplyCode};
+use crate::protocol::{encode_content, AmqpError, Method};
 
 impl Channel {
     pub(super) fn qos(&mut self, m: BasicQos) -> Result<(), AmqpError> {
@@ -49,7 +49,7 @@ impl Channel {
         let q = session.vhost.queue_for(&m.queue, session.id)?;
         let tag = if m.consumer_tag.is_empty() { crate::broker::random_name("amq.ctag-") } else { m.consumer_tag };
         if self.shared.lock().consumers.contains_key(&tag) {
-            return Err(AmqpError::connection(ReplyCode::NotAllowed, format!("attempt to reuse consumer tag '{tag}'")));
+            return Err(errors::consumer_tag_reused(&tag));
         }
         let priority =
             consumer_priority(&m.arguments, &q.name.to_string_lossy(), &session.vhost.name.to_string_lossy())?;

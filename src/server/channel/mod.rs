@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use tracing::debug;
 
+use crate::broker::errors;
 use crate::protocol::methods::*;
-use crate::protocol::{AmqpError, ContentHeader, Frame, Method, ReplyCode};
+use crate::protocol::{AmqpError, ContentHeader, Frame, Method};
 use crate::server::confirms::Confirms;
 use crate::server::session::Session;
 pub use deliveries::ChannelShared;
@@ -178,10 +179,8 @@ impl Channel {
                 Ok(())
             }
             Method::ChannelFlowOk(_) => Ok(()),
-            Method::ChannelOpen(_) => {
-                Err(AmqpError::new(ReplyCode::ChannelError, "second 'channel.open' seen").in_method(20, 10))
-            }
-            other => Err(AmqpError::new(ReplyCode::CommandInvalid, format!("unimplemented method {}", other.name()))),
+            Method::ChannelOpen(_) => Err(errors::channel_already_open()),
+            other => Err(errors::unimplemented_method(other.name())),
         }
     }
 

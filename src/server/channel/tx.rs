@@ -7,7 +7,7 @@ use super::{Channel, Settle};
 use crate::broker::errors;
 use crate::broker::publish::PublishOutcome;
 use crate::protocol::methods::*;
-use crate::protocol::{AmqpError, Method, ReplyCode};
+use crate::protocol::{AmqpError, Method};
 
 /// What a transaction defers until `tx.commit`.
 pub(super) enum TxOp {
@@ -54,7 +54,7 @@ impl Channel {
             if ok {
                 outbound.send_method(id, &Method::TxCommitOk(TxCommitOk {}));
             } else {
-                let e = AmqpError::connection(ReplyCode::InternalError, "could not write the transaction to disk");
+                let e = errors::tx_write_failed();
                 outbound.send_method(0, &e.in_method(90, 20).to_close_method());
             }
         });
