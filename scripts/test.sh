@@ -5,7 +5,9 @@
 # amqplib interop suites (with their broker-restart tests) against a Warren started on a free port.
 #
 # CARGO_TARGET_DIR defaults to a cache outside the checkout: RocksDB takes ~10 minutes to build
-# from source, and a fresh clone should not pay that again.
+# from source, and a fresh clone should not pay that again. A clean run builds it once: clippy
+# and the test build share librocksdb-sys's build-script output thanks to the explicit
+# `[profile.dev.build-override]` in Cargo.toml (see the comment there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/warren-target}
