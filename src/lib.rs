@@ -7,9 +7,10 @@
 //! and records in RocksDB; [`auth`] checks who may connect. Dependencies point one way:
 //! server → broker → store. `docs/architecture.md` walks one message through the files.
 
-// `BasicProperties` holds its 14 optional fields inline (~370 bytes) so that decoding a message
-// allocates nothing for them; enums that carry a message or a header are therefore large. They
-// are moved a handful of times per message, which costs less than boxing (an allocation each).
+// Some enums of the codec and the broker (methods, frames, what a channel defers) have variants
+// much larger than their others. They are moved a handful of times per message, which costs less
+// than boxing each variant (an allocation each); the content properties, the largest part, are
+// boxed already (decoded in place on the heap).
 #![allow(clippy::large_enum_variant)]
 
 pub mod auth;
