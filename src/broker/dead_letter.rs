@@ -180,7 +180,7 @@ impl VHost {
                     cycle
                 };
                 let p = Publish { extra_keys: &extra, refuse: Some(&cycle), ..Publish::new(out.clone()) };
-                me.publish(&x, p);
+                me.publish(&x, &p);
             }
         }));
     }

@@ -148,7 +148,7 @@ impl Broker {
         };
         let root = ShortStr::from_static("/");
         let env = VHostEnv {
-            metadata: storage.as_ref().map(|s| s.store.clone() as Arc<dyn crate::store::MetadataStore>),
+            metadata: storage.as_ref().map(|s| s.metadata()),
             storage,
             paging: b.paging.clone(),
             timers: b.timers.clone(),

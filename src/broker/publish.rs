@@ -63,7 +63,9 @@ impl Published {
 
 impl VHost {
     /// Routes `p.message` from `exchange` and puts it wherever it goes (see the module doc).
-    pub fn publish(&self, exchange: &Arc<Exchange>, p: Publish<'_>) -> Published {
+    /// Borrowed, so a caller that needs the message afterwards (a `mandatory` return) keeps its
+    /// handle without another reference count per publish.
+    pub fn publish(&self, exchange: &Arc<Exchange>, p: &Publish<'_>) -> Published {
         let route = self.route(exchange, &p.message, p.extra_keys);
         for (x, delay) in &route.delayed {
             self.env.delays.hold(&self.name, x, &p.message, p.extra_keys, *delay, p.outcome.map(|o| o.completion()));

@@ -106,6 +106,11 @@ impl StoreHandle {
     pub fn new_queue_id(&self) -> u64 {
         self.next_queue_id.fetch_add(1, Ordering::Relaxed)
     }
+
+    /// The same store seen through the narrow interface the definitions funnel writes to.
+    pub fn metadata(&self) -> Arc<dyn MetadataStore> {
+        self.store.clone()
+    }
 }
 
 /// Bytes of memtables across all column families before the largest is flushed.

@@ -387,7 +387,7 @@ impl Delays {
                 let mut message = due.message;
                 message.timestamp_ms = crate::broker::timer::now_ms();
                 let p = Publish { extra_keys: &keys, ..Publish::new(Arc::new(message)) };
-                if vhost.publish(&x, p).queues == 0 {
+                if vhost.publish(&x, &p).queues == 0 {
                     tracing::debug!(exchange = %due.exchange, "delayed message routed to no queue");
                 }
             }

@@ -37,7 +37,7 @@ fn message(body: &'static str, delay: Option<i32>) -> Message {
 /// A vhost with delayed exchange `delays` (direct) bound to queue `q` under `k`.
 fn setup(storage: Option<Arc<StoreHandle>>) -> (Arc<VHost>, Arc<Exchange>, Arc<Queue>, Arc<Delays>) {
     let delays = Delays::new(storage.clone());
-    let metadata = storage.as_ref().map(|s| s.store.clone() as Arc<dyn crate::store::MetadataStore>);
+    let metadata = storage.as_ref().map(|s| s.metadata());
     let env = VHostEnv { storage, metadata, delays: delays.clone(), ..VHostEnv::in_memory() };
     let vhost = VHost::create(ShortStr::from_static("/"), env);
     let x = vhost.declare_exchange(delayed_spec("delays", "direct", true)).unwrap();
@@ -58,7 +58,7 @@ fn setup(storage: Option<Arc<StoreHandle>>) -> (Arc<VHost>, Arc<Exchange>, Arc<Q
 
 /// Publishes to `x` as a channel would, nobody waiting for the writes.
 fn publish(vhost: &VHost, x: &Arc<Exchange>, m: Message) -> Published {
-    vhost.publish(x, Publish::new(Arc::new(m)))
+    vhost.publish(x, &Publish::new(Arc::new(m)))
 }
 
 fn bodies(q: &Arc<Queue>) -> Vec<String> {

@@ -110,9 +110,9 @@ impl Queue {
             on_added();
             self.expire(&mut st, now_ms(), &mut dead);
             self.deliver(&mut st);
+            self.mark_used(&mut st);
         }
         self.send_dead_letters(dead);
-        self.touch();
         Ok(())
     }
 
@@ -131,12 +131,12 @@ impl Queue {
                 }
             }
             let last_gone = self.auto_delete && st.ever_consumed && st.consumers.is_empty() && !self.is_deleted();
+            self.mark_used(&mut st); // x-expires counts from the last consumer leaving
             (last_gone, st.args.single_active_consumer)
         };
         if single_active {
             self.dispatch();
         }
-        self.touch(); // x-expires counts from the last consumer leaving
         last_gone
     }
 }

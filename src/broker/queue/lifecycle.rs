@@ -41,12 +41,18 @@ impl Queue {
     /// counts from here.
     pub fn touch(self: &Arc<Self>) {
         let mut st = self.lock();
+        self.mark_used(&mut st);
+    }
+
+    /// [`touch`](Self::touch) for an operation that holds the queue lock already (its
+    /// arguments are under it since they became replaceable: one lock, not two).
+    pub(super) fn mark_used(self: &Arc<Self>, st: &mut QueueState) {
         if st.args.expires.is_none() {
             return;
         }
         let now = now_ms();
         st.last_used = now;
-        self.arm_timer(&mut st, now);
+        self.arm_timer(st, now);
     }
 
     /// Arms the timer for what recovery put back (called once every queue of the vhost is

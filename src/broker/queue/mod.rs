@@ -356,14 +356,15 @@ impl Queue {
         let got = {
             let mut st = self.lock();
             self.expire(&mut st, now_ms(), &mut dead);
-            if self.head_resident(&mut st) {
+            let got = if self.head_resident(&mut st) {
                 Self::pop_head(&mut st).map(|m| (m, st.ready.len() as u32))
             } else {
                 None
-            }
+            };
+            self.mark_used(&mut st);
+            got
         };
         self.send_dead_letters(dead);
-        self.touch();
         got
     }
 

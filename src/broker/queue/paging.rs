@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::ready::Ready;
-use super::{Queue, QueueState, QueuedMessage};
+use super::{Queue, QueueArgs, QueueState, QueuedMessage};
 use crate::broker::dedup::identity;
 use crate::broker::message::Message;
 use crate::broker::record;
@@ -57,12 +57,13 @@ impl Queue {
     }
 
     /// What recovery keeps of a message beyond the memory window: enough to queue it in the
-    /// right place and expire it on time, without its body.
-    pub fn recovered_place(&self, msg: &Message) -> Recovered {
+    /// right place and expire it on time, without its body. `args` are the queue's (read once
+    /// for the whole recovery, not once per message).
+    pub fn recovered_place(&self, args: &QueueArgs, msg: &Message) -> Recovered {
         Recovered::Paged {
             size: msg.body.len() as u32,
             priority: msg.properties.priority,
-            expires_at: self.args().expiry_of(msg),
+            expires_at: args.expiry_of(msg),
             identity: self.held.as_ref().and_then(|_| identity(msg.headers())),
         }
     }

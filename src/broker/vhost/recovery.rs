@@ -35,13 +35,13 @@ impl VHost {
                 // Linked to the store first, so recovery keeps only the memory window resident.
                 q = q.with_store(QueueStore { id: d.id, handle: storage.clone() });
                 let (mut count, mut unreadable) = (0usize, 0usize);
-                let window = self.env.paging.window;
+                let (window, args) = (self.env.paging.window, q.args());
                 let read = storage.store.for_each_message(d.id, |seq, bytes, delivered| {
                     let Some(msg) = record::decode(&bytes) else {
                         unreadable += 1;
                         return;
                     };
-                    let place = if count < window { Recovered::Resident(msg) } else { q.recovered_place(&msg) };
+                    let place = if count < window { Recovered::Resident(msg) } else { q.recovered_place(&args, &msg) };
                     count += 1;
                     q.recover(seq, place, delivered);
                 });

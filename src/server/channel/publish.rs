@@ -108,9 +108,9 @@ impl Channel {
     pub(super) fn publish(&self, x: &Arc<Exchange>, p: Deferred, outcome: Option<&Arc<PublishOutcome>>) {
         let session = &self.shared.session;
         let keys: Vec<&[u8]> = p.extra_keys.iter().map(|k| &k[..]).collect();
-        let message = Arc::new(p.message);
-        let published =
-            session.vhost.publish(x, Publish { extra_keys: &keys, outcome, ..Publish::new(message.clone()) });
+        let publish = Publish { extra_keys: &keys, outcome, ..Publish::new(Arc::new(p.message)) };
+        let published = session.vhost.publish(x, &publish);
+        let message = &publish.message;
         if published.unroutable() && p.method.mandatory {
             let ret = Method::BasicReturn(BasicReturn {
                 reply_code: ReplyCode::NoRoute.value(),
