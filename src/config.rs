@@ -14,6 +14,10 @@ pub struct Config {
     pub bind: String,
     /// AMQP port; 0 picks a free one (tests use that).
     pub port: u16,
+    /// Address the management HTTP API listens on.
+    pub mgmt_bind: String,
+    /// Management HTTP API port (RabbitMQ's 15672); 0 picks a free one.
+    pub mgmt_port: u16,
     /// Where RocksDB keeps definitions and messages.
     pub data_dir: PathBuf,
     /// A `tracing` filter: `info`, `warren=debug`, ... (`RUST_LOG` wins when set).
@@ -39,6 +43,8 @@ impl Default for Config {
         Config {
             bind: "0.0.0.0".to_string(),
             port: 5672,
+            mgmt_bind: "0.0.0.0".to_string(),
+            mgmt_port: 15672,
             data_dir: PathBuf::from("./data"),
             log_level: "info".to_string(),
             max_message_size: 16 * 1024 * 1024,
@@ -55,6 +61,8 @@ impl Default for Config {
 pub struct Overrides {
     pub bind: Option<String>,
     pub port: Option<u16>,
+    pub mgmt_bind: Option<String>,
+    pub mgmt_port: Option<u16>,
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub max_message_size: Option<u64>,
@@ -76,6 +84,8 @@ impl Config {
         let mut b = config::Config::builder()
             .set_default("bind", d.bind)?
             .set_default("port", d.port)?
+            .set_default("mgmt_bind", d.mgmt_bind)?
+            .set_default("mgmt_port", d.mgmt_port)?
             .set_default("data_dir", d.data_dir.to_string_lossy().into_owned())?
             .set_default("log_level", d.log_level)?
             .set_default("max_message_size", d.max_message_size)?
@@ -98,6 +108,8 @@ impl Config {
         b = b
             .set_override_option("bind", flags.bind.clone())?
             .set_override_option("port", flags.port)?
+            .set_override_option("mgmt_bind", flags.mgmt_bind.clone())?
+            .set_override_option("mgmt_port", flags.mgmt_port)?
             .set_override_option("data_dir", flags.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()))?
             .set_override_option("log_level", flags.log_level.clone())?
             .set_override_option("max_message_size", flags.max_message_size)?;
@@ -128,6 +140,10 @@ mod tests {
         assert_eq!(c.max_message_size, 16 * 1024 * 1024);
         let c = Config::load(None, env(&[("WARREN_MAX_MESSAGE_SIZE", "1024")]), &none).unwrap();
         assert_eq!(c.max_message_size, 1024);
+        assert_eq!((c.mgmt_port, c.mgmt_bind.as_str()), (15672, "0.0.0.0"));
+        let c =
+            Config::load(None, env(&[("WARREN_MGMT_PORT", "0"), ("WARREN_MGMT_BIND", "127.0.0.1")]), &none).unwrap();
+        assert_eq!((c.mgmt_port, c.mgmt_bind.as_str()), (0, "127.0.0.1"));
 
         let flags = Overrides { port: Some(3333), ..Default::default() };
         let c =

@@ -20,5 +20,6 @@ pub mod config;
 /// generator and the fuzz target build without the broker; re-exported here so that
 /// `crate::protocol::…` and `warren::protocol::…` stay the paths the broker, tests and benches use.
 pub use warren_protocol as protocol;
+pub mod mgmt;
 pub mod server;
 pub mod store;

@@ -11,7 +11,7 @@ use warren::config::{Config, Overrides};
 #[derive(Parser)]
 #[command(name = "warren", version, about = "An AMQP 0-9-1 message broker that RabbitMQ clients use unchanged")]
 #[command(after_help = "Settings are layered: defaults < config file < WARREN_* environment variables < flags.\n\
-Environment: WARREN_BIND, WARREN_PORT, WARREN_DATA_DIR, WARREN_LOG_LEVEL, WARREN_MAX_MESSAGE_SIZE
+Environment: WARREN_BIND, WARREN_PORT, WARREN_MGMT_BIND, WARREN_MGMT_PORT, WARREN_DATA_DIR, WARREN_LOG_LEVEL, WARREN_MAX_MESSAGE_SIZE
 (RUST_LOG overrides the log filter).\n\
 With no subcommand, warren runs `serve`.")]
 struct Cli {
@@ -43,6 +43,12 @@ struct ServeArgs {
     /// AMQP port, 0 for any free port [default: 5672; env WARREN_PORT]
     #[arg(short, long)]
     port: Option<u16>,
+    /// Address for the management HTTP API [default: 0.0.0.0; env WARREN_MGMT_BIND]
+    #[arg(long, value_name = "ADDR")]
+    mgmt_bind: Option<String>,
+    /// Management HTTP API port, 0 for any free port [default: 15672; env WARREN_MGMT_PORT]
+    #[arg(long)]
+    mgmt_port: Option<u16>,
     /// Data directory (RocksDB) [default: ./data; env WARREN_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -64,6 +70,8 @@ fn main() -> ExitCode {
     let overrides = Overrides {
         bind: args.bind,
         port: args.port,
+        mgmt_bind: args.mgmt_bind,
+        mgmt_port: args.mgmt_port,
         data_dir: args.data_dir,
         log_level: args.log_level,
         max_message_size: args.max_message_size,

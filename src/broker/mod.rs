@@ -169,6 +169,19 @@ impl Broker {
         self.paging.budget.used()
     }
 
+    /// Every vhost, by name.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<Arc<VHost>> = self.vhosts.iter().map(|v| v.value().clone()).collect();
+        all.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        all
+    }
+
+    /// Free disk space under the data directory and the alarm's limit (`None` without a store).
+    pub fn disk_free(&self) -> Option<(u64, u64)> {
+        let free = self.storage.as_ref()?.store.free_space().ok()?;
+        Some((free, self.disk_free_limit.load(Ordering::Relaxed)))
+    }
+
     pub fn vhost(&self, name: &ShortStr) -> Option<Arc<VHost>> {
         self.vhosts.get(name).map(|v| v.clone())
     }

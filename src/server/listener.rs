@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use crate::broker::{Broker, Limits};
 use crate::config::Config;
+use crate::mgmt::MgmtListener;
 use crate::server::connection::serve_connection;
 
 pub struct Listener {
@@ -69,10 +70,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// every client told 320 CONNECTION_FORCED, everything written to the store synced.
 pub async fn serve(config: Config) -> std::io::Result<()> {
     let listener = Listener::bind(&config).await?;
-    info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "warren listening for AMQP 0-9-1");
+    let amqp = listener.local_addr()?;
+    info!(addr = %amqp, data_dir = %config.data_dir.display(), "warren listening for AMQP 0-9-1");
     let broker = listener.broker().clone();
+    let mgmt = MgmtListener::bind(broker.clone(), &config.mgmt_bind, config.mgmt_port, amqp).await?;
+    info!(addr = %mgmt.local_addr()?, "management HTTP API listening");
     tokio::select! {
         result = listener.run() => result?,
+        result = mgmt.run() => result?,
         signal = stop_signal() => info!("{signal}: shutting down"),
     }
     broker.begin_shutdown();

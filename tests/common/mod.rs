@@ -14,11 +14,14 @@ use warren::server::Listener;
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The management HTTP API (`http://{mgmt}/api/...`).
+    pub mgmt: SocketAddr,
     /// The in-process broker, for looking inside (queue state) where the protocol cannot.
     pub broker: Arc<warren::broker::Broker>,
     tweak: fn(&mut Config),
     data: tempfile::TempDir,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    mgmt_task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl TestBroker {
@@ -58,7 +61,9 @@ impl TestBroker {
     /// Same, staying down for `down` first (for deadlines that pass while no broker runs): the
     /// old broker is gone — its timer stopped — before that pause starts.
     pub async fn restart_after(self, down: Duration) -> TestBroker {
-        let TestBroker { data, task, tweak, broker, .. } = self;
+        let TestBroker { data, task, mgmt_task, tweak, broker, .. } = self;
+        mgmt_task.abort();
+        let _ = mgmt_task.await;
         let old = Arc::downgrade(&broker);
         drop(broker);
         task.abort();
@@ -79,7 +84,7 @@ impl TestBroker {
                 Err(e) => panic!("broker did not restart on its data directory: {e}"),
             }
         };
-        serve(listener, tweak, data)
+        serve(listener, tweak, data).await
     }
 }
 
@@ -95,11 +100,14 @@ fn config(data_dir: &std::path::Path, tweak: fn(&mut Config)) -> Config {
     c
 }
 
-fn serve(listener: Listener, tweak: fn(&mut Config), data: tempfile::TempDir) -> TestBroker {
+async fn serve(listener: Listener, tweak: fn(&mut Config), data: tempfile::TempDir) -> TestBroker {
     let addr = listener.local_addr().expect("addr");
     let broker = listener.broker().clone();
+    let mgmt = warren::mgmt::MgmtListener::bind(broker.clone(), "127.0.0.1", 0, addr).await.expect("bind the HTTP API");
+    let mgmt_addr = mgmt.local_addr().expect("addr");
     let task = tokio::spawn(listener.run());
-    TestBroker { addr, broker, tweak, data, task }
+    let mgmt_task = tokio::spawn(mgmt.run());
+    TestBroker { addr, mgmt: mgmt_addr, broker, tweak, data, task, mgmt_task }
 }
 
 /// Starts a broker on 127.0.0.1 with a random port and a temporary data directory.
@@ -111,7 +119,7 @@ pub async fn start() -> TestBroker {
 pub async fn start_with(tweak: fn(&mut Config)) -> TestBroker {
     let data = tempfile::tempdir().expect("tempdir");
     let listener = Listener::bind(&config(data.path(), tweak)).await.expect("bind");
-    serve(listener, tweak, data)
+    serve(listener, tweak, data).await
 }
 
 /// The AMQP reply code of a lapin error, if the broker sent one.
@@ -147,7 +155,17 @@ pub fn free_port() -> u16 {
 pub fn spawn_warren(data: &std::path::Path, port: u16) -> std::process::Child {
     use std::process::{Command, Stdio};
     Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warn", "--data-dir"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--mgmt-port",
+            "0",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ])
         .arg(data)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

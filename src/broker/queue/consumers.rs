@@ -27,6 +27,11 @@ pub trait ConsumerSink: Send + Sync {
     /// Direct reply-to: deliver a reply to the consumer of `amq.rabbitmq.reply-to` (no queue,
     /// no ack). False if that channel is gone.
     fn deliver_reply(&self, consumer: &Consumer, message: &Arc<Message>) -> bool;
+    /// The connection id and channel number the consumer lives on, for the management API
+    /// (joined with the connection registry). `None` for a consumer outside any channel.
+    fn channel_ref(&self) -> Option<(u64, u16)> {
+        None
+    }
 }
 
 pub struct Consumer {

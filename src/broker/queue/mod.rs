@@ -12,6 +12,7 @@
 
 mod args;
 mod consumers;
+mod info;
 mod lifecycle;
 mod paging;
 mod ready;
@@ -20,9 +21,10 @@ mod tests;
 
 pub use args::{consumer_priority, Overflow, QueueArgs};
 pub use consumers::{ConsumeRefused, Consumer, ConsumerSink, Offer};
+pub use info::QueueInfo;
 pub use paging::Recovered;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
@@ -89,6 +91,9 @@ pub struct Queue {
     pub auto_delete: bool,
     pub arguments: FieldTable,
     deleted: AtomicBool,
+    /// Deliveries awaiting an ack (they live in channels; counted here for the management
+    /// API): up in [`delivered`](Self::delivered), down in [`settled`](Self::settled).
+    unacked: AtomicU64,
     state: Mutex<QueueState>,
     store: Option<QueueStore>,
     env: Option<QueueEnv>,
@@ -148,6 +153,7 @@ impl Queue {
             auto_delete,
             arguments,
             deleted: AtomicBool::new(false),
+            unacked: AtomicU64::new(0),
             state: Mutex::new(state),
             store: None,
             env: None,
@@ -241,9 +247,16 @@ impl Queue {
     /// The message went to a consumer that will ack it: if the broker dies first, it comes
     /// back redelivered.
     pub fn delivered(&self, m: &QueuedMessage) {
+        self.unacked.fetch_add(1, Ordering::Relaxed);
         if let (Some(s), true, false) = (&self.store, m.persisted, m.redelivered) {
             s.handle.writer.submit(Op::Delivered { queue: s.id, seq: m.seq });
         }
+    }
+
+    /// `n` deliveries of this queue were acked, rejected or requeued (whichever; the channel
+    /// calls this once per queue per settlement).
+    pub fn settled(&self, n: usize) {
+        let _ = self.unacked.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(n as u64)));
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {

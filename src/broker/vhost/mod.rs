@@ -124,6 +124,16 @@ impl VHost {
         Ok(q)
     }
 
+    /// Every exchange, the predeclared ones included (management listings).
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.iter().map(|x| x.value().clone()).collect()
+    }
+
+    /// Every queue (management listings).
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.iter().map(|q| q.value().clone()).collect()
+    }
+
     /// Ready messages in all queues (start-up report).
     pub fn message_count(&self) -> u64 {
         self.queues.iter().map(|q| u64::from(q.message_count())).sum()

@@ -149,6 +149,10 @@ impl ChannelView for ChannelShared {
 }
 
 impl ConsumerSink for ChannelShared {
+    fn channel_ref(&self) -> Option<(u64, u16)> {
+        Some((self.session.id, self.id))
+    }
+
     fn offer(&self, consumer: &Consumer, queue: &Arc<Queue>, args: &QueueArgs, message: &QueuedMessage) -> Offer {
         let out = &self.session.outbound;
         if out.is_congested() {
@@ -280,6 +284,7 @@ impl Channel {
         }
         let shared_credit = self.shared.lock().global_prefetch > 0;
         for (q, msgs) in &mut by_queue {
+            q.settled(msgs.len());
             if requeue {
                 q.requeue(std::mem::take(msgs));
             } else if rejected {

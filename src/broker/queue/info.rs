@@ -1,0 +1,106 @@
+//! What the management API shows of a queue, read without disturbing it: counts and
+//! consumers at one moment ([`Queue::info`]) and a non-destructive look at its ready messages
+//! ([`Queue::peek`]) — RabbitMQ's "get messages" requeues and marks them redelivered, which its
+//! users have asked to avoid for years.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::ready::Ready;
+use super::{Consumer, Queue, QueueArgs};
+use crate::broker::message::Message;
+use crate::broker::record;
+
+/// A queue at one moment (taken under its lock once).
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    /// Ready messages.
+    pub ready: u64,
+    /// Body bytes of the ready messages.
+    pub ready_bytes: u64,
+    /// Ready messages whose body is in memory.
+    pub resident: u64,
+    /// Deliveries awaiting an ack.
+    pub unacked: u64,
+    pub consumers: Vec<Arc<Consumer>>,
+    /// The single active consumer's tag, with `x-single-active-consumer`.
+    pub active_consumer: Option<crate::protocol::ShortStr>,
+    /// When the head message arrived (ms since the UNIX epoch), if its body is in memory.
+    pub head_arrived_ms: Option<u64>,
+    /// The head message's `timestamp` property (seconds), if it is in memory and has one.
+    pub head_timestamp: Option<u64>,
+    /// Last declare, consume or get (ms since the UNIX epoch).
+    pub last_used_ms: u64,
+    pub args: Arc<QueueArgs>,
+}
+
+/// A ready message seen by [`Queue::peek`].
+#[derive(Debug, Clone)]
+pub struct Peeked {
+    pub msg: Arc<Message>,
+    pub redelivered: bool,
+}
+
+/// Most messages one peek returns: it reads paged bodies from the store.
+pub const MAX_PEEK: usize = 1000;
+
+impl Queue {
+    pub fn info(&self) -> QueueInfo {
+        let st = self.lock();
+        let head = match st.ready.front() {
+            Some(Ready::Resident(m)) => Some(&m.msg),
+            _ => None,
+        };
+        QueueInfo {
+            ready: st.ready.len() as u64,
+            ready_bytes: st.ready.bytes(),
+            resident: st.ready.resident() as u64,
+            unacked: self.unacked.load(Ordering::Relaxed),
+            consumers: st.consumers.clone(),
+            active_consumer: st.active.as_ref().map(|c| c.tag.clone()),
+            head_arrived_ms: head.map(|m| m.timestamp_ms),
+            head_timestamp: head.and_then(|m| m.properties.timestamp),
+            last_used_ms: st.last_used,
+            args: st.args.clone(),
+        }
+    }
+
+    /// Up to `count` ready messages from position `offset` on, in the order consumers would get
+    /// them, left where they are: no redelivered flag, no delivery counted. Paged bodies are
+    /// read from the store after the queue lock is released.
+    pub fn peek(&self, offset: usize, count: usize) -> Vec<Peeked> {
+        enum Seen {
+            Here(Peeked),
+            Stored { seq: u64, persisted: bool, redelivered: bool },
+        }
+        let seen: Vec<Seen> = {
+            let st = self.lock();
+            let levels = (0..st.ready.levels()).rev();
+            levels
+                .flat_map(|l| st.ready.level(l).iter())
+                .skip(offset)
+                .take(count.min(MAX_PEEK))
+                .map(|r| match r {
+                    Ready::Resident(m) => Seen::Here(Peeked { msg: m.msg.clone(), redelivered: m.redelivered }),
+                    Ready::Paged { seq, persisted, redelivered, .. } => {
+                        Seen::Stored { seq: *seq, persisted: *persisted, redelivered: *redelivered }
+                    }
+                })
+                .collect()
+        };
+        let Some(store) = &self.store else {
+            return seen.into_iter().filter_map(|s| if let Seen::Here(p) = s { Some(p) } else { None }).collect();
+        };
+        seen.into_iter()
+            .filter_map(|s| match s {
+                Seen::Here(p) => Some(p),
+                Seen::Stored { seq, persisted, redelivered } => {
+                    // One read per paged message: a peek is an operator's look, not a hot path.
+                    let read = store.handle.store.read_messages(store.id, &[seq], !persisted).ok()?;
+                    let msg = read.into_iter().next()??;
+                    record::decode(&msg).map(|m| Peeked { msg: Arc::new(m), redelivered })
+                }
+            })
+            .collect()
+    }
+}

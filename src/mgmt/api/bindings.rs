@@ -1,0 +1,242 @@
+//! `/api/bindings` in all its forms, plus the bindings of one exchange or queue. A binding is
+//! named in a path by its `properties_key`: `~` for an empty routing key without arguments,
+//! else the percent-encoded routing key, followed by `~<hash>` when it has arguments. Clients
+//! take it from a listing; it only has to be stable and unique per (key, arguments).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::{json, Value};
+
+use super::{exchange_name, object_name, vhost, vhost_for_change, vhosts_of, AppState};
+use crate::broker::exchange::{Binding, Destination};
+use crate::broker::VHost;
+use crate::mgmt::error::{ApiError, ApiResult};
+use crate::mgmt::json::{arguments_field, body_object, short_str, str_field, table_to_json};
+use crate::mgmt::listing::{self, ListQuery};
+use crate::protocol::{FieldTable, ShortStr};
+
+/// Everything but unreserved characters (`~` included: it separates the hash).
+const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+
+pub fn properties_key(routing_key: &[u8], arguments: &FieldTable) -> String {
+    if routing_key.is_empty() && arguments.is_empty() {
+        return "~".to_string();
+    }
+    let key = String::from_utf8_lossy(routing_key);
+    let key = utf8_percent_encode(&key, KEY_ESCAPE).to_string();
+    if arguments.is_empty() {
+        return key;
+    }
+    format!("{key}~{}", arguments_hash(arguments))
+}
+
+/// FNV-1a over the arguments' wire encoding: stable across restarts and processes (unlike the
+/// process-seeded hashers), and short.
+fn arguments_hash(arguments: &FieldTable) -> String {
+    let mut buf = bytes::BytesMut::new();
+    crate::protocol::wire::put_table(&mut buf, arguments);
+    let h = buf.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.to_be_bytes())
+}
+
+fn binding_json(vhost: &VHost, source: &ShortStr, b: &Binding) -> Value {
+    let (destination, kind) = match &b.destination {
+        Destination::Queue(q) => (q.name.to_string_lossy(), "queue"),
+        Destination::Exchange(x) => (x.name.to_string_lossy(), "exchange"),
+    };
+    json!({
+        "source": source.to_string_lossy(),
+        "vhost": vhost.name.to_string_lossy(),
+        "destination": destination,
+        "destination_type": kind,
+        "routing_key": b.routing_key.to_string_lossy(),
+        "arguments": table_to_json(&b.arguments),
+        "properties_key": properties_key(b.routing_key.as_bytes(), &b.arguments),
+    })
+}
+
+/// The default exchange's implicit binding to a queue, which RabbitMQ lists too.
+fn default_binding_json(vhost: &VHost, queue: &ShortStr) -> Value {
+    json!({
+        "source": "",
+        "vhost": vhost.name.to_string_lossy(),
+        "destination": queue.to_string_lossy(),
+        "destination_type": "queue",
+        "routing_key": queue.to_string_lossy(),
+        "arguments": {},
+        "properties_key": properties_key(queue.as_bytes(), &FieldTable::new()),
+    })
+}
+
+/// Every binding of a vhost (the implicit default-exchange ones first, as RabbitMQ lists them).
+pub fn vhost_bindings(vhost: &VHost) -> Vec<Value> {
+    let mut queues = vhost.queues();
+    queues.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    let mut out: Vec<Value> = queues.iter().map(|q| default_binding_json(vhost, &q.name)).collect();
+    let mut exchanges = vhost.exchanges();
+    exchanges.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    for x in exchanges {
+        out.extend(x.bindings().iter().map(|b| binding_json(vhost, &x.name, b)));
+    }
+    out
+}
+
+/// Bindings keep their order (RabbitMQ's default sort by vhost and name leaves them as listed).
+fn respond(items: Vec<Value>, q: &ListQuery) -> ApiResult<Json<Value>> {
+    Ok(Json(listing::respond(items, q)?))
+}
+
+pub async fn list_all(State(m): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    respond(vhosts_of(&m, None)?.iter().flat_map(|v| vhost_bindings(v)).collect(), &q)
+}
+
+pub async fn list_vhost(
+    State(m): State<AppState>,
+    Path(v): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    respond(vhost_bindings(&*vhost(&m, &v)?), &q)
+}
+
+pub async fn of_source(
+    State(m): State<AppState>,
+    Path((v, name)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let vh = vhost(&m, &v)?;
+    let name = exchange_name(&name)?;
+    vh.exchange(&name).map_err(|_| ApiError::not_found())?;
+    let all = vhost_bindings(&vh);
+    respond(all.into_iter().filter(|b| b["source"] == name.to_string_lossy()).collect(), &q)
+}
+
+fn to_destination(all: Vec<Value>, kind: &str, name: &ShortStr) -> Vec<Value> {
+    all.into_iter().filter(|b| b["destination_type"] == kind && b["destination"] == name.to_string_lossy()).collect()
+}
+
+pub async fn of_exchange_destination(
+    State(m): State<AppState>,
+    Path((v, name)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let vh = vhost(&m, &v)?;
+    let name = exchange_name(&name)?;
+    vh.exchange(&name).map_err(|_| ApiError::not_found())?;
+    respond(to_destination(vhost_bindings(&vh), "exchange", &name), &q)
+}
+
+pub async fn of_queue(
+    State(m): State<AppState>,
+    Path((v, name)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let vh = vhost(&m, &v)?;
+    let name = object_name(&name)?;
+    vh.queue(&name).map_err(|_| ApiError::not_found())?;
+    respond(to_destination(vhost_bindings(&vh), "queue", &name), &q)
+}
+
+/// The two ends of `/bindings/{v}/e/{source}/{q|e}/{destination}`.
+struct Ends {
+    vhost: Arc<VHost>,
+    source: ShortStr,
+    destination: Destination,
+}
+
+fn ends(vh: Arc<VHost>, source: &str, kind: &str, destination: &str) -> ApiResult<Ends> {
+    let source = exchange_name(source)?;
+    vh.exchange(&source).map_err(|_| ApiError::not_found())?;
+    let destination = match kind {
+        "q" => Destination::Queue(vh.queue(&object_name(destination)?).map_err(|_| ApiError::not_found())?),
+        "e" => Destination::Exchange(vh.exchange(&exchange_name(destination)?).map_err(|_| ApiError::not_found())?),
+        _ => return Err(ApiError::not_found()),
+    };
+    Ok(Ends { vhost: vh, source, destination })
+}
+
+fn between_ends(e: &Ends) -> Vec<Value> {
+    let Ok(x) = e.vhost.exchange(&e.source) else { return Vec::new() };
+    x.bindings().iter().filter(|b| b.destination == e.destination).map(|b| binding_json(&e.vhost, &x.name, b)).collect()
+}
+
+pub async fn between(
+    State(m): State<AppState>,
+    Path((v, source, kind, destination)): Path<(String, String, String, String)>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let e = ends(vhost(&m, &v)?, &source, &kind, &destination)?;
+    respond(between_ends(&e), &q)
+}
+
+/// POST: 201 with a `Location` relative to the request (`<destination>/<properties_key>`).
+pub async fn create(
+    State(m): State<AppState>,
+    Path((v, source, kind, destination)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let vh = vhost_for_change(&m, &v)?;
+    let body = body_object(&body)?;
+    let e = ends(vh, &source, &kind, &destination)?;
+    let routing_key = short_str(str_field(&body, "routing_key")?.unwrap_or(""))?;
+    let arguments = arguments_field(&body)?;
+    let props = properties_key(routing_key.as_bytes(), &arguments);
+    e.vhost.bind(&e.source, e.destination.clone(), routing_key, arguments)?;
+    let location = format!("{}/{}", utf8_percent_encode(&destination, KEY_ESCAPE), props);
+    let mut response = StatusCode::CREATED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+fn find(e: &Ends, props: &str) -> ApiResult<Binding> {
+    let x = e.vhost.exchange(&e.source).map_err(|_| ApiError::not_found())?;
+    x.bindings()
+        .into_iter()
+        .find(|b| b.destination == e.destination && properties_key(b.routing_key.as_bytes(), &b.arguments) == props)
+        .ok_or_else(ApiError::not_found)
+}
+
+pub async fn show(
+    State(m): State<AppState>,
+    Path((v, source, kind, destination, props)): Path<(String, String, String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let e = ends(vhost(&m, &v)?, &source, &kind, &destination)?;
+    let b = find(&e, &props)?;
+    Ok(Json(binding_json(&e.vhost, &e.source, &b)))
+}
+
+pub async fn delete(
+    State(m): State<AppState>,
+    Path((v, source, kind, destination, props)): Path<(String, String, String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let e = ends(vhost(&m, &v)?, &source, &kind, &destination)?;
+    let b = find(&e, &props)?;
+    e.vhost.unbind(&e.source, b.destination, b.routing_key, b.arguments)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FieldValue;
+
+    #[test]
+    fn properties_keys_as_rabbitmq_shapes_them() {
+        assert_eq!(properties_key(b"", &FieldTable::new()), "~");
+        assert_eq!(properties_key(b"a.b", &FieldTable::new()), "a.b");
+        assert_eq!(properties_key(b"a b~c", &FieldTable::new()), "a%20b%7Ec");
+        let mut args = FieldTable::new();
+        args.insert(ShortStr::from_static("x"), FieldValue::I64(1));
+        let with = properties_key(b"k", &args);
+        assert!(with.starts_with("k~") && with.len() > 3);
+        assert_eq!(with, properties_key(b"k", &args), "stable");
+    }
+}

@@ -1,0 +1,116 @@
+//! RabbitMQ's management API paths, one file per endpoint group. A vhost in a path is one
+//! percent-encoded segment (`%2F` for `/`): the router matches the raw path and `Path`
+//! decodes each captured segment afterwards, so `/api/queues/%2F/q` never splits at the `/`.
+
+mod bindings;
+mod connections;
+mod exchanges;
+mod messages;
+mod overview;
+mod queues;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue};
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::auth::require_login;
+use super::error::{ApiError, ApiResult};
+use super::Mgmt;
+use crate::broker::VHost;
+use crate::protocol::ShortStr;
+
+pub type AppState = Arc<Mgmt>;
+
+pub fn router(mgmt: Arc<Mgmt>) -> Router {
+    let api = Router::new()
+        .route("/overview", get(overview::overview))
+        .route("/whoami", get(overview::whoami))
+        .route("/extensions", get(overview::extensions))
+        .route("/cluster-name", get(overview::cluster_name))
+        .route("/nodes", get(overview::nodes))
+        .route("/nodes/{node}", get(overview::node))
+        .route("/aliveness-test/{vhost}", get(overview::aliveness_test))
+        .route("/health/checks/alarms", get(overview::check_alarms))
+        .route("/health/checks/local-alarms", get(overview::check_alarms))
+        .route("/health/checks/virtual-hosts", get(overview::check_ok))
+        .route("/health/checks/node-is-quorum-critical", get(overview::check_ok))
+        .route("/health/checks/node-is-mirror-sync-critical", get(overview::check_ok))
+        .route("/health/checks/port-listener/{port}", get(overview::check_port_listener))
+        .route("/health/checks/protocol-listener/{protocol}", get(overview::check_protocol_listener))
+        .route("/exchanges", get(exchanges::list_all))
+        .route("/exchanges/{vhost}", get(exchanges::list_vhost))
+        .route("/exchanges/{vhost}/{name}", get(exchanges::show).put(exchanges::declare).delete(exchanges::delete))
+        .route("/exchanges/{vhost}/{name}/bindings/source", get(bindings::of_source))
+        .route("/exchanges/{vhost}/{name}/bindings/destination", get(bindings::of_exchange_destination))
+        .route("/exchanges/{vhost}/{name}/publish", post(messages::publish))
+        .route("/queues", get(queues::list_all))
+        .route("/queues/detailed", get(queues::list_all))
+        .route("/queues/{vhost}", get(queues::list_vhost))
+        .route("/queues/{vhost}/{name}", get(queues::show).put(queues::declare).delete(queues::delete))
+        .route("/queues/{vhost}/{name}/bindings", get(bindings::of_queue))
+        .route("/queues/{vhost}/{name}/contents", axum::routing::delete(queues::purge))
+        .route("/queues/{vhost}/{name}/get", post(messages::get))
+        .route("/queues/{vhost}/{name}/messages", get(messages::peek))
+        .route("/queues/{vhost}/{name}/actions", post(queues::actions))
+        .route("/bindings", get(bindings::list_all))
+        .route("/bindings/{vhost}", get(bindings::list_vhost))
+        .route("/bindings/{vhost}/e/{source}/{kind}/{destination}", get(bindings::between).post(bindings::create))
+        .route(
+            "/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
+            get(bindings::show).delete(bindings::delete),
+        )
+        .route("/connections", get(connections::list_all))
+        .route("/vhosts/{vhost}/connections", get(connections::list_vhost))
+        .route("/connections/{name}", get(connections::show).delete(connections::close))
+        .route("/connections/{name}/channels", get(connections::channels_of))
+        .route("/channels", get(connections::channels))
+        .route("/vhosts/{vhost}/channels", get(connections::channels_vhost))
+        .route("/channels/{name}", get(connections::channel))
+        .route("/consumers", get(connections::consumers))
+        .route("/consumers/{vhost}", get(connections::consumers_vhost))
+        .fallback(|| async { ApiError::not_found() })
+        .route_layer(axum::middleware::from_fn_with_state(mgmt.clone(), require_login));
+    Router::new()
+        .nest("/api", api)
+        .fallback(|| async { ApiError::not_found() })
+        .layer(axum::middleware::map_response(no_cache))
+        .with_state(mgmt)
+}
+
+/// RabbitMQ sends `cache-control: no-cache` on every answer: monitoring must not read stale
+/// counts through a proxy.
+async fn no_cache(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// A vhost named in a path, for reading: 404 `Object Not Found` if there is none.
+fn vhost(mgmt: &Mgmt, name: &str) -> ApiResult<Arc<VHost>> {
+    let name = ShortStr::try_from(name).map_err(|_| ApiError::not_found())?;
+    mgmt.broker.vhost(&name).ok_or_else(ApiError::not_found)
+}
+
+/// A vhost named in a path, for a change: RabbitMQ answers 404 `vhost_not_found` then.
+fn vhost_for_change(mgmt: &Mgmt, name: &str) -> ApiResult<Arc<VHost>> {
+    vhost(mgmt, name).map_err(|_| ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "vhost_not_found"))
+}
+
+/// An exchange name from a path: `amq.default` names the default exchange, as in RabbitMQ.
+fn exchange_name(name: &str) -> ApiResult<ShortStr> {
+    let name = if name == "amq.default" { "" } else { name };
+    ShortStr::try_from(name).map_err(|_| ApiError::not_found())
+}
+
+fn object_name(name: &str) -> ApiResult<ShortStr> {
+    ShortStr::try_from(name).map_err(|_| ApiError::not_found())
+}
+
+/// The vhosts a list covers: all of them, or the one in the path.
+fn vhosts_of(mgmt: &Mgmt, only: Option<&str>) -> ApiResult<Vec<Arc<VHost>>> {
+    match only {
+        Some(v) => Ok(vec![vhost(mgmt, v)?]),
+        None => Ok(mgmt.broker.vhosts()),
+    }
+}

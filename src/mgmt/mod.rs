@@ -1,0 +1,83 @@
+//! The management plane over HTTP: RabbitMQ's management API (`/api/...`, the same paths,
+//! JSON fields, status codes and error bodies, so `rabbitmqadmin`, rabbit-hole, pyrabbit and
+//! deploy scripts work unchanged), on its own listener (`--mgmt-port`, 15672 by default) on the
+//! broker's runtime.
+//!
+//! It is a client of the broker like an AMQP channel is: every change goes through the
+//! definitions funnel (`broker::definitions`), every publish through `VHost::publish`. Handlers
+//! live in [`api`], one file per endpoint group; what every list shares (pagination, sorting,
+//! columns) is in [`listing`], JSON conventions in [`json`], errors in [`error`].
+
+pub mod api;
+mod auth;
+pub mod error;
+pub mod json;
+pub mod listing;
+mod time;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+
+/// What the handlers share.
+pub struct Mgmt {
+    pub broker: Arc<Broker>,
+    /// This node's name as RabbitMQ spells them (`rabbit@<host>`): tools and dashboards key on it.
+    pub node: String,
+    pub started: Instant,
+    /// The listeners reported by `/api/overview` and checked by the port-listener health check.
+    pub listeners: Vec<ListenerInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerInfo {
+    /// RabbitMQ's protocol names: `amqp`, `http`.
+    pub protocol: &'static str,
+    pub addr: SocketAddr,
+}
+
+/// The HTTP listener, bound and ready to serve.
+pub struct MgmtListener {
+    inner: TcpListener,
+    mgmt: Arc<Mgmt>,
+}
+
+impl MgmtListener {
+    /// Binds `addr` for the broker whose AMQP listener is at `amqp`.
+    pub async fn bind(broker: Arc<Broker>, bind: &str, port: u16, amqp: SocketAddr) -> std::io::Result<MgmtListener> {
+        let inner = TcpListener::bind((bind, port)).await?;
+        let http = inner.local_addr()?;
+        let mgmt = Arc::new(Mgmt {
+            broker,
+            node: node_name(),
+            started: Instant::now(),
+            listeners: vec![
+                ListenerInfo { protocol: "amqp", addr: amqp },
+                ListenerInfo { protocol: "http", addr: http },
+            ],
+        });
+        Ok(MgmtListener { inner, mgmt })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Serves until the task is dropped.
+    pub async fn run(self) -> std::io::Result<()> {
+        let app = api::router(self.mgmt);
+        axum::serve(self.inner, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    }
+}
+
+/// `rabbit@<hostname>`, as RabbitMQ names a node by default: monitoring checks ask for
+/// `/api/nodes/rabbit@<host>`.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { "localhost".to_string() } else { host };
+    format!("rabbit@{host}")
+}
