@@ -37,19 +37,21 @@ step "interop tests (pika, amqplib) against Warren"
 # Warren runs on a free port. $data/warren.sh (written here) starts, stops and restarts it with the
 # same port and data directory; the interop durability tests restart the broker through
 # BROKER_RESTART_CMD. The pid file follows the restarted process, so the EXIT trap stops it too.
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+mgmt_port=$(free_port)
 data=$(mktemp -d)
 {
   echo '#!/usr/bin/env bash'
   echo '# start | stop | restart the Warren of the interop tests (written by scripts/test.sh)'
   echo 'set -euo pipefail'
-  printf 'bin=%q port=%q dir=%q\n' "$CARGO_TARGET_DIR/debug/warren" "$port" "$data"
+  printf 'bin=%q port=%q mgmt_port=%q dir=%q\n' "$CARGO_TARGET_DIR/debug/warren" "$port" "$mgmt_port" "$data"
   cat <<'SCRIPT'
 pidfile=$dir/warren.pid
 # kill -0 also succeeds for a zombie (no init reaping it), so look at the process state too.
 alive() { kill -0 "$1" 2>/dev/null && ! grep -qs '^[0-9]* (.*) Z' "/proc/$1/stat"; }
 start() {
-  "$bin" --bind 127.0.0.1 --port "$port" --data-dir "$dir/data" --log-level warn </dev/null >>"$dir/warren.log" 2>&1 &
+  "$bin" --bind 127.0.0.1 --port "$port" --mgmt-bind 127.0.0.1 --mgmt-port "$mgmt_port" --data-dir "$dir/data" --log-level warn </dev/null >>"$dir/warren.log" 2>&1 &
   local pid=$!
   echo "$pid" >"$pidfile"
   for _ in $(seq 1 300); do
@@ -85,7 +87,7 @@ SCRIPT
 chmod +x "$data/warren.sh"
 trap '"$data/warren.sh" stop; rm -rf "$data"' EXIT
 "$data/warren.sh" start
-if ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" BROKER_RESTART_CMD="$data/warren.sh restart" interop-tests/run.sh; then
+if ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" MGMT_URL="http://127.0.0.1:$mgmt_port" BROKER_RESTART_CMD="$data/warren.sh restart" interop-tests/run.sh; then
   echo "--- warren log (last 50 lines)"
   tail -50 "$data/warren.log"
   exit 1
