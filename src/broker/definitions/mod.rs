@@ -7,6 +7,7 @@
 //! Permission checks belong at this door.
 
 mod equivalence;
+pub mod import;
 
 use std::sync::Arc;
 
@@ -53,21 +54,7 @@ impl VHost {
             self.assert_exchange_equivalent(&x, &spec)?;
             return Ok(x);
         }
-        if spec.name.as_bytes().starts_with(b"amq.") {
-            return Err(errors::reserved_prefix("exchange", &spec.name));
-        }
-        if spec.kind == ExchangeKind::MessageDeduplication {
-            SeenCache::from_arguments(&spec.arguments)?;
-        }
-        if let Some(ae) = spec.arguments.get("alternate-exchange") {
-            if ae.as_bytes().is_none() {
-                let what = format!("exchange '{}' in vhost '{}'", spec.name, self.name);
-                return Err(errors::invalid_arg("alternate-exchange", what));
-            }
-        }
-        if spec.kind == ExchangeKind::Delayed {
-            delayed_rules::routing_type(&spec.arguments)?;
-        }
+        self.check_new_exchange(&spec)?;
         let x = Arc::new(Exchange::new(
             spec.name.clone(),
             spec.kind,
@@ -83,6 +70,39 @@ impl VHost {
         // Two declares racing: the first one in wins and the second is checked against it.
         let entry = self.exchanges.entry(spec.name.clone()).or_insert(x).clone();
         Ok(entry)
+    }
+
+    /// What a new exchange must satisfy (also checked, without declaring, before a
+    /// definitions import applies anything).
+    pub fn check_new_exchange(&self, spec: &ExchangeSpec) -> Result<(), AmqpError> {
+        if spec.name.is_empty() {
+            return Err(errors::default_exchange_refused());
+        }
+        if spec.name.as_bytes().starts_with(b"amq.") {
+            return Err(errors::reserved_prefix("exchange", &spec.name));
+        }
+        if spec.kind == ExchangeKind::MessageDeduplication {
+            SeenCache::from_arguments(&spec.arguments)?;
+        }
+        if let Some(ae) = spec.arguments.get("alternate-exchange") {
+            if ae.as_bytes().is_none() {
+                let what = format!("exchange '{}' in vhost '{}'", spec.name, self.name);
+                return Err(errors::invalid_arg("alternate-exchange", what));
+            }
+        }
+        if spec.kind == ExchangeKind::Delayed {
+            delayed_rules::routing_type(&spec.arguments)?;
+        }
+        Ok(())
+    }
+
+    /// What a new queue must satisfy (see [`check_new_exchange`](Self::check_new_exchange)).
+    pub fn check_new_queue(&self, spec: &QueueSpec) -> Result<(), AmqpError> {
+        QueueArgs::parse(&spec.arguments, &spec.name.to_string_lossy(), &self.name.to_string_lossy())?;
+        if spec.name.as_bytes().starts_with(b"amq.") && !spec.server_named {
+            return Err(errors::reserved_prefix("queue", &spec.name));
+        }
+        Ok(())
     }
 
     fn assert_exchange_equivalent(&self, x: &Exchange, spec: &ExchangeSpec) -> Result<(), AmqpError> {

@@ -4,6 +4,7 @@
 
 mod bindings;
 mod connections;
+mod definitions;
 mod exchanges;
 mod messages;
 mod overview;
@@ -61,6 +62,8 @@ pub fn router(mgmt: Arc<Mgmt>) -> Router {
             "/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
             get(bindings::show).delete(bindings::delete),
         )
+        .route("/definitions", get(definitions::export).post(definitions::import_all))
+        .route("/definitions/{vhost}", get(definitions::export_vhost_handler).post(definitions::import_vhost))
         .route("/connections", get(connections::list_all))
         .route("/vhosts/{vhost}/connections", get(connections::list_vhost))
         .route("/connections/{name}", get(connections::show).delete(connections::close))

@@ -1,0 +1,114 @@
+//! Importing a set of definitions (RabbitMQ's `definitions.json`, already parsed by the
+//! management plane): everything is checked first, and only a set that passes is applied, so a
+//! bad file changes nothing. RabbitMQ applies object by object and stops at the first error,
+//! leaving whatever came before it in place.
+//!
+//! As in RabbitMQ, import is additive and keeps what exists: an exchange or queue already
+//! declared is left as it is (not compared), bindings are added, nothing absent from the file
+//! is deleted.
+
+use super::{ExchangeSpec, QueueSpec};
+use crate::broker::exchange::Destination;
+use crate::broker::Broker;
+use crate::protocol::{FieldTable, ShortStr};
+
+/// A binding as a definitions file names it.
+#[derive(Debug, Clone)]
+pub struct BindingSpec {
+    pub source: ShortStr,
+    pub destination: ShortStr,
+    /// `destination_type` is `queue` (else `exchange`).
+    pub to_queue: bool,
+    pub routing_key: ShortStr,
+    pub arguments: FieldTable,
+}
+
+/// Everything a file defines, per vhost.
+#[derive(Debug, Clone, Default)]
+pub struct DefinitionSet {
+    pub exchanges: Vec<(ShortStr, ExchangeSpec)>,
+    pub queues: Vec<(ShortStr, QueueSpec)>,
+    pub bindings: Vec<(ShortStr, BindingSpec)>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Imported {
+    pub exchanges: usize,
+    pub queues: usize,
+    pub bindings: usize,
+}
+
+impl Broker {
+    /// Checks every definition of `set` against the broker as it is: the first problem, in
+    /// RabbitMQ's words where it has them.
+    pub fn check_definitions(&self, set: &DefinitionSet) -> Result<(), String> {
+        let vhost = |name: &ShortStr| self.vhost(name).ok_or_else(|| format!("vhost '{name}' does not exist"));
+        for (v, spec) in &set.exchanges {
+            let vh = vhost(v)?;
+            if vh.exchange(&spec.name).is_err() {
+                vh.check_new_exchange(spec).map_err(|e| e.message.into_owned())?;
+            }
+        }
+        for (v, spec) in &set.queues {
+            let vh = vhost(v)?;
+            if vh.queue(&spec.name).is_err() {
+                vh.check_new_queue(spec).map_err(|e| e.message.into_owned())?;
+            }
+        }
+        for (v, b) in &set.bindings {
+            let vh = vhost(v)?;
+            let exchange_known =
+                |name: &ShortStr| vh.exchange(name).is_ok() || set.exchanges.iter().any(|(ev, x)| ev == v && x.name == *name);
+            let queue_known =
+                |name: &ShortStr| vh.queue(name).is_ok() || set.queues.iter().any(|(qv, q)| qv == v && q.name == *name);
+            if b.source.is_empty() || !exchange_known(&b.source) {
+                return Err(format!("no exchange '{}' in vhost '{v}'", b.source));
+            }
+            let (known, kind) = if b.to_queue {
+                (queue_known(&b.destination), "queue")
+            } else {
+                (exchange_known(&b.destination), "exchange")
+            };
+            if !known {
+                return Err(format!("no {kind} '{}' in vhost '{v}'", b.destination));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `set`, then applies it: exchanges, queues, bindings. An error while applying
+    /// (the store failing) stops there.
+    pub fn import_definitions(&self, set: &DefinitionSet) -> Result<Imported, String> {
+        self.check_definitions(set)?;
+        let mut done = Imported::default();
+        let vhost = |name: &ShortStr| self.vhost(name).ok_or_else(|| format!("vhost '{name}' does not exist"));
+        for (v, spec) in &set.exchanges {
+            let vh = vhost(v)?;
+            if vh.exchange(&spec.name).is_err() {
+                vh.declare_exchange(spec.clone()).map_err(|e| e.message.into_owned())?;
+                done.exchanges += 1;
+            }
+        }
+        for (v, spec) in &set.queues {
+            let vh = vhost(v)?;
+            if vh.queue(&spec.name).is_err() {
+                vh.declare_queue(spec.clone(), false, 0).map_err(|e| e.message.into_owned())?;
+                done.queues += 1;
+            }
+        }
+        for (v, b) in &set.bindings {
+            let vh = vhost(v)?;
+            let destination = if b.to_queue {
+                Destination::Queue(vh.queue(&b.destination).map_err(|e| e.message.into_owned())?)
+            } else {
+                Destination::Exchange(vh.exchange(&b.destination).map_err(|e| e.message.into_owned())?)
+            };
+            vh.bind(&b.source, destination, b.routing_key.clone(), b.arguments.clone())
+                .map_err(|e| e.message.into_owned())?;
+            done.bindings += 1;
+        }
+        tracing::info!(?done, "definitions imported");
+        Ok(done)
+    }
+}

@@ -1,0 +1,248 @@
+//! `/api/definitions` (whole broker) and `/api/definitions/{vhost}`: export and import in
+//! RabbitMQ's `definitions.json` format, so a file exported from RabbitMQ imports into Warren
+//! and back. Import is checked in full before anything is applied (see
+//! `broker::definitions::import`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::bindings::vhost_bindings;
+use super::overview::{PRODUCT_NAME, PRODUCT_VERSION, RABBITMQ_COMPAT_VERSION};
+use super::{vhost, AppState};
+use crate::broker::definitions::import::{BindingSpec, DefinitionSet};
+use crate::broker::definitions::{ExchangeSpec, QueueSpec};
+use crate::broker::exchange::ExchangeKind;
+use crate::broker::VHost;
+use crate::mgmt::error::{ApiError, ApiResult};
+use crate::mgmt::json::{arguments_field, bool_field, short_str, str_field, table_to_json};
+use crate::mgmt::Mgmt;
+use crate::protocol::ShortStr;
+
+/// The exported objects of one vhost (RabbitMQ leaves out the default and `amq.*` exchanges,
+/// exclusive queues and the default exchange's implicit bindings).
+struct VHostDefinitions {
+    exchanges: Vec<Value>,
+    queues: Vec<Value>,
+    bindings: Vec<Value>,
+}
+
+fn export_vhost(vh: &VHost, with_vhost: bool) -> VHostDefinitions {
+    let tag = |mut o: Value| {
+        if with_vhost {
+            if let Value::Object(m) = &mut o {
+                m.insert("vhost".into(), Value::String(vh.name.to_string_lossy()));
+            }
+        }
+        o
+    };
+    let mut exchanges: Vec<_> = vh.exchanges().into_iter().filter(|x| !x.name.is_empty() && !x.name.as_bytes().starts_with(b"amq.")).collect();
+    exchanges.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    let mut queues: Vec<_> = vh.queues().into_iter().filter(|q| q.exclusive_owner.is_none()).collect();
+    queues.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    let exported_queue = |name: &str| queues.iter().any(|q| q.name == name);
+    let bindings = vhost_bindings(vh)
+        .into_iter()
+        .filter(|b| b["source"] != "")
+        .filter(|b| b["destination_type"] != "queue" || exported_queue(b["destination"].as_str().unwrap_or("")))
+        .map(|b| {
+            tag(json!({
+                "source": b["source"], "destination": b["destination"],
+                "destination_type": b["destination_type"], "routing_key": b["routing_key"],
+                "arguments": b["arguments"],
+            }))
+        })
+        .collect();
+    VHostDefinitions {
+        exchanges: exchanges
+            .iter()
+            .map(|x| {
+                tag(json!({
+                    "name": x.name.to_string_lossy(), "type": x.kind.name(), "durable": x.durable,
+                    "auto_delete": x.auto_delete, "internal": x.internal, "arguments": table_to_json(&x.arguments),
+                }))
+            })
+            .collect(),
+        queues: queues
+            .iter()
+            .map(|q| {
+                tag(json!({
+                    "name": q.name.to_string_lossy(), "durable": q.durable, "auto_delete": q.auto_delete,
+                    "arguments": table_to_json(&q.arguments),
+                }))
+            })
+            .collect(),
+        bindings,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Download {
+    download: Option<String>,
+}
+
+fn with_download(body: Value, download: Option<String>) -> Response {
+    let mut response = Json(body).into_response();
+    if let Some(name) = download {
+        let value = format!("attachment; filename={}", name.replace(['"', '\r', '\n'], ""));
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    response
+}
+
+fn header_fields() -> Map<String, Value> {
+    let o = json!({
+        "rabbit_version": RABBITMQ_COMPAT_VERSION,
+        "rabbitmq_version": RABBITMQ_COMPAT_VERSION,
+        "product_name": PRODUCT_NAME,
+        "product_version": PRODUCT_VERSION,
+    });
+    match o {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The whole broker's definitions.
+pub fn export_all(m: &Mgmt) -> Value {
+    let mut out = header_fields();
+    let (mut exchanges, mut queues, mut bindings, mut vhosts) = (vec![], vec![], vec![], vec![]);
+    for vh in m.broker.vhosts() {
+        vhosts.push(json!({"name": vh.name.to_string_lossy(), "description": "", "tags": [], "metadata": {"description": "", "tags": []}}));
+        let d = export_vhost(&vh, true);
+        exchanges.extend(d.exchanges);
+        queues.extend(d.queues);
+        bindings.extend(d.bindings);
+    }
+    for key in ["users", "permissions", "topic_permissions", "parameters", "global_parameters", "policies"] {
+        out.insert(key.into(), json!([]));
+    }
+    out.insert("vhosts".into(), Value::Array(vhosts));
+    out.insert("queues".into(), Value::Array(queues));
+    out.insert("exchanges".into(), Value::Array(exchanges));
+    out.insert("bindings".into(), Value::Array(bindings));
+    Value::Object(out)
+}
+
+pub async fn export(State(m): State<AppState>, Query(d): Query<Download>) -> Response {
+    with_download(export_all(&m), d.download)
+}
+
+pub async fn export_vhost_handler(
+    State(m): State<AppState>,
+    Path(v): Path<String>,
+    Query(d): Query<Download>,
+) -> ApiResult<Response> {
+    let vh = vhost(&m, &v)?;
+    let mut out = header_fields();
+    let defs = export_vhost(&vh, false);
+    out.insert("parameters".into(), json!([]));
+    out.insert("policies".into(), json!([]));
+    out.insert("queues".into(), Value::Array(defs.queues));
+    out.insert("exchanges".into(), Value::Array(defs.exchanges));
+    out.insert("bindings".into(), Value::Array(defs.bindings));
+    Ok(with_download(Value::Object(out), d.download))
+}
+
+/// Parses a definitions document; `vhost` is the vhost of a per-vhost import (its items carry
+/// none), else every item must name its vhost.
+pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> {
+    let Value::Object(doc) = doc else { return Err(ApiError::bad_request("failed_to_parse_json")) };
+    let mut set = DefinitionSet::default();
+    let items = |key: &str| -> ApiResult<Vec<Map<String, Value>>> {
+        match doc.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|i| match i {
+                    Value::Object(o) => Ok(o.clone()),
+                    _ => Err(ApiError::bad_request(format!("{key}: every item must be an object"))),
+                })
+                .collect(),
+            Some(_) => Err(ApiError::bad_request(format!("{key} must be a list"))),
+        }
+    };
+    let vhost_of = |kind: &str, item: &Map<String, Value>| -> ApiResult<ShortStr> {
+        match (vhost, str_field(item, "vhost")?) {
+            (Some(v), _) => Ok(v.clone()),
+            (None, Some(v)) => short_str(v),
+            (None, None) => Err(ApiError::bad_request(format!(
+                "{kind} '{}' names no vhost (a file without vhosts imports through /api/definitions/{{vhost}})",
+                item.get("name").or(item.get("source")).and_then(Value::as_str).unwrap_or("")
+            ))),
+        }
+    };
+    let name_of = |item: &Map<String, Value>, key: &str| -> ApiResult<ShortStr> {
+        short_str(str_field(item, key)?.ok_or_else(|| crate::mgmt::json::key_missing(key))?)
+    };
+    for x in items("exchanges")? {
+        let name = name_of(&x, "name")?;
+        // The default and `amq.*` exchanges exist everywhere: skipped, as RabbitMQ does.
+        if name.is_empty() || name.as_bytes().starts_with(b"amq.") {
+            continue;
+        }
+        let kind_name = str_field(&x, "type")?.unwrap_or("direct");
+        let kind = ExchangeKind::parse(kind_name.as_bytes())
+            .ok_or_else(|| ApiError::bad_request(format!("invalid exchange type '{kind_name}'")))?;
+        let spec = ExchangeSpec {
+            name,
+            kind,
+            durable: bool_field(&x, "durable", true)?,
+            auto_delete: bool_field(&x, "auto_delete", false)?,
+            internal: bool_field(&x, "internal", false)?,
+            arguments: arguments_field(&x)?,
+        };
+        set.exchanges.push((vhost_of("exchange", &x)?, spec));
+    }
+    for q in items("queues")? {
+        let name = name_of(&q, "name")?;
+        if name.as_bytes().starts_with(b"amq.") {
+            continue;
+        }
+        let spec = QueueSpec {
+            name,
+            server_named: false,
+            durable: bool_field(&q, "durable", true)?,
+            exclusive_owner: None,
+            auto_delete: bool_field(&q, "auto_delete", false)?,
+            arguments: arguments_field(&q)?,
+        };
+        set.queues.push((vhost_of("queue", &q)?, spec));
+    }
+    for b in items("bindings")? {
+        let spec = BindingSpec {
+            source: name_of(&b, "source")?,
+            destination: name_of(&b, "destination")?,
+            to_queue: str_field(&b, "destination_type")?.unwrap_or("queue") == "queue",
+            routing_key: short_str(str_field(&b, "routing_key")?.unwrap_or(""))?,
+            arguments: arguments_field(&b)?,
+        };
+        set.bindings.push((vhost_of("binding", &b)?, spec));
+    }
+    Ok(set)
+}
+
+fn import(m: &Mgmt, body: &Bytes, vhost: Option<&ShortStr>) -> ApiResult<StatusCode> {
+    let doc: Value = serde_json::from_slice(body).map_err(|_| ApiError::bad_request("failed_to_parse_json"))?;
+    let set = parse(&doc, vhost)?;
+    m.broker.import_definitions(&set).map_err(|reason| {
+        tracing::warn!(%reason, "definitions import refused; nothing was changed");
+        ApiError::bad_request(reason)
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn import_all(State(m): State<AppState>, body: Bytes) -> ApiResult<StatusCode> {
+    import(&m, &body, None)
+}
+
+pub async fn import_vhost(State(m): State<AppState>, Path(v): Path<String>, body: Bytes) -> ApiResult<StatusCode> {
+    let vh = super::vhost_for_change(&m, &v)?;
+    import(&m, &body, Some(&vh.name))
+}
