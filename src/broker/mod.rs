@@ -11,6 +11,7 @@ pub mod errors;
 pub mod exchange;
 pub mod memory;
 pub mod message;
+pub mod policy;
 pub mod publish;
 pub mod queue;
 pub mod record;
@@ -121,6 +122,7 @@ impl Broker {
             exchanges = defs.exchanges.len(),
             queues = defs.queues.len(),
             bindings = defs.bindings.len(),
+            policies = defs.policies.len(),
             messages,
             elapsed = ?started.elapsed(),
             "recovered from the store"

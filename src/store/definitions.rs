@@ -4,6 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::policies::{self, PolicyDef};
 use super::StoreError;
 use crate::protocol::wire::{self, PResult};
 use crate::protocol::{AmqpError, FieldTable, ShortStr};
@@ -20,6 +21,11 @@ pub trait MetadataStore: Send + Sync {
     fn delete_entity(&self, vhost: &ShortStr, name: &ShortStr, is_queue: bool) -> Result<(), StoreError>;
     /// Every stored definition, for start-up.
     fn load_definitions(&self) -> Result<Definitions, StoreError>;
+
+    // Policies and operator policies (record kinds `P` and `O`, `store/policies.rs`).
+    /// Adds or replaces a policy.
+    fn save_policy(&self, p: &PolicyDef) -> Result<(), StoreError>;
+    fn delete_policy(&self, operator: bool, vhost: &ShortStr, name: &str) -> Result<(), StoreError>;
 }
 
 const EXCHANGE: u8 = b'x';
@@ -63,6 +69,8 @@ pub struct Definitions {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    /// User and operator policies of every vhost.
+    pub policies: Vec<PolicyDef>,
 }
 
 fn key(kind: u8, parts: &[&ShortStr]) -> Vec<u8> {
@@ -171,6 +179,9 @@ pub fn decode_into(defs: &mut Definitions, k: &[u8], v: &[u8]) -> Result<(), Amq
                 Ok((r, def))
             };
             defs.bindings.push(parse().map_err(|_| corrupt("binding"))?.1);
+        }
+        policies::POLICY | policies::OPERATOR_POLICY => {
+            defs.policies.push(PolicyDef::decode(&k, &v).ok_or_else(|| corrupt("policy"))?);
         }
         _ => return Err(corrupt("unknown")),
     }

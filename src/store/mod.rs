@@ -14,6 +14,7 @@
 
 pub mod definitions;
 pub mod delayed;
+pub mod policies;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, Write
 
 use crate::protocol::ShortStr;
 pub use definitions::{BindingDef, Definitions, ExchangeDef, MetadataStore, QueueDef};
+pub use policies::PolicyDef;
 
 const CF_DEFINITIONS: &str = "definitions";
 /// Persistent messages of durable queues, keyed `queue id ‖ seq` (big-endian): one queue is one
@@ -304,6 +306,18 @@ impl MetadataStore for Store {
             definitions::decode_into(&mut defs, &k, &v).map_err(|e| StoreError::Corrupt(e.message.into_owned()))?;
         }
         Ok(defs)
+    }
+
+    fn save_policy(&self, p: &PolicyDef) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.definitions(), p.key(), p.value());
+        self.write(b)
+    }
+
+    fn delete_policy(&self, operator: bool, vhost: &ShortStr, name: &str) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.delete_cf(self.definitions(), policies::policy_key(operator, vhost, name));
+        self.write(b)
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod equivalence;
 pub mod import;
+mod policies;
 
 use std::sync::Arc;
 
@@ -67,8 +68,12 @@ impl VHost {
         if let (Some(store), true) = (self.metadata(), x.durable) {
             store.save_exchange(&self.exchange_def(&x)).map_err(errors::store_failed)?;
         }
+        // Under its policies before anyone can route through it (see `policies.rs`).
+        let table = self.policy_table();
+        Self::exchange_under_policies(&table, &x);
         // Two declares racing: the first one in wins and the second is checked against it.
         let entry = self.exchanges.entry(spec.name.clone()).or_insert(x).clone();
+        drop(table);
         Ok(entry)
     }
 
@@ -192,16 +197,19 @@ impl VHost {
             }
             q = q.with_store(QueueStore { id, handle: storage.clone() });
         }
-        let q = Arc::new(q);
         let mut created = false;
-        let q = self
-            .queues
-            .entry(spec.name.clone())
-            .or_insert_with(|| {
-                created = true;
-                q
-            })
-            .clone();
+        let q = {
+            // Under its policies before anyone can publish to it (see `policies.rs`).
+            let table = self.policy_table();
+            let q = Arc::new(Self::queue_under_policies(&table, q));
+            self.queues
+                .entry(spec.name.clone())
+                .or_insert_with(|| {
+                    created = true;
+                    q
+                })
+                .clone()
+        };
         // No explicit binding to the default exchange: routing there looks the queue up by name.
         q.touch();
         Ok((q, created))

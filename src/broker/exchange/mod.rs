@@ -13,6 +13,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use super::dedup::SeenCache;
+use super::policy::{effective, PolicyView};
 use super::queue::Queue;
 use super::timer::now_ms;
 use super::NameHasher;
@@ -139,6 +140,16 @@ pub struct Exchange {
     bindings: RwLock<Bindings>,
     /// The identities a deduplicating exchange has routed.
     seen: Option<SeenCache>,
+    /// The policies that apply and the alternate exchange they leave it with. Read by
+    /// unroutable messages only (a leaf lock, see LOCKS.md); replaced when policies change.
+    policy: RwLock<Arc<AppliedPolicy>>,
+}
+
+/// An exchange's policies and what they make of its alternate exchange.
+struct AppliedPolicy {
+    view: Arc<PolicyView>,
+    /// The `alternate-exchange` argument, else the policy's.
+    alternate: Option<ShortStr>,
 }
 
 impl Exchange {
@@ -158,7 +169,31 @@ impl Exchange {
             ExchangeKind::Delayed => delayed::routing_type(&arguments).unwrap_or(ExchangeKind::Direct),
             other => other,
         };
-        Exchange { name, kind, routing, durable, auto_delete, internal, arguments, bindings: RwLock::default(), seen }
+        let alternate = effective::alternate_exchange(&arguments, &Default::default());
+        let policy = RwLock::new(Arc::new(AppliedPolicy { view: Arc::default(), alternate }));
+        Exchange {
+            name,
+            kind,
+            routing,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+            bindings: RwLock::default(),
+            seen,
+            policy,
+        }
+    }
+
+    /// Applies the policies `view` describes (at declare, recovery, or a policy change).
+    pub fn apply_policy(&self, view: Arc<PolicyView>) {
+        let alternate = effective::alternate_exchange(&self.arguments, &view.definition);
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(AppliedPolicy { view, alternate });
+    }
+
+    /// The policies applied to the exchange and their merged definition.
+    pub fn policy_view(&self) -> Arc<PolicyView> {
+        self.policy.read().unwrap_or_else(|e| e.into_inner()).view.clone()
     }
 
     /// The kind whose rules bindings follow (for a delayed exchange, its `x-delayed-type`).
@@ -179,9 +214,9 @@ impl Exchange {
         self.bindings.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The `alternate-exchange` argument, if set to a string.
-    pub fn alternate_exchange(&self) -> Option<&[u8]> {
-        self.arguments.get("alternate-exchange").and_then(|v| v.as_bytes())
+    /// Where unroutable messages go: the `alternate-exchange` argument, else a policy's.
+    pub fn alternate_exchange(&self) -> Option<ShortStr> {
+        self.policy.read().unwrap_or_else(|e| e.into_inner()).alternate.clone()
     }
 
     /// Adds a binding; false if an identical one exists (binding is idempotent).

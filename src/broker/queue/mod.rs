@@ -34,6 +34,7 @@ use super::dead_letter::{DeadLetter, DeathReason};
 use super::dedup::{identity, HeldIdentities};
 use super::memory::{cost_of, Paging, MIN_RESIDENT};
 use super::message::Message;
+use super::policy::PolicyView;
 use super::publish::PublishOutcome;
 use super::record;
 use super::timer::{now_ms, Timers};
@@ -90,6 +91,8 @@ pub struct Queue {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// What `arguments` ask for, before any policy.
+    declared: QueueArgs,
     deleted: AtomicBool,
     /// Deliveries awaiting an ack (they live in channels; counted here for the management
     /// API): up in [`delivered`](Self::delivered), down in [`settled`](Self::settled).
@@ -107,6 +110,8 @@ struct QueueState {
     /// ([`Queue::reapply_args`]); read under this lock, so a change applies between two
     /// operations, never within one.
     args: Arc<QueueArgs>,
+    /// The policies that made `args` what they are, for display.
+    policy: Arc<PolicyView>,
     ready: ReadyList,
     next_seq: u64,
     /// Sorted by priority, highest first; equal priorities keep arrival order.
@@ -136,7 +141,8 @@ impl Queue {
         let args_dedup = args.deduplicate;
         let state = QueueState {
             ready: ReadyList::new(args.max_priority),
-            args: Arc::new(args),
+            args: Arc::new(args.clone()),
+            policy: Arc::default(),
             next_seq: 0,
             consumers: Vec::new(),
             round_robin: 0,
@@ -152,6 +158,7 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
+            declared: args,
             deleted: AtomicBool::new(false),
             unacked: AtomicU64::new(0),
             state: Mutex::new(state),
@@ -183,16 +190,59 @@ impl Queue {
         self.lock().args.clone()
     }
 
+    /// What the queue's own arguments ask for (policies aside).
+    pub fn declared_args(&self) -> &QueueArgs {
+        &self.declared
+    }
+
+    /// Whether it was declared `x-queue-type: quorum` (policies may apply to classic queues
+    /// only).
+    pub fn is_quorum(&self) -> bool {
+        self.declared.quorum
+    }
+
+    /// The policies applied to the queue and their merged definition.
+    pub fn policy_view(&self) -> Arc<PolicyView> {
+        self.lock().policy.clone()
+    }
+
+    /// A new queue, before anyone can see it, under the policies that apply to it: `args` are
+    /// its arguments as those make them.
+    pub fn with_policy(self, args: QueueArgs, view: Arc<PolicyView>) -> Queue {
+        {
+            let mut st = self.lock();
+            st.args = Arc::new(args.reapplied_to(&st.args));
+            st.policy = view;
+        }
+        self
+    }
+
+    /// [`reapply_args`](Self::reapply_args) for a policy change: `view` says which policies
+    /// made `args`.
+    pub fn apply_policy(self: &Arc<Self>, args: QueueArgs, view: Arc<PolicyView>) {
+        self.reapply(args, Some(view));
+    }
+
     /// Changes how the queue behaves from now on (a policy applied, changed or removed): TTLs,
     /// limits, dead-lettering, the delivery limit, the consumer timeout, `x-expires`. What
     /// shapes its storage stays as declared ([`QueueArgs::reapplied_to`]). The new limits
-    /// apply at once: a lower `max-length` drops (or dead-letters) the oldest messages now,
-    /// a shorter TTL expires what it makes overdue.
+    /// apply at once: a lower `max-length` drops (or dead-letters) the oldest messages now.
+    /// Messages keep the expiry they were given on arrival, as in RabbitMQ: a new message TTL
+    /// applies to messages published from now on. An `x-expires` countdown starts over (as
+    /// RabbitMQ restarts its expiry timer on every policy change).
     pub fn reapply_args(self: &Arc<Self>, args: QueueArgs) {
+        self.reapply(args, None);
+    }
+
+    fn reapply(self: &Arc<Self>, args: QueueArgs, view: Option<Arc<PolicyView>>) {
         let mut dead = Vec::new();
         {
             let mut st = self.lock();
             st.args = Arc::new(args.reapplied_to(&st.args));
+            if let Some(view) = view {
+                st.policy = view;
+            }
+            st.last_used = now_ms();
             st.wakeup_at = None; // the old deadline may be too late now
             self.expire(&mut st, now_ms(), &mut dead);
             self.drop_over_limit(&mut st, &mut dead);

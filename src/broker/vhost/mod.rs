@@ -7,7 +7,7 @@
 mod recovery;
 pub mod route;
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use dashmap::DashMap;
 
@@ -15,6 +15,7 @@ use super::delayed::Delays;
 use super::errors;
 use super::exchange::{Exchange, ExchangeKind};
 use super::memory::Paging;
+use super::policy::PolicyTable;
 use super::queue::{Queue, QueueEnv};
 use super::reply_to::ReplyConsumers;
 use super::timer::Timers;
@@ -62,6 +63,9 @@ pub struct VHost {
     pub(super) exchanges: DashMap<ShortStr, Arc<Exchange>, NameHasher>,
     pub(super) queues: DashMap<ShortStr, Arc<Queue>, NameHasher>,
     pub(super) env: VHostEnv,
+    /// Its policies. Held while a policy change is written and applied, and while a declare
+    /// applies them to what it creates, so that each object ends up under the latest ones.
+    pub(super) policies: Mutex<PolicyTable>,
     /// This vhost, for its queues (they dead-letter through it) without a reference cycle.
     pub(super) self_ref: Weak<VHost>,
 }
@@ -70,7 +74,14 @@ impl VHost {
     /// A vhost with the predeclared exchanges every RabbitMQ vhost has. Built inside
     /// `Arc::new_cyclic` so it knows its own handle: `VHost::create`.
     fn new(name: ShortStr, env: VHostEnv, self_ref: Weak<VHost>) -> VHost {
-        let v = VHost { name, exchanges: DashMap::default(), queues: DashMap::default(), env, self_ref };
+        let v = VHost {
+            name,
+            exchanges: DashMap::default(),
+            queues: DashMap::default(),
+            env,
+            policies: Mutex::default(),
+            self_ref,
+        };
         let predeclared: [(&'static str, ExchangeKind, bool); 7] = [
             ("", ExchangeKind::Direct, false),
             ("amq.direct", ExchangeKind::Direct, false),
@@ -107,6 +118,11 @@ impl VHost {
 
     pub(super) fn metadata(&self) -> Option<&dyn MetadataStore> {
         self.env.metadata.as_deref()
+    }
+
+    /// The policy table, locked (see LOCKS.md: above the vhost maps and the queue locks).
+    pub(super) fn policy_table(&self) -> MutexGuard<'_, PolicyTable> {
+        self.policies.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn exchange(&self, name: &ShortStr) -> Result<Arc<Exchange>, AmqpError> {

@@ -1,6 +1,6 @@
-//! Start-up: a vhost rebuilt from what the store kept — durable exchanges, queues (with their
-//! persistent messages, beyond the memory window only as places whose bodies stay on disk)
-//! and bindings between durable things.
+//! Start-up: a vhost rebuilt from what the store kept — policies, durable exchanges, queues
+//! (with their persistent messages, beyond the memory window only as places whose bodies stay
+//! on disk) and bindings between durable things.
 
 use std::sync::Arc;
 
@@ -11,9 +11,13 @@ use crate::broker::record;
 use crate::store::Definitions;
 
 impl VHost {
-    /// Recreates the durable exchanges, queues and bindings stored for this vhost. Bindings
-    /// whose ends are missing (a crash between two writes) are skipped with a warning.
+    /// Recreates the policies, durable exchanges, queues and bindings stored for this vhost
+    /// (each queue and exchange under the policies that apply to it). Bindings whose ends are
+    /// missing (a crash between two writes) are skipped with a warning.
     pub fn restore(&self, defs: &Definitions) {
+        // Policies first: a recovered queue's messages get the TTL its policy gives it.
+        self.restore_policies(&defs.policies);
+        let table = self.policy_table();
         for d in defs.exchanges.iter().filter(|d| d.vhost == self.name) {
             let Some(kind) = ExchangeKind::parse(d.kind.as_bytes()) else {
                 tracing::warn!(exchange = %d.name, kind = %d.kind, "stored exchange of unknown type skipped");
@@ -29,8 +33,9 @@ impl VHost {
             self.exchanges.entry(d.name.clone()).or_insert(Arc::new(x));
         }
         for d in defs.queues.iter().filter(|d| d.vhost == self.name) {
-            let mut q = Queue::new(d.name.clone(), self.name.clone(), true, None, d.auto_delete, d.arguments.clone())
+            let q = Queue::new(d.name.clone(), self.name.clone(), true, None, d.auto_delete, d.arguments.clone())
                 .with_env(self.queue_env());
+            let mut q = Self::queue_under_policies(&table, q);
             if let Some(storage) = &self.env.storage {
                 // Linked to the store first, so recovery keeps only the memory window resident.
                 q = q.with_store(QueueStore { id: d.id, handle: storage.clone() });
@@ -71,6 +76,9 @@ impl VHost {
                 }
             }
         }
+        // Exchanges (the predeclared ones too) under their policies.
+        self.reapply_policies(&table);
+        drop(table);
         // Only now, with every queue and binding back, may overdue messages expire and be
         // dead-lettered.
         for q in self.queues.iter() {

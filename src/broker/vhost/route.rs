@@ -58,7 +58,7 @@ impl VHost {
             }
             if dests.is_empty() {
                 if let Some(ae) = x.alternate_exchange() {
-                    if let Some(ae) = self.exchanges.get(ae).map(|e| e.clone()) {
+                    if let Some(ae) = self.exchanges.get(ae.as_bytes()).map(|e| e.clone()) {
                         if !seen.iter().any(|s| Arc::ptr_eq(s, &ae)) {
                             seen.push(ae.clone());
                             todo.push(ae);
