@@ -20,6 +20,9 @@ pub struct Config {
     pub mgmt_port: u16,
     /// Where RocksDB keeps definitions and messages.
     pub data_dir: PathBuf,
+    /// A definitions file (RabbitMQ's format) imported at start-up, as RabbitMQ's
+    /// `load_definitions`; empty for none.
+    pub load_definitions: String,
     /// A `tracing` filter: `info`, `warren=debug`, ... (`RUST_LOG` wins when set).
     pub log_level: String,
     /// Largest message body accepted, in octets (RabbitMQ's `max_message_size`).
@@ -46,6 +49,7 @@ impl Default for Config {
             mgmt_bind: "0.0.0.0".to_string(),
             mgmt_port: 15672,
             data_dir: PathBuf::from("./data"),
+            load_definitions: String::new(),
             log_level: "info".to_string(),
             max_message_size: 16 * 1024 * 1024,
             queue_memory_window: 8192,
@@ -64,6 +68,7 @@ pub struct Overrides {
     pub mgmt_bind: Option<String>,
     pub mgmt_port: Option<u16>,
     pub data_dir: Option<PathBuf>,
+    pub load_definitions: Option<PathBuf>,
     pub log_level: Option<String>,
     pub max_message_size: Option<u64>,
 }
@@ -87,6 +92,7 @@ impl Config {
             .set_default("mgmt_bind", d.mgmt_bind)?
             .set_default("mgmt_port", d.mgmt_port)?
             .set_default("data_dir", d.data_dir.to_string_lossy().into_owned())?
+            .set_default("load_definitions", d.load_definitions)?
             .set_default("log_level", d.log_level)?
             .set_default("max_message_size", d.max_message_size)?
             .set_default("queue_memory_window", d.queue_memory_window as u64)?
@@ -111,6 +117,10 @@ impl Config {
             .set_override_option("mgmt_bind", flags.mgmt_bind.clone())?
             .set_override_option("mgmt_port", flags.mgmt_port)?
             .set_override_option("data_dir", flags.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()))?
+            .set_override_option(
+                "load_definitions",
+                flags.load_definitions.as_ref().map(|p| p.to_string_lossy().into_owned()),
+            )?
             .set_override_option("log_level", flags.log_level.clone())?
             .set_override_option("max_message_size", flags.max_message_size)?;
         b.build()?.try_deserialize()

@@ -11,7 +11,7 @@ use warren::config::{Config, Overrides};
 #[derive(Parser)]
 #[command(name = "warren", version, about = "An AMQP 0-9-1 message broker that RabbitMQ clients use unchanged")]
 #[command(after_help = "Settings are layered: defaults < config file < WARREN_* environment variables < flags.\n\
-Environment: WARREN_BIND, WARREN_PORT, WARREN_MGMT_BIND, WARREN_MGMT_PORT, WARREN_DATA_DIR, WARREN_LOG_LEVEL, WARREN_MAX_MESSAGE_SIZE
+Environment: WARREN_BIND, WARREN_PORT, WARREN_MGMT_BIND, WARREN_MGMT_PORT, WARREN_DATA_DIR, WARREN_LOAD_DEFINITIONS, WARREN_LOG_LEVEL, WARREN_MAX_MESSAGE_SIZE
 (RUST_LOG overrides the log filter).\n\
 With no subcommand, warren runs `serve`.")]
 struct Cli {
@@ -52,6 +52,9 @@ struct ServeArgs {
     /// Data directory (RocksDB) [default: ./data; env WARREN_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Definitions file (RabbitMQ's JSON format) to import at start-up [env WARREN_LOAD_DEFINITIONS]
+    #[arg(long, value_name = "FILE")]
+    load_definitions: Option<PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or tracing directives [default: info; env WARREN_LOG_LEVEL]
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         mgmt_bind: args.mgmt_bind,
         mgmt_port: args.mgmt_port,
         data_dir: args.data_dir,
+        load_definitions: args.load_definitions,
         log_level: args.log_level,
         max_message_size: args.max_message_size,
     };

@@ -74,6 +74,18 @@ impl MgmtListener {
     }
 }
 
+/// Imports a definitions file at start-up (RabbitMQ's `load_definitions`): checked in full,
+/// then applied; an error names the file and changes nothing.
+pub fn load_definitions(broker: &Broker, path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    let set = api::parse_definitions(&doc).map_err(|e| format!("{}: {}", path.display(), e.reason))?;
+    let done = broker.import_definitions(&set).map_err(|e| format!("{}: {e}", path.display()))?;
+    tracing::info!(file = %path.display(), ?done, "definitions loaded");
+    Ok(())
+}
+
 /// `rabbit@<hostname>`, as RabbitMQ names a node by default: monitoring checks ask for
 /// `/api/nodes/rabbit@<host>`.
 fn node_name() -> String {

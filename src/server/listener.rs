@@ -73,6 +73,10 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
     let amqp = listener.local_addr()?;
     info!(addr = %amqp, data_dir = %config.data_dir.display(), "warren listening for AMQP 0-9-1");
     let broker = listener.broker().clone();
+    if !config.load_definitions.is_empty() {
+        crate::mgmt::load_definitions(&broker, std::path::Path::new(&config.load_definitions))
+            .map_err(std::io::Error::other)?;
+    }
     let mgmt = MgmtListener::bind(broker.clone(), &config.mgmt_bind, config.mgmt_port, amqp).await?;
     info!(addr = %mgmt.local_addr()?, "management HTTP API listening");
     tokio::select! {

@@ -9,6 +9,7 @@
 
 use super::{ExchangeSpec, QueueSpec};
 use crate::broker::exchange::Destination;
+use crate::broker::policy::{PolicyKind, PolicySpec};
 use crate::broker::Broker;
 use crate::protocol::{FieldTable, ShortStr};
 
@@ -26,6 +27,8 @@ pub struct BindingSpec {
 /// Everything a file defines, per vhost.
 #[derive(Debug, Clone, Default)]
 pub struct DefinitionSet {
+    /// (vhost, name, policy): already validated when parsed.
+    pub policies: Vec<(ShortStr, String, PolicySpec)>,
     pub exchanges: Vec<(ShortStr, ExchangeSpec)>,
     pub queues: Vec<(ShortStr, QueueSpec)>,
     pub bindings: Vec<(ShortStr, BindingSpec)>,
@@ -34,6 +37,7 @@ pub struct DefinitionSet {
 /// What an import did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Imported {
+    pub policies: usize,
     pub exchanges: usize,
     pub queues: usize,
     pub bindings: usize,
@@ -44,6 +48,9 @@ impl Broker {
     /// RabbitMQ's words where it has them.
     pub fn check_definitions(&self, set: &DefinitionSet) -> Result<(), String> {
         let vhost = |name: &ShortStr| self.vhost(name).ok_or_else(|| format!("vhost '{name}' does not exist"));
+        for (v, _, _) in &set.policies {
+            vhost(v)?;
+        }
         for (v, spec) in &set.exchanges {
             let vh = vhost(v)?;
             if vh.exchange(&spec.name).is_err() {
@@ -58,8 +65,9 @@ impl Broker {
         }
         for (v, b) in &set.bindings {
             let vh = vhost(v)?;
-            let exchange_known =
-                |name: &ShortStr| vh.exchange(name).is_ok() || set.exchanges.iter().any(|(ev, x)| ev == v && x.name == *name);
+            let exchange_known = |name: &ShortStr| {
+                vh.exchange(name).is_ok() || set.exchanges.iter().any(|(ev, x)| ev == v && x.name == *name)
+            };
             let queue_known =
                 |name: &ShortStr| vh.queue(name).is_ok() || set.queues.iter().any(|(qv, q)| qv == v && q.name == *name);
             if b.source.is_empty() || !exchange_known(&b.source) {
@@ -77,12 +85,17 @@ impl Broker {
         Ok(())
     }
 
-    /// Checks `set`, then applies it: exchanges, queues, bindings. An error while applying
+    /// Checks `set`, then applies it: policies (so that what is declared next is under them
+    /// from the start, as RabbitMQ orders it), exchanges, queues, bindings. An error while applying
     /// (the store failing) stops there.
     pub fn import_definitions(&self, set: &DefinitionSet) -> Result<Imported, String> {
         self.check_definitions(set)?;
         let mut done = Imported::default();
         let vhost = |name: &ShortStr| self.vhost(name).ok_or_else(|| format!("vhost '{name}' does not exist"));
+        for (v, name, spec) in &set.policies {
+            vhost(v)?.set_policy(PolicyKind::User, name, spec.clone()).map_err(|e| e.reason())?;
+            done.policies += 1;
+        }
         for (v, spec) in &set.exchanges {
             let vh = vhost(v)?;
             if vh.exchange(&spec.name).is_err() {

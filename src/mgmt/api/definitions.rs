@@ -17,6 +17,7 @@ use super::{vhost, AppState};
 use crate::broker::definitions::import::{BindingSpec, DefinitionSet};
 use crate::broker::definitions::{ExchangeSpec, QueueSpec};
 use crate::broker::exchange::ExchangeKind;
+use crate::broker::policy::{PolicyKind, PolicySpec};
 use crate::broker::VHost;
 use crate::mgmt::error::{ApiError, ApiResult};
 use crate::mgmt::json::{arguments_field, bool_field, short_str, str_field, table_to_json};
@@ -26,6 +27,7 @@ use crate::protocol::ShortStr;
 /// The exported objects of one vhost (RabbitMQ leaves out the default and `amq.*` exchanges,
 /// exclusive queues and the default exchange's implicit bindings).
 struct VHostDefinitions {
+    policies: Vec<Value>,
     exchanges: Vec<Value>,
     queues: Vec<Value>,
     bindings: Vec<Value>,
@@ -40,7 +42,8 @@ fn export_vhost(vh: &VHost, with_vhost: bool) -> VHostDefinitions {
         }
         o
     };
-    let mut exchanges: Vec<_> = vh.exchanges().into_iter().filter(|x| !x.name.is_empty() && !x.name.as_bytes().starts_with(b"amq.")).collect();
+    let mut exchanges: Vec<_> =
+        vh.exchanges().into_iter().filter(|x| !x.name.is_empty() && !x.name.as_bytes().starts_with(b"amq.")).collect();
     exchanges.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     let mut queues: Vec<_> = vh.queues().into_iter().filter(|q| q.exclusive_owner.is_none()).collect();
     queues.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
@@ -57,7 +60,19 @@ fn export_vhost(vh: &VHost, with_vhost: bool) -> VHostDefinitions {
             }))
         })
         .collect();
+    let policies = vh
+        .policies(PolicyKind::User)
+        .iter()
+        .map(|p| {
+            let mut o = p.to_json();
+            if let (false, Value::Object(m)) = (with_vhost, &mut o) {
+                m.remove("vhost");
+            }
+            o
+        })
+        .collect();
     VHostDefinitions {
+        policies,
         exchanges: exchanges
             .iter()
             .map(|x| {
@@ -112,17 +127,19 @@ fn header_fields() -> Map<String, Value> {
 /// The whole broker's definitions.
 pub fn export_all(m: &Mgmt) -> Value {
     let mut out = header_fields();
-    let (mut exchanges, mut queues, mut bindings, mut vhosts) = (vec![], vec![], vec![], vec![]);
+    let (mut exchanges, mut queues, mut bindings, mut vhosts, mut policies) = (vec![], vec![], vec![], vec![], vec![]);
     for vh in m.broker.vhosts() {
         vhosts.push(json!({"name": vh.name.to_string_lossy(), "description": "", "tags": [], "metadata": {"description": "", "tags": []}}));
         let d = export_vhost(&vh, true);
+        policies.extend(d.policies);
         exchanges.extend(d.exchanges);
         queues.extend(d.queues);
         bindings.extend(d.bindings);
     }
-    for key in ["users", "permissions", "topic_permissions", "parameters", "global_parameters", "policies"] {
+    for key in ["users", "permissions", "topic_permissions", "parameters", "global_parameters"] {
         out.insert(key.into(), json!([]));
     }
+    out.insert("policies".into(), Value::Array(policies));
     out.insert("vhosts".into(), Value::Array(vhosts));
     out.insert("queues".into(), Value::Array(queues));
     out.insert("exchanges".into(), Value::Array(exchanges));
@@ -143,7 +160,7 @@ pub async fn export_vhost_handler(
     let mut out = header_fields();
     let defs = export_vhost(&vh, false);
     out.insert("parameters".into(), json!([]));
-    out.insert("policies".into(), json!([]));
+    out.insert("policies".into(), Value::Array(defs.policies));
     out.insert("queues".into(), Value::Array(defs.queues));
     out.insert("exchanges".into(), Value::Array(defs.exchanges));
     out.insert("bindings".into(), Value::Array(defs.bindings));
@@ -181,6 +198,12 @@ pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> 
     let name_of = |item: &Map<String, Value>, key: &str| -> ApiResult<ShortStr> {
         short_str(str_field(item, key)?.ok_or_else(|| crate::mgmt::json::key_missing(key))?)
     };
+    for p in items("policies")? {
+        let name = str_field(&p, "name")?.ok_or_else(|| crate::mgmt::json::key_missing("name"))?.to_string();
+        let spec = PolicySpec::from_json(PolicyKind::User, &Value::Object(p.clone()))
+            .map_err(|e| ApiError::bad_request(format!("policy '{name}': {}", e.reason())))?;
+        set.policies.push((vhost_of("policy", &p)?, name, spec));
+    }
     for x in items("exchanges")? {
         let name = name_of(&x, "name")?;
         // The default and `amq.*` exchanges exist everywhere: skipped, as RabbitMQ does.

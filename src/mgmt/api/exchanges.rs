@@ -19,7 +19,8 @@ use crate::mgmt::listing::{self, is_true, ListQuery};
 
 /// An exchange as RabbitMQ's API shows it (the default exchange is named `""`).
 pub fn exchange_json(vhost: &VHost, x: &Exchange) -> Value {
-    json!({
+    let policy = x.policy_view();
+    let mut o = json!({
         "name": x.name.to_string_lossy(),
         "vhost": vhost.name.to_string_lossy(),
         "type": x.kind.name(),
@@ -27,7 +28,12 @@ pub fn exchange_json(vhost: &VHost, x: &Exchange) -> Value {
         "auto_delete": x.auto_delete,
         "internal": x.internal,
         "arguments": table_to_json(&x.arguments),
-    })
+    });
+    // RabbitMQ shows `policy` on an exchange only when one applies.
+    if let (Some(p), Value::Object(m)) = (&policy.policy, &mut o) {
+        m.insert("policy".into(), Value::String(p.clone()));
+    }
+    o
 }
 
 fn list(mgmt: &crate::mgmt::Mgmt, only: Option<&str>, q: &ListQuery) -> ApiResult<Json<Value>> {

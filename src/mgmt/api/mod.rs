@@ -8,6 +8,7 @@ mod definitions;
 mod exchanges;
 mod messages;
 mod overview;
+mod policies;
 mod queues;
 
 use std::sync::Arc;
@@ -23,6 +24,11 @@ use crate::broker::VHost;
 use crate::protocol::ShortStr;
 
 pub type AppState = Arc<Mgmt>;
+
+/// A whole-broker definitions document, parsed and validated (for `--load-definitions`).
+pub fn parse_definitions(doc: &serde_json::Value) -> ApiResult<crate::broker::definitions::import::DefinitionSet> {
+    definitions::parse(doc, None)
+}
 
 pub fn router(mgmt: Arc<Mgmt>) -> Router {
     let api = Router::new()
@@ -64,6 +70,15 @@ pub fn router(mgmt: Arc<Mgmt>) -> Router {
         )
         .route("/definitions", get(definitions::export).post(definitions::import_all))
         .route("/definitions/{vhost}", get(definitions::export_vhost_handler).post(definitions::import_vhost))
+        .route("/policies", get(policies::list_all))
+        .route("/policies/{vhost}", get(policies::list_vhost))
+        .route("/policies/{vhost}/{name}", get(policies::show_one).put(policies::set_one).delete(policies::clear_one))
+        .route("/operator-policies", get(policies::operator_list_all))
+        .route("/operator-policies/{vhost}", get(policies::operator_list_vhost))
+        .route(
+            "/operator-policies/{vhost}/{name}",
+            get(policies::operator_show_one).put(policies::operator_set_one).delete(policies::operator_clear_one),
+        )
         .route("/connections", get(connections::list_all))
         .route("/vhosts/{vhost}/connections", get(connections::list_vhost))
         .route("/connections/{name}", get(connections::show).delete(connections::close))

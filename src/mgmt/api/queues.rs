@@ -25,6 +25,7 @@ use crate::mgmt::Mgmt;
 /// `head_message_timestamp` (its `timestamp` property).
 pub fn queue_json(mgmt: &Mgmt, vhost: &VHost, q: &Queue) -> Value {
     let info = q.info();
+    let policy = q.policy_view();
     let now = now_ms();
     let mut o = json!({
         "name": q.name.to_string_lossy(),
@@ -36,9 +37,9 @@ pub fn queue_json(mgmt: &Mgmt, vhost: &VHost, q: &Queue) -> Value {
         "arguments": table_to_json(&q.arguments),
         "node": mgmt.node,
         "state": "running",
-        "policy": Value::Null,
-        "operator_policy": Value::Null,
-        "effective_policy_definition": {},
+        "policy": policy.policy,
+        "operator_policy": policy.operator_policy,
+        "effective_policy_definition": policy.definition,
         "consumers": info.consumers.len(),
         "exclusive_consumer_tag": info.consumers.iter().find(|c| c.exclusive).map(|c| c.tag.to_string_lossy()),
         "single_active_consumer_tag": info.active_consumer.as_ref().map(|t| t.to_string_lossy()),
