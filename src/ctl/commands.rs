@@ -35,7 +35,7 @@ impl<'a> Ctx<'a> {
             opts.password.as_deref(),
         )?;
         let timeout = match opts.timeout {
-            // rabbitmqctl's `--timeout 0` does not mean "give up at once"; here it means no limit.
+            // A zero limit would fail every request, so 0 means none.
             Some(0) => None,
             Some(s) => Some(Duration::from_secs(s)),
             None => Some(DEFAULT_TIMEOUT),
@@ -70,18 +70,22 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    /// A 404 for `what`, unless the reason is that the command's virtual host does not exist,
-    /// which gets its own message and rabbitmqctl's code for it (65). Other errors as they are.
-    fn not_found(&self, e: ClientError, what: &str) -> CtlError {
+    /// A 404 of a command in a virtual host says `message` (exit 69, as rabbitmqctl's for a
+    /// missing object), unless the virtual host itself is what is missing: that gets its own
+    /// message and rabbitmqctl's code for it (65). Other errors as they are.
+    fn not_found(&self, e: ClientError, message: &str) -> CtlError {
         match e {
             ClientError::Api(ApiError { status: 404, .. }) if self.vhost_missing() => {
                 CtlError::data(format!("virtual host '{}' does not exist", self.vhost()))
             }
-            ClientError::Api(ApiError { status: 404, .. }) => {
-                CtlError::new(code::UNAVAILABLE, format!("{what} not found"))
-            }
+            ClientError::Api(ApiError { status: 404, .. }) => CtlError::new(code::UNAVAILABLE, message),
             e => e.into(),
         }
+    }
+
+    /// For a 404 where no object can be missing (a listing, a PUT): the API lacks the path.
+    fn no_such_endpoint(&self, path: &str) -> String {
+        format!("{}{path} not found; does this broker's management API have it?", self.client.endpoint().base)
     }
 
     fn vhost_missing(&self) -> bool {
@@ -163,13 +167,10 @@ fn list(ctx: &mut Ctx<'_>, kind: &Kind, segments: &[&str], banner: &str, request
     let columns = kind.select(requested)?;
     ctx.info(banner)?;
     let path = api_path(segments);
-    let answer = ctx.client.get_json(&path).map_err(|e| {
-        let what = format!("{}{path} (does this broker's API have it?)", ctx.client.endpoint().base);
-        if segments.len() > 1 {
-            ctx.not_found(e, &what)
-        } else {
-            CtlError::from(e)
-        }
+    let answer = ctx.client.get_json(&path).map_err(|e| match e {
+        _ if segments.len() > 1 => ctx.not_found(e, &ctx.no_such_endpoint(&path)),
+        ClientError::Api(ApiError { status: 404, .. }) => CtlError::new(code::UNAVAILABLE, ctx.no_such_endpoint(&path)),
+        e => e.into(),
     })?;
     let Value::Array(objects) = answer else {
         return Err(CtlError::new(code::SOFTWARE, format!("{path} answered something other than a JSON list")));
@@ -226,7 +227,7 @@ fn purge_queue(ctx: &mut Ctx<'_>, name: &str) -> Result<(), CtlError> {
     let vh = ctx.vhost();
     ctx.info(&format!("Purging queue '{name}' in vhost '{vh}' ..."))?;
     let path = api_path(&["queues", vh, name, "contents"]);
-    ctx.client.delete(&path, &[]).map_err(|e| ctx.not_found(e, &format!("queue '{name}' in vhost '{vh}'")))
+    ctx.client.delete(&path, &[]).map_err(|e| ctx.not_found(e, &format!("queue '{name}' in vhost '{vh}' not found")))
 }
 
 fn delete_queue(ctx: &mut Ctx<'_>, name: &str, if_empty: bool, if_unused: bool) -> Result<(), CtlError> {
@@ -243,7 +244,7 @@ fn delete_queue(ctx: &mut Ctx<'_>, name: &str, if_empty: bool, if_unused: bool) 
     }
     ctx.info(&format!("Deleting queue '{name}' on vhost '{vh}' {}...", conditions.join("and ")))?;
     let path = api_path(&["queues", vh, name]);
-    let what = format!("queue '{name}' in vhost '{vh}'");
+    let what = format!("queue '{name}' in vhost '{vh}' not found");
     // The API's DELETE says nothing of what it dropped; rabbitmqctl reports the ready messages,
     // so they are read first.
     let queue = ctx.client.get_json(&path).map_err(|e| ctx.not_found(e, &what))?;
@@ -308,9 +309,7 @@ fn set_policy(ctx: &mut Ctx<'_>, kind: PolicyKind, p: &PolicyArgs) -> Result<(),
     ))?;
     let body = json!({"pattern": p.pattern, "definition": definition, "priority": p.priority, "apply-to": p.apply_to});
     let path = api_path(&[kind.path(), vh, &p.name]);
-    ctx.client
-        .put_json(&path, &body)
-        .map_err(|e| ctx.not_found(e, &format!("{path} (does this broker's API have it?)")))
+    ctx.client.put_json(&path, &body).map_err(|e| ctx.not_found(e, &ctx.no_such_endpoint(&path)))
 }
 
 fn clear_policy(ctx: &mut Ctx<'_>, kind: PolicyKind, name: &str) -> Result<(), CtlError> {
@@ -319,7 +318,7 @@ fn clear_policy(ctx: &mut Ctx<'_>, kind: PolicyKind, name: &str) -> Result<(), C
     let path = api_path(&[kind.path(), vh, name]);
     ctx.client
         .delete(&path, &[])
-        .map_err(|e| ctx.not_found(e, &format!("{} \"{name}\" in vhost \"{vh}\"", kind.label())))
+        .map_err(|e| ctx.not_found(e, &format!("{} \"{name}\" in vhost \"{vh}\" not found", kind.label())))
 }
 
 /// All virtual hosts, as rabbitmqctl's export; written as the broker sent it.

@@ -72,8 +72,8 @@ pub struct GlobalOpts {
     /// Leave out the table header row
     #[arg(long, global = true)]
     pub no_table_headers: bool,
-    /// Seconds to wait for each answer of the API; for await_startup, how long to keep trying
-    /// [default: 60; await_startup: 300]
+    /// Seconds to wait for each answer of the API, 0 for no limit; for await_startup, how long
+    /// to keep trying [default: 60; await_startup: 300]
     #[arg(short = 't', long, global = true, value_name = "SECONDS")]
     pub timeout: Option<u64>,
 }

@@ -118,6 +118,12 @@ fn a_missing_vhost_is_told_apart_from_a_missing_object() {
     assert_eq!(result, Err(CtlError::new(code::UNAVAILABLE, "queue 'ghost' in vhost '/' not found")));
     let (_, result) = ctl(&stub, &["clear_policy", "ghost"]);
     assert_eq!(result, Err(CtlError::new(code::UNAVAILABLE, "policy \"ghost\" in vhost \"/\" not found")));
+    // The vhost exists and a listing cannot miss an object: the API lacks the endpoint.
+    for args in [&["list_consumers"][..], &["list_connections"]] {
+        let e = ctl(&stub, args).1.unwrap_err();
+        assert_eq!(e.code, code::UNAVAILABLE);
+        assert!(e.message.ends_with("not found; does this broker's management API have it?"), "{e}");
+    }
 }
 
 #[test]
