@@ -16,6 +16,8 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+/// `warren ctl`: a client of the management HTTP API (RabbitMQ's), independent of the broker.
+pub mod ctl;
 /// The codec lives in its own crate (`crates/warren-protocol`, no tokio, no RocksDB) so the load
 /// generator and the fuzz target build without the broker; re-exported here so that
 /// `crate::protocol::…` and `warren::protocol::…` stay the paths the broker, tests and benches use.

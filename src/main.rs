@@ -30,6 +30,9 @@ enum Command {
     // The `warren-perf` crate's tool (also its own binary, built without RocksDB); kept here so
     // that `warren perf` in scripts (bench/compare.sh) and docs keeps working.
     Perf(warren_perf::PerfArgs),
+    /// Manage a running broker through its management HTTP API (rabbitmqctl's commands:
+    /// list_queues, purge_queue, set_policy, export_definitions, ...). Works against RabbitMQ too.
+    Ctl(warren::ctl::CtlArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -64,10 +67,14 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Perf(args)) => return warren_perf::run(args),
+        Some(Command::Ctl(args)) => return warren::ctl::run(args),
         None => cli.serve,
     };
     let overrides = Overrides {
@@ -106,4 +113,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap's own exit (2 for a usage error, 0 for --help), except under `warren ctl`, whose usage
+/// errors exit 64 as rabbitmqctl's do: scripts ported from rabbitmqctl test for that.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let under_ctl = std::env::args().nth(1).as_deref() == Some("ctl");
+    if !under_ctl || !e.use_stderr() {
+        e.exit();
+    }
+    let _ = e.print();
+    ExitCode::from(warren::ctl::code::USAGE)
 }
