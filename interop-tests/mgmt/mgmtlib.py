@@ -197,9 +197,11 @@ class Api:
         self._created(self.put(f"/users/{q(name)}", json=body), f"user {name}")
         return name
 
-    def create_policy(self, pattern, definition, name=None, vhost="/", **body):
+    def create_policy(self, pattern, definition, name=None, vhost="/", apply_to=None, **body):
         name = name or unique("pol")
         body.update(pattern=pattern, definition=definition)
+        if apply_to is not None:
+            body["apply-to"] = apply_to
         self._cleanup.append(f"/policies/{q(vhost)}/{q(name)}")
         self._created(self.put(f"/policies/{q(vhost)}/{q(name)}", json=body), f"policy {name}")
         return name
