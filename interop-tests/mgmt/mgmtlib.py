@@ -317,3 +317,15 @@ def table_dicts(text):
 
 def pretty(obj):
     return json.dumps(obj, indent=1, sort_keys=True)
+
+
+def render_table(header, rows):
+    """The text rabbitmqadmin's default (table) format prints for these cells: a copy of its
+    TableList (centred header, left-aligned cells), for comparing whole tables."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    bar = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def line(cells, align):
+        return "|" + "|".join(" " + format(str(c), align + str(w)) + " " for c, w in zip(cells, widths)) + "|"
+
+    return "\n".join([bar, line(header, "^"), bar] + [line(r, "<") for r in rows] + [bar]) + "\n"
