@@ -26,6 +26,7 @@ MGMT_PASSWORD = urllib.parse.unquote(_mgmt.password) if _mgmt.password else "gue
 API = f"{_mgmt.scheme}://{MGMT_HOST}:{MGMT_PORT}{_mgmt.path}/api"
 
 AMQP_PORT = urllib.parse.urlsplit(AMQP_URL).port or 5672
+AMQP_USER = pika.URLParameters(AMQP_URL).credentials.username
 
 # RabbitMQ refreshes the counters in the API (messages, consumers, a connection's channels ...)
 # about every 5 s, and a new queue's statistics fields appear only after the first refresh.

@@ -5,7 +5,7 @@ import pika.exceptions
 import pytest
 import requests
 
-from mgmtlib import API, NOT_FOUND, amqp_connect, error_body, q, unique
+from mgmtlib import API, MGMT_USER, NOT_FOUND, amqp_connect, error_body, q, unique
 
 # A RabbitMQ SHA-256 hash of the password "test12" (salt 908DC60A), from RabbitMQ's docs.
 TEST12_HASH = "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR"
@@ -43,11 +43,11 @@ def test_default_vhost(api):
 
 def test_creating_a_vhost_grants_its_creator_full_permissions(api):
     vhost = api.create_vhost()
-    assert api.get_json(f"/permissions/{q(vhost)}/guest") == {
-        "user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*",
+    assert api.get_json(f"/permissions/{q(vhost)}/{q(MGMT_USER)}") == {
+        "user": MGMT_USER, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*",
     }
     assert api.get_json(f"/vhosts/{q(vhost)}/permissions") == [
-        {"vhost": vhost, "user": "guest", "configure": ".*", "write": ".*", "read": ".*"},
+        {"vhost": vhost, "user": MGMT_USER, "configure": ".*", "write": ".*", "read": ".*"},
     ]
     ch = amqp_connect(vhost=vhost).channel()
     ch.queue_declare(unique("q"), exclusive=True)

@@ -3,7 +3,7 @@ users without the right tags or permissions, unknown paths and methods."""
 
 import requests
 
-from mgmtlib import API, LOGIN_FAILED, NOT_FOUND, WWW_AUTHENTICATE, error_body, q
+from mgmtlib import API, LOGIN_FAILED, MGMT_USER, NOT_FOUND, WWW_AUTHENTICATE, error_body, q
 
 
 def test_no_credentials_is_a_401_challenge():
@@ -14,7 +14,7 @@ def test_no_credentials_is_a_401_challenge():
 
 
 def test_wrong_password_is_401_login_failed():
-    r = requests.get(API + "/overview", auth=("guest", "not-the-password"), timeout=30)
+    r = requests.get(API + "/overview", auth=(MGMT_USER, "not-the-password"), timeout=30)
     assert r.status_code == 401
     assert r.headers.get("www-authenticate") == WWW_AUTHENTICATE
     assert error_body(r) == LOGIN_FAILED
@@ -28,7 +28,7 @@ def test_unknown_user_is_401_login_failed():
 
 
 def test_empty_password_is_401_login_failed():
-    r = requests.get(API + "/whoami", auth=("guest", ""), timeout=30)
+    r = requests.get(API + "/whoami", auth=(MGMT_USER, ""), timeout=30)
     assert r.status_code == 401
     assert error_body(r) == LOGIN_FAILED
 

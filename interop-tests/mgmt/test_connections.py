@@ -6,7 +6,7 @@ import re
 import pika.exceptions
 import pytest
 
-from mgmtlib import AMQP_PORT, NOT_FOUND, amqp_connect, connection_for, error_body, eventually, local_port, q
+from mgmtlib import AMQP_PORT, AMQP_USER, NOT_FOUND, amqp_connect, connection_for, error_body, eventually, local_port, q
 
 
 def _consume(conn, queue, tag, prefetch=None):
@@ -23,7 +23,7 @@ def test_connection_object(api):
     c = connection_for(api, conn)
     assert c["name"] == f"127.0.0.1:{port} -> 127.0.0.1:{AMQP_PORT}"
     assert (c["peer_host"], c["peer_port"], c["host"], c["port"]) == ("127.0.0.1", port, "127.0.0.1", AMQP_PORT)
-    assert (c["user"], c["vhost"], c["protocol"], c["type"]) == ("guest", "/", "AMQP 0-9-1", "network")
+    assert (c["user"], c["vhost"], c["protocol"], c["type"]) == (AMQP_USER, "/", "AMQP 0-9-1", "network")
     assert c["auth_mechanism"] == "PLAIN"
     assert c["ssl"] is False
     assert c["state"] == "running"
@@ -93,7 +93,7 @@ def test_channel_object(api):
 
     c = eventually(check, what="the channel's consumer and prefetch counts")
     assert c["number"] == 1
-    assert (c["user"], c["vhost"], c["state"]) == ("guest", "/", "running")
+    assert (c["user"], c["vhost"], c["state"]) == (AMQP_USER, "/", "running")
     assert c["connection_details"] == {"name": cname, "peer_host": "127.0.0.1", "peer_port": local_port(conn)}
     assert (c["confirm"], c["transactional"]) == (False, False)
     assert (c["messages_unacknowledged"], c["messages_unconfirmed"], c["messages_uncommitted"]) == (0, 0, 0)
@@ -125,7 +125,7 @@ def test_consumer_object(api):
     assert c["channel_details"]["name"] == f"{cname} (1)"
     assert c["channel_details"]["connection_name"] == cname
     assert c["channel_details"]["number"] == 1
-    assert c["channel_details"]["user"] == "guest"
+    assert c["channel_details"]["user"] == AMQP_USER
     assert (c["channel_details"]["peer_host"], c["channel_details"]["peer_port"]) == ("127.0.0.1", local_port(conn))
     assert find("/consumers/%2F") == c
 
@@ -167,7 +167,7 @@ def test_paged_connections_filtered_by_name(api):
     name = connection_for(api, conn)["name"]
     port_part = name.split(" ")[0]
     page = api.get_json(f"/connections?page=1&name={q(port_part)}&columns=name,user")
-    assert page["items"] == [{"name": name, "user": "guest"}]
+    assert page["items"] == [{"name": name, "user": AMQP_USER}]
     assert (page["filtered_count"], page["item_count"], page["page"]) == (1, 1, 1)
 
 

@@ -11,7 +11,7 @@ import pika.exceptions
 import pytest
 
 from mgmtlib import (
-    AMQP_PORT, MGMT_HOST, MGMT_USER, amqp_connect, eventually, have_rabbitmqadmin, local_port, parse_table, q,
+    AMQP_PORT, AMQP_USER, MGMT_HOST, MGMT_USER, amqp_connect, eventually, have_rabbitmqadmin, local_port, parse_table, q,
     rabbitmqadmin, render_table, table_dicts, unique,
 )
 
@@ -214,13 +214,13 @@ def test_connections_channels_consumers(api):
     def listed():
         header, rows = table_dicts(adm("list", "connections"))
         assert header == ["name", "user", "channels"]
-        assert {"name": name, "user": "guest", "channels": "1"} in rows, rows
+        assert {"name": name, "user": AMQP_USER, "channels": "1"} in rows, rows
 
     eventually(listed, what="the connection in 'list connections'")
 
     header, rows = table_dicts(adm("list", "channels"))
     assert header == ["name", "user"]
-    assert {"name": f"{name} (1)", "user": "guest"} in rows
+    assert {"name": f"{name} (1)", "user": AMQP_USER} in rows
 
     # consumers has no default columns: every top-level scalar, sorted
     expected = ["ack_required", "active", "activity_status", "consumer_tag", "exclusive", "prefetch_count"]
