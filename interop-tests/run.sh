@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Run the AMQP 0-9-1 client interop suites (pika/pytest and amqplib/node:test).
 #
-# Usage: interop-tests/run.sh [all|python|node|setup]      (default: all)
+# Usage: interop-tests/run.sh [all|python|node|mgmt|setup]      (default: all)
 #   setup: only create/update the venv and node_modules (scripts/install-deps.sh uses it)
+#   mgmt:  the management HTTP API suite (pytest + requests + the real rabbitmqadmin) in
+#          interop-tests/mgmt; not part of "all" yet
 #
 #   AMQP_URL   broker to test (default amqp://guest:guest@127.0.0.1:5672/%2F, i.e. Warren).
 #              Reference RabbitMQ: AMQP_URL=amqp://guest:guest@127.0.0.1:5680/%2F
+#   MGMT_URL   (mgmt) the management listener, without /api (default http://127.0.0.1:15672;
+#              guest:guest unless credentials are given in it).
+#              Reference RabbitMQ: MGMT_URL=http://127.0.0.1:15680
+#   RABBITMQADMIN  (mgmt) the rabbitmqadmin script (default: rabbitmqadmin on PATH, from Debian's
+#              rabbitmq-server package); without it the rabbitmqadmin tests are skipped
 #   PYTEST_ARGS       extra arguments for pytest (e.g. "-k topics -x")
 #   INTEROP_TEST_TIMEOUT  per-test-phase limit in seconds for the Python suite (default 60;
 #              INTEROP_RESTART_TEST_TIMEOUT, default 300, for its restart tests)
@@ -23,13 +30,13 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 which=${1:-all}
 case $which in
-  all | python | node | setup) ;;
+  all | python | node | mgmt | setup) ;;
   -h | --help)
-    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
-    echo "usage: $0 [all|python|node|setup]" >&2
+    echo "usage: $0 [all|python|node|mgmt|setup]" >&2
     exit 2
     ;;
 esac
@@ -74,6 +81,18 @@ run_python() {
   setup_python || { echo "interop-tests: python setup FAILED"; return 1; }
   # shellcheck disable=SC2086
   (cd "$here/python" && limit "$here/.venv/bin/python" -m pytest ${PYTEST_ARGS:-} </dev/null)
+}
+
+# The management HTTP API suite. Its conftest stops the run at once when MGMT_URL or AMQP_URL
+# does not answer.
+run_mgmt() {
+  echo
+  echo "=== mgmt (HTTP API, rabbitmqadmin) ==="
+  export MGMT_URL=${MGMT_URL:-http://127.0.0.1:15672}
+  echo "interop-tests: MGMT_URL=$MGMT_URL"
+  setup_python || { echo "interop-tests: python setup FAILED"; return 1; }
+  # shellcheck disable=SC2086
+  (cd "$here/mgmt" && limit "$here/.venv/bin/python" -m pytest ${PYTEST_ARGS:-} </dev/null)
 }
 
 # Fail fast (instead of one timeout per test) when no broker answers.
@@ -138,6 +157,14 @@ run_node_restart() {
 if [[ $which == setup ]]; then
   setup_python && setup_node
   exit
+fi
+
+if [[ $which == mgmt ]]; then
+  run_mgmt
+  rc=$?
+  echo
+  if ((rc == 0)); then echo "interop-tests: mgmt ok"; else echo "interop-tests: mgmt FAILED (exit $rc)"; fi
+  exit $rc
 fi
 
 py_rc=skip node_rc=skip py_restart_rc=skip node_restart_rc=skip
