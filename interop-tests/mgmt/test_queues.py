@@ -426,14 +426,19 @@ def test_pagination_name_filter_is_case_insensitive_and_regex(api):
     assert page["filtered_count"] == 2
 
 
-def test_name_filter_needs_page(api):
-    """Without page= the name filter is ignored and the reply is a plain list."""
+def test_name_filter_without_page(api):
+    """Without page= the reply is a plain list. RabbitMQ then ignores the name filter; Warren
+    applies it (a documented difference its users asked for), so each broker is held to its own."""
     prefix = unique("pg")
     mine = api.create_queue(f"{prefix}.0")
     other = api.create_queue()
     listed = api.get_json(f"/queues/%2F?name={q(prefix)}&columns=name")
     assert isinstance(listed, list)
-    assert {mine, other} <= {x["name"] for x in listed}
+    names = {x["name"] for x in listed}
+    if api.get_json("/overview").get("product_name") == "Warren":
+        assert mine in names and other not in names
+    else:
+        assert {mine, other} <= names
 
 
 def test_pagination_empty_result_and_out_of_range(api):

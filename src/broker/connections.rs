@@ -47,6 +47,8 @@ pub struct ConnectionInfo {
     /// Negotiated heartbeat interval in seconds (0 = off).
     pub heartbeat: u16,
     pub protocol: &'static str,
+    /// The SASL mechanism the client logged in with (`PLAIN`, `AMQPLAIN`).
+    pub auth_mechanism: String,
 }
 
 impl ConnectionInfo {
@@ -333,6 +335,7 @@ mod tests {
             channel_max: 2047,
             heartbeat: 60,
             protocol: PROTOCOL,
+            auth_mechanism: "PLAIN".into(),
         }
     }
 

@@ -17,6 +17,8 @@ const DEFAULT_PAGE_SIZE: usize = 100;
 const MAX_PAGE_SIZE: usize = 500;
 /// RabbitMQ's cap on a `name` regex.
 const MAX_REGEX_LEN: usize = 1024;
+/// RabbitMQ's reason for a page or regex it cannot read.
+const PAGINATION_INVALID: &str = "Pagination parameters are invalid";
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -93,10 +95,16 @@ fn parse_page(q: &ListQuery) -> ApiResult<Option<(usize, usize)>> {
             format!("Invalid pagination parameters: page number {page}, page size {}", size.unwrap_or("undefined")),
         )
     };
-    let page: usize = page.parse().ok().filter(|p| *p >= 1).ok_or_else(invalid)?;
+    // Not a number at all: RabbitMQ's other reason.
+    let unparsable = || ApiError::bad_request(PAGINATION_INVALID);
+    let page: i64 = page.parse().map_err(|_| unparsable())?;
+    let page = usize::try_from(page).ok().filter(|p| *p >= 1).ok_or_else(invalid)?;
     let size = match size {
         None => DEFAULT_PAGE_SIZE,
-        Some(s) => s.parse().ok().filter(|s| (1..=MAX_PAGE_SIZE).contains(s)).ok_or_else(invalid)?,
+        Some(s) => {
+            let s: i64 = s.parse().map_err(|_| unparsable())?;
+            usize::try_from(s).ok().filter(|s| (1..=MAX_PAGE_SIZE).contains(s)).ok_or_else(invalid)?
+        }
     };
     Ok(Some((page, size)))
 }
@@ -109,7 +117,7 @@ fn name_filter(name: &str, regex: bool) -> ApiResult<NameMatch> {
         let needle = name.to_lowercase();
         return Ok(Box::new(move |n: &str| n.to_lowercase().contains(&needle)));
     }
-    let bad = || ApiError::bad_request(format!("invalid regex: {name}"));
+    let bad = || ApiError::bad_request(PAGINATION_INVALID);
     if name.len() > MAX_REGEX_LEN {
         return Err(bad());
     }

@@ -135,6 +135,7 @@ pub(super) async fn handshake(
     };
     let capabilities = client_capabilities(&start_ok.client_properties);
     let (user, password) = credentials(&start_ok.mechanism, &start_ok.response)?;
+    let mechanism = start_ok.mechanism.to_string_lossy();
     if let Err(why) = broker.users.authenticate(&user, &password, peer.ip()) {
         warn!(%peer, %user, mechanism = %start_ok.mechanism, reason = ?why, "login refused");
         if !capabilities.authentication_failure_close {
@@ -189,6 +190,7 @@ pub(super) async fn handshake(
         channel_max,
         heartbeat: tune.heartbeat,
         protocol: PROTOCOL,
+        auth_mechanism: mechanism,
     };
     Ok(Session {
         id,

@@ -69,13 +69,11 @@ impl Http {
             let req = req.body(body.unwrap_or_default()).expect("a request");
             let mut resp = agent.run(req).expect("an HTTP answer");
             let status = resp.status().as_u16();
-            let headers = resp
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                .collect();
+            let headers =
+                resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
             let text = resp.body_mut().read_to_string().unwrap_or_default();
-            let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+            let body =
+                if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
             Reply { status, body, headers }
         })
         .await

@@ -22,19 +22,71 @@ use crate::mgmt::json::{arguments_field, body_object, short_str, str_field, tabl
 use crate::mgmt::listing::{self, ListQuery};
 use crate::protocol::{FieldTable, ShortStr};
 
-/// Everything but unreserved characters (`~` included: it separates the hash).
-const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+/// What a `Location` header escapes of a destination and a properties key (`~` stays).
+const SEGMENT_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// RabbitMQ's quoting of a routing key inside a properties key: bytes outside
+/// `[A-Za-z0-9._-]` as `%XX` (upper-case hex), a space as `+` (so `~` is always `%7E`).
+fn quote_key(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len());
+    for &b in key {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The inverse of [`quote_key`], lenient: a plain routing key comes back unchanged.
+fn unquote_key(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    out
+}
 
 pub fn properties_key(routing_key: &[u8], arguments: &FieldTable) -> String {
     if routing_key.is_empty() && arguments.is_empty() {
         return "~".to_string();
     }
-    let key = String::from_utf8_lossy(routing_key);
-    let key = utf8_percent_encode(&key, KEY_ESCAPE).to_string();
+    let key = quote_key(routing_key);
     if arguments.is_empty() {
         return key;
     }
     format!("{key}~{}", arguments_hash(arguments))
+}
+
+/// Whether a properties key from a path names this binding. RabbitMQ unquotes the (already
+/// percent-decoded) segment once more, so both the quoted key from a listing, quoted again by
+/// the client, and a plain routing key quoted once reach the binding.
+fn names_binding(segment: &str, routing_key: &[u8], arguments: &FieldTable) -> bool {
+    if segment == properties_key(routing_key, arguments) {
+        return true;
+    }
+    match segment.split_once('~') {
+        Some((key, hash)) if !arguments.is_empty() => {
+            unquote_key(key) == routing_key && hash == arguments_hash(arguments)
+        }
+        _ => arguments.is_empty() && unquote_key(segment) == routing_key,
+    }
 }
 
 /// FNV-1a over the arguments' wire encoding: stable across restarts and processes (unlike the
@@ -150,12 +202,17 @@ struct Ends {
     destination: Destination,
 }
 
+/// A missing end: RabbitMQ's `not_found` with the AMQP text (`no queue 'q' in vhost '/'`).
+fn missing(e: crate::protocol::AmqpError) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", e.message.into_owned())
+}
+
 fn ends(vh: Arc<VHost>, source: &str, kind: &str, destination: &str) -> ApiResult<Ends> {
     let source = exchange_name(source)?;
-    vh.exchange(&source).map_err(|_| ApiError::not_found())?;
+    vh.exchange(&source).map_err(missing)?;
     let destination = match kind {
-        "q" => Destination::Queue(vh.queue(&object_name(destination)?).map_err(|_| ApiError::not_found())?),
-        "e" => Destination::Exchange(vh.exchange(&exchange_name(destination)?).map_err(|_| ApiError::not_found())?),
+        "q" => Destination::Queue(vh.queue(&object_name(destination)?).map_err(missing)?),
+        "e" => Destination::Exchange(vh.exchange(&exchange_name(destination)?).map_err(missing)?),
         _ => return Err(ApiError::not_found()),
     };
     Ok(Ends { vhost: vh, source, destination })
@@ -171,8 +228,11 @@ pub async fn between(
     Path((v, source, kind, destination)): Path<(String, String, String, String)>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let e = ends(vhost(&m, &v)?, &source, &kind, &destination)?;
-    respond(between_ends(&e), &q)
+    // Between objects that do not exist there are no bindings: `[]`, as RabbitMQ answers.
+    match ends(vhost(&m, &v)?, &source, &kind, &destination) {
+        Ok(e) => respond(between_ends(&e), &q),
+        Err(_) => respond(Vec::new(), &q),
+    }
 }
 
 /// POST: 201 with a `Location` relative to the request (`<destination>/<properties_key>`).
@@ -188,7 +248,11 @@ pub async fn create(
     let arguments = arguments_field(&body)?;
     let props = properties_key(routing_key.as_bytes(), &arguments);
     e.vhost.bind(&e.source, e.destination.clone(), routing_key, arguments)?;
-    let location = format!("{}/{}", utf8_percent_encode(&destination, KEY_ESCAPE), props);
+    let location = format!(
+        "{}/{}",
+        utf8_percent_encode(&destination, SEGMENT_ESCAPE),
+        utf8_percent_encode(&props, SEGMENT_ESCAPE)
+    );
     let mut response = StatusCode::CREATED.into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
@@ -200,7 +264,7 @@ fn find(e: &Ends, props: &str) -> ApiResult<Binding> {
     let x = e.vhost.exchange(&e.source).map_err(|_| ApiError::not_found())?;
     x.bindings()
         .into_iter()
-        .find(|b| b.destination == e.destination && properties_key(b.routing_key.as_bytes(), &b.arguments) == props)
+        .find(|b| b.destination == e.destination && names_binding(props, b.routing_key.as_bytes(), &b.arguments))
         .ok_or_else(ApiError::not_found)
 }
 
@@ -232,11 +296,20 @@ mod tests {
     fn properties_keys_as_rabbitmq_shapes_them() {
         assert_eq!(properties_key(b"", &FieldTable::new()), "~");
         assert_eq!(properties_key(b"a.b", &FieldTable::new()), "a.b");
-        assert_eq!(properties_key(b"a b~c", &FieldTable::new()), "a%20b%7Ec");
+        assert_eq!(
+            properties_key("a#b~c d.e-f_g*h/i%j+ké".as_bytes(), &FieldTable::new()),
+            "a%23b%7Ec+d.e-f_g%2Ah%2Fi%25j%2Bk%C3%A9"
+        );
+        assert!(names_binding("x.%2A", b"x.*", &FieldTable::new()));
+        assert!(names_binding("x.*", b"x.*", &FieldTable::new()));
+        assert!(names_binding("~", b"", &FieldTable::new()));
+        assert!(!names_binding("y", b"x", &FieldTable::new()));
         let mut args = FieldTable::new();
         args.insert(ShortStr::from_static("x"), FieldValue::I64(1));
         let with = properties_key(b"k", &args);
         assert!(with.starts_with("k~") && with.len() > 3);
+        assert!(names_binding(&with, b"k", &args));
+        assert!(!names_binding("k", b"k", &args));
         assert_eq!(with, properties_key(b"k", &args), "stable");
     }
 }

@@ -44,6 +44,7 @@ fn connection_json(mgmt: &Mgmt, c: &ConnectionSnapshot) -> Value {
         "state": "running",
         "type": "network",
         "protocol": i.protocol,
+        "auth_mechanism": i.auth_mechanism,
         "host": i.local.ip().to_string(),
         "port": i.local.port(),
         "peer_host": i.peer.ip().to_string(),

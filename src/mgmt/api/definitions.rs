@@ -63,13 +63,7 @@ fn export_vhost(vh: &VHost, with_vhost: bool) -> VHostDefinitions {
     let policies = vh
         .policies(PolicyKind::User)
         .iter()
-        .map(|p| {
-            let mut o = p.to_json();
-            if let (false, Value::Object(m)) = (with_vhost, &mut o) {
-                m.remove("vhost");
-            }
-            o
-        })
+        .map(|p| p.to_json()) // policies keep their vhost even in a per-vhost export, as RabbitMQ's
         .collect();
     VHostDefinitions {
         policies,
@@ -156,8 +150,10 @@ pub async fn export_vhost_handler(
     Path(v): Path<String>,
     Query(d): Query<Download>,
 ) -> ApiResult<Response> {
-    let vh = vhost(&m, &v)?;
-    let mut out = header_fields();
+    let vh = vhost(&m, &v).map_err(|_| ApiError::bad_request("vhost_not_found"))?;
+    // RabbitMQ 3.10's per-vhost export has exactly these keys.
+    let mut out = Map::new();
+    out.insert("rabbit_version".into(), json!(RABBITMQ_COMPAT_VERSION));
     let defs = export_vhost(&vh, false);
     out.insert("parameters".into(), json!([]));
     out.insert("policies".into(), Value::Array(defs.policies));
@@ -212,7 +208,7 @@ pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> 
         }
         let kind_name = str_field(&x, "type")?.unwrap_or("direct");
         let kind = ExchangeKind::parse(kind_name.as_bytes())
-            .ok_or_else(|| ApiError::bad_request(format!("invalid exchange type '{kind_name}'")))?;
+            .ok_or_else(|| ApiError::bad_request(format!("unknown exchange type '{kind_name}'")))?;
         let spec = ExchangeSpec {
             name,
             kind,

@@ -81,7 +81,7 @@ pub async fn declare(
     let name = exchange_name(&name)?;
     let kind_name = str_field(&body, "type")?.unwrap_or("direct");
     let kind = ExchangeKind::parse(kind_name.as_bytes())
-        .ok_or_else(|| ApiError::bad_request(format!("invalid exchange type '{kind_name}'")))?;
+        .ok_or_else(|| ApiError::bad_request(format!("unknown exchange type '{kind_name}'")))?;
     let existed = vh.exchange(&name).is_ok();
     vh.declare_exchange(ExchangeSpec {
         name,
@@ -107,6 +107,9 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let vh = vhost(&m, &v)?;
     let name = exchange_name(&name)?;
+    if name.is_empty() || name.as_bytes().starts_with(b"amq.") {
+        return Err(ApiError::not_authorised("Access refused."));
+    }
     // RabbitMQ answers 404 for a missing exchange here (AMQP's delete would succeed).
     let x: Arc<Exchange> = vh.exchange(&name).map_err(|_| ApiError::not_found())?;
     vh.delete_exchange(&x.name, is_true(q.if_unused.as_deref()))?;

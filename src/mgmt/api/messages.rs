@@ -134,7 +134,12 @@ fn message_json(
         "redelivered": redelivered,
         "exchange": msg.exchange.to_string_lossy(),
         "routing_key": msg.routing_key.to_string_lossy(),
-        "properties": properties_to_json(&msg.properties),
+        // RabbitMQ sends `[]` for a message without properties (rabbitmqadmin's `get` table
+        // shows its `properties` column because of it).
+        "properties": match properties_to_json(&msg.properties) {
+            Value::Object(m) if m.is_empty() => json!([]),
+            other => other,
+        },
         "payload": payload,
         "payload_encoding": payload_encoding,
     });
@@ -147,9 +152,11 @@ fn message_json(
 fn encoding_of(body: &Map<String, Value>) -> ApiResult<String> {
     match str_field(body, "encoding")?.unwrap_or("auto") {
         e @ ("auto" | "base64") => Ok(e.to_string()),
-        other => Err(ApiError::bad_request(format!("invalid encoding {other}"))),
+        _ => Err(ApiError::bad_request(UNSUPPORTED_ENCODING)),
     }
 }
+
+const UNSUPPORTED_ENCODING: &str = "Unsupported encoding. Please use auto or base64.";
 
 fn truncate_of(body: &Map<String, Value>) -> ApiResult<Option<usize>> {
     Ok(int_field(body, "truncate")?.map(|n| n.max(0) as usize))
@@ -223,7 +230,7 @@ pub async fn peek(
     let q = vh.queue(&object_name(&name)?).map_err(|_| ApiError::not_found())?;
     let encoding = match p.encoding.as_deref().unwrap_or("auto") {
         e @ ("auto" | "base64") => e.to_string(),
-        other => return Err(ApiError::bad_request(format!("invalid encoding {other}"))),
+        _ => return Err(ApiError::bad_request(UNSUPPORTED_ENCODING)),
     };
     let offset = p.offset.unwrap_or(0);
     let items: Vec<Value> = q

@@ -240,20 +240,24 @@ pub async fn check_alarms(State(m): State<AppState>) -> Response {
     failed("resource alarm(s) in effect", json!({"alarms": alarm}))
 }
 
-/// Checks that have nothing to fail on a single node with no mirrors or quorum queues.
 pub async fn check_ok() -> Response {
     ok()
 }
 
+/// Quorum and mirror-sync criticality: nothing to lose on a single node.
+pub async fn check_single_node() -> Response {
+    Json(json!({"status": "ok", "reason": "single node cluster"})).into_response()
+}
+
 pub async fn check_port_listener(State(m): State<AppState>, Path(port): Path<String>) -> Response {
     let Ok(port) = port.parse::<u16>() else {
-        return failed(format!("invalid port {port}"), json!({}));
+        return crate::mgmt::error::ApiError::bad_request("Invalid port").into_response();
     };
     let ports: Vec<u16> = m.listeners.iter().map(|l| l.addr.port()).collect();
     if ports.contains(&port) {
         return Json(json!({"status": "ok", "port": port})).into_response();
     }
-    failed(format!("No active listener on port {port}"), json!({"missing": port, "ports": ports}))
+    failed("No active listener", json!({"missing": port, "ports": ports}))
 }
 
 pub async fn check_protocol_listener(State(m): State<AppState>, Path(protocol): Path<String>) -> Response {

@@ -53,6 +53,14 @@ pub fn queue_json(mgmt: &Mgmt, vhost: &VHost, q: &Queue) -> Value {
         "message_bytes_ready": info.ready_bytes,
     });
     let m = o.as_object_mut().expect("a json! object");
+    // RabbitMQ's utilisation is a time average of "consumers could take more"; Warren gives the
+    // instant value: 1 while consumers keep the queue empty, else 0.
+    let utilisation = if !info.consumers.is_empty() && info.ready == 0 { 1.0 } else { 0.0 };
+    m.insert("consumer_utilisation".into(), json!(utilisation));
+    m.insert("consumer_capacity".into(), json!(utilisation));
+    // Bodies held in memory, estimated from the resident share of the ready bytes.
+    let memory = (info.ready_bytes * info.resident).checked_div(info.ready).unwrap_or(0);
+    m.insert("memory".into(), json!(memory));
     if info.consumers.is_empty() {
         m.insert("idle_since".into(), Value::String(rfc3339_ms(info.last_used_ms)));
     }
