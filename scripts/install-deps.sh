@@ -42,3 +42,21 @@ $want_test || exit 0
 # The Python venv (pamqp, pika, pytest) and Node modules (amqplib) for the differential and
 # interop tests; run.sh owns that setup.
 interop-tests/run.sh setup
+
+# rabbitmqadmin (RabbitMQ's own CLI, a single Python 3 script) for interop-tests/mgmt: taken from
+# Debian's rabbitmq-server package without installing it (no Erlang, no service started).
+tools=${WARREN_TOOLS_DIR:-$HOME/.cache/warren-tools}
+if ! command -v rabbitmqadmin >/dev/null && [[ ! -x $tools/rabbitmqadmin ]]; then
+  echo "fetching rabbitmqadmin from Debian's rabbitmq-server package ..." >&2
+  mkdir -p "$tools"
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && { apt-get download rabbitmq-server >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get download rabbitmq-server >/dev/null 2>&1; }; }); then
+    dpkg-deb -x "$tmp"/rabbitmq-server_*.deb "$tmp/x"
+    install -m 0755 "$tmp/x/usr/bin/rabbitmqadmin" "$tools/rabbitmqadmin" 2>/dev/null \
+      || install -m 0755 "$(find "$tmp/x" -name rabbitmqadmin -type f | head -1)" "$tools/rabbitmqadmin"
+  else
+    echo "rabbitmqadmin unavailable: its interop tests will be skipped" >&2
+  fi
+  rm -rf "$tmp"
+fi

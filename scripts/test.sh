@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/warren-target}
 export WARREN_PYTHON=${WARREN_PYTHON:-$PWD/interop-tests/.venv/bin/python}
 export WARREN_REQUIRE_DIFFERENTIAL=1
+# rabbitmqadmin for interop-tests/mgmt (install-deps.sh fetches it when it is not installed).
+export RABBITMQADMIN=${RABBITMQADMIN:-$(command -v rabbitmqadmin || echo "$HOME/.cache/warren-tools/rabbitmqadmin")}
 
 step() { printf '\n=== %s\n' "$*"; }
 
