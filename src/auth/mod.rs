@@ -2,6 +2,7 @@
 //! `guest`/`guest`, which (as in RabbitMQ) may only log in from loopback. Permissions, user
 //! management and RabbitMQ-compatible password hashing are listed as missing in the README.
 
+pub mod password;
 pub mod sasl;
 
 use std::collections::HashMap;
