@@ -273,6 +273,16 @@ impl Connections {
         }
     }
 
+    /// Asks every connection `which` picks to close with `320 CONNECTION_FORCED - <reason>`
+    /// (the connections of a deleted vhost or user); returns how many were asked.
+    pub fn close_where(&self, reason: &str, which: impl Fn(&ConnectionInfo) -> bool) -> usize {
+        let chosen: Vec<Arc<ConnectionEntry>> = self.entries().into_iter().filter(|e| which(&e.info)).collect();
+        for e in &chosen {
+            e.request_close(reason);
+        }
+        chosen.len()
+    }
+
     /// Counts a connection task until the guard drops.
     pub fn guard(self: &Arc<Self>) -> ConnectionGuard {
         self.live.fetch_add(1, Ordering::AcqRel);
@@ -396,6 +406,27 @@ mod tests {
         assert!(registry.close(3, "first"));
         assert!(registry.close(3, "second"));
         assert_eq!(requests.borrow().as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn close_where_picks_connections_by_what_they_are() {
+        let registry = Arc::new(Connections::default());
+        let mut guards = Vec::new();
+        let mut requests = Vec::new();
+        for (id, vhost) in [(1, "a"), (2, "b"), (3, "a")] {
+            let mut guard = registry.guard();
+            let entry = ConnectionEntry::new(
+                ConnectionInfo { vhost: ShortStr::try_from(vhost).unwrap(), ..info(id) },
+                Arc::default(),
+            );
+            requests.push(entry.close_requests());
+            guard.register(entry);
+            guards.push(guard);
+        }
+        assert_eq!(registry.close_where("vhost 'a' is deleted", |c| c.vhost == "a"), 2);
+        let reasons: Vec<Option<String>> = requests.iter().map(|r| r.borrow().clone()).collect();
+        let a = Some("vhost 'a' is deleted".to_string());
+        assert_eq!(reasons, [a.clone(), None, a]);
     }
 
     #[test]

@@ -225,6 +225,16 @@ pub fn connection_forced(reason: impl Display) -> AmqpError {
     hard(ReplyCode::ConnectionForced, reason.to_string())
 }
 
+/// Why the connections of a deleted vhost are closed (320).
+pub fn vhost_deleted(vhost: impl Display) -> String {
+    format!("vhost '{vhost}' is deleted")
+}
+
+/// Why the connections of a deleted user are closed (320).
+pub fn user_deleted(user: impl Display) -> String {
+    format!("user '{user}' is deleted")
+}
+
 /// The reason RabbitMQ's management plugin gives when none is supplied.
 pub const FORCED_CLOSE_DEFAULT_REASON: &str = "Closed via management plugin";
 
@@ -306,6 +316,10 @@ mod tests {
         assert!(forced.is_connection_error());
         assert_eq!(forced.reply_text().to_string(), "CONNECTION_FORCED - Closed via management plugin");
         assert_eq!(broker_shutdown().reply_text().to_string(), "CONNECTION_FORCED - broker shutdown");
+        // As RabbitMQ 3.10.8 closes the connections of a deleted vhost or user.
+        let vhost_gone = connection_forced(vhost_deleted("v"));
+        assert_eq!(vhost_gone.reply_text().to_string(), "CONNECTION_FORCED - vhost 'v' is deleted");
+        assert_eq!(user_deleted("u"), "user 'u' is deleted");
         let refused = login_refused("PLAIN");
         assert!(refused.is_connection_error());
         assert_eq!((refused.class_id, refused.method_id), (10, 11));

@@ -23,13 +23,13 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
 
-use crate::auth::Users;
+use crate::auth::{Permissions, Users};
 use crate::protocol::ShortStr;
-use crate::store::{Definitions, StoreError, StoreHandle};
+use crate::store::{Definitions, MetadataStore, StoreError, StoreHandle};
 pub use connections::ConnectionGuard;
 use memory::Paging;
 use reply_to::ReplyConsumers;
@@ -82,43 +82,57 @@ impl Default for Limits {
 pub struct Broker {
     vhosts: DashMap<ShortStr, Arc<VHost>>,
     storage: Option<Arc<StoreHandle>>,
-    /// How much of a backlog queues keep in memory.
-    paging: Arc<Paging>,
     /// Flips to true when the broker is shutting down; connections watch it.
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Live connections and their channels; also counts connection tasks.
     connections: Arc<connections::Connections>,
-    /// Direct reply-to consumers by the key in their reply address.
-    replies: Arc<ReplyConsumers>,
+    /// What every vhost shares — the store, the paging budget, TTL timers, delayed messages,
+    /// direct reply-to consumers; a vhost created at run time gets a copy.
+    vhost_env: VHostEnv,
+    /// Changed through [`Broker::put_user`] and [`Broker::delete_user`].
     pub users: Users,
+    /// Changed through [`Broker::set_permission`] and [`Broker::clear_permission`].
+    pub permissions: Permissions,
+    /// Serializes vhost, user and permission changes (`definitions::metadata`): the outermost
+    /// lock, see `LOCKS.md`.
+    metadata_changes: Mutex<()>,
     pub limits: Limits,
     next_connection_id: AtomicU64,
     pub alarms: alarms::Alarms,
-    /// TTLs, queue expiry and consumer timeouts of every vhost.
-    timers: Arc<timer::Timers>,
     /// The disk alarm's threshold; starts as `limits.disk_free_limit`, changeable at run time.
     disk_free_limit: AtomicU64,
     /// Wakes the resource monitor for an immediate check.
     recheck_resources: Arc<tokio::sync::Notify>,
-    /// Messages held by delayed exchanges, and the timer that routes them when due.
-    delays: Arc<delayed::Delays>,
 }
 
 impl Broker {
     /// A broker with the default vhost `/` and user `guest`, as RabbitMQ starts, keeping
     /// everything in memory.
     pub fn new(limits: Limits) -> Broker {
-        Broker::with_store(limits, None, &Definitions::default())
+        let mut defs = Definitions::default();
+        definitions::metadata::add_first_start_defaults(&mut defs);
+        Broker::with_store(limits, None, &defs)
     }
 
-    /// A broker on the data directory: opens the store and restores durable definitions and
-    /// persistent messages.
+    /// A broker on the data directory: opens the store and restores vhosts, users,
+    /// permissions, durable definitions and persistent messages. The first start (or the first
+    /// on a data directory from before Warren kept vhosts and users) creates vhost `/` and user
+    /// `guest` with full permissions there, and records that it did: deleted later, they stay
+    /// deleted.
     pub fn open(limits: Limits, data_dir: &Path) -> Result<Broker, StoreError> {
         let started = std::time::Instant::now();
-        let (storage, defs) = StoreHandle::open(data_dir)?;
+        let (storage, mut defs) = StoreHandle::open(data_dir)?;
+        if !defs.initialised {
+            definitions::metadata::add_first_start_defaults(&mut defs);
+            storage.store.initialise(&defs.vhosts, &defs.users, &defs.permissions)?;
+            tracing::info!("first start: created vhost '/' and user 'guest'");
+        }
+        definitions::metadata::purge_orphans(&mut defs, &storage);
         let b = Broker::with_store(limits, Some(Arc::new(storage)), &defs);
         let messages: u64 = b.vhosts.iter().map(|v| v.message_count()).sum();
         tracing::info!(
+            vhosts = defs.vhosts.len(),
+            users = defs.users.len(),
             exchanges = defs.exchanges.len(),
             queues = defs.queues.len(),
             bindings = defs.bindings.len(),
@@ -132,50 +146,53 @@ impl Broker {
 
     fn with_store(limits: Limits, storage: Option<Arc<StoreHandle>>, defs: &Definitions) -> Broker {
         let delays = delayed::Delays::new(storage.clone());
-        let b = Broker {
-            vhosts: DashMap::new(),
+        let metadata = storage.as_ref().map(|s| s.metadata());
+        let vhost_env = VHostEnv {
+            metadata: metadata.clone(),
             storage: storage.clone(),
             paging: Arc::new(Paging::new(limits.queue_memory_window, limits.transient_memory_limit)),
+            timers: Arc::new(timer::Timers::default()),
+            delays: delays.clone(),
+            replies: Arc::default(),
+        };
+        let b = Broker {
+            vhosts: DashMap::new(),
+            storage,
             shutdown: tokio::sync::watch::channel(false).0,
             connections: Arc::default(),
-            replies: Arc::default(),
-            users: Users::with_default_guest(),
+            users: Users::new(metadata.clone()),
+            permissions: Permissions::new(metadata),
+            metadata_changes: Mutex::new(()),
             disk_free_limit: AtomicU64::new(limits.disk_free_limit),
             limits,
             next_connection_id: AtomicU64::new(1),
             alarms: alarms::Alarms::default(),
-            timers: Arc::new(timer::Timers::default()),
             recheck_resources: Arc::new(tokio::sync::Notify::new()),
-            delays: delays.clone(),
+            vhost_env,
         };
-        let root = ShortStr::from_static("/");
-        let env = VHostEnv {
-            metadata: storage.as_ref().map(|s| s.metadata()),
-            storage,
-            paging: b.paging.clone(),
-            timers: b.timers.clone(),
-            delays: delays.clone(),
-            replies: b.replies.clone(),
-        };
-        let vhost = VHost::create(root.clone(), env);
-        vhost.restore(defs);
-        delays.register(&vhost);
-        b.vhosts.insert(root, vhost);
+        b.users.restore(&defs.users);
+        b.permissions.restore(&defs.permissions);
+        for v in &defs.vhosts {
+            b.restore_vhost(v, defs);
+        }
         // Overdue delayed messages are routed right away.
         delays.start();
         b
     }
 
-    /// Bytes of transient messages the queues hold in memory (see `memory.rs`).
-    pub fn transient_memory_used(&self) -> u64 {
-        self.paging.budget.used()
+    /// Where vhost, user and permission changes are written first; `None` in memory.
+    fn metadata_store(&self) -> Option<Arc<dyn MetadataStore>> {
+        self.storage.as_ref().map(|s| s.metadata())
     }
 
-    /// Every vhost, by name.
-    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
-        let mut all: Vec<Arc<VHost>> = self.vhosts.iter().map(|v| v.value().clone()).collect();
-        all.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-        all
+    /// Held by every vhost, user and permission change (`definitions::metadata`).
+    fn metadata_door(&self) -> MutexGuard<'_, ()> {
+        self.metadata_changes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes of transient messages the queues hold in memory (see `memory.rs`).
+    pub fn transient_memory_used(&self) -> u64 {
+        self.vhost_env.paging.budget.used()
     }
 
     /// Free disk space under the data directory and the alarm's limit (`None` without a store).
@@ -190,7 +207,7 @@ impl Broker {
 
     /// Direct reply-to consumers (channels register theirs here).
     pub fn replies(&self) -> &ReplyConsumers {
-        &self.replies
+        &self.vhost_env.replies
     }
 
     /// A receiver that sees `true` once shutdown begins.
@@ -221,7 +238,7 @@ impl Broker {
     /// Shutdown: stops routing delayed messages (they stay held), then waits until everything
     /// handed to the store writer is on disk.
     pub fn flush_store(&self) {
-        self.delays.stop();
+        self.vhost_env.delays.stop();
         if let Some(s) = &self.storage {
             s.writer.flush();
         }

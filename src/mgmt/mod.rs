@@ -9,7 +9,7 @@
 //! columns) is in [`listing`], JSON conventions in [`json`], errors in [`error`].
 
 pub mod api;
-mod auth;
+pub mod auth;
 pub mod error;
 pub mod json;
 pub mod listing;
@@ -81,7 +81,7 @@ pub fn load_definitions(broker: &Broker, path: &std::path::Path) -> Result<(), S
     let doc: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
     let set = api::parse_definitions(&doc).map_err(|e| format!("{}: {}", path.display(), e.reason))?;
-    let done = broker.import_definitions(&set).map_err(|e| format!("{}: {e}", path.display()))?;
+    let done = broker.import_definitions(&set, None).map_err(|e| format!("{}: {e}", path.display()))?;
     tracing::info!(file = %path.display(), ?done, "definitions loaded");
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! Durable definitions as records: what is stored for an exchange, a queue and a binding, and
 //! their key/value encoding. Records reuse the AMQP wire encoding (short strings, field tables)
-//! so arguments are stored exactly as clients sent them.
+//! so arguments are stored exactly as clients sent them. Vhosts, users and permissions are
+//! records too ([`super::metadata`]), in the same column family.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::metadata::{self, PermissionRecord, UserRecord, VHostRecord};
 use super::policies::{self, PolicyDef};
 use super::StoreError;
 use crate::protocol::wire::{self, PResult};
@@ -26,6 +28,25 @@ pub trait MetadataStore: Send + Sync {
     /// Adds or replaces a policy.
     fn save_policy(&self, p: &PolicyDef) -> Result<(), StoreError>;
     fn delete_policy(&self, operator: bool, vhost: &ShortStr, name: &str) -> Result<(), StoreError>;
+    /// Creates a vhost or replaces its metadata.
+    fn save_vhost(&self, v: &VHostRecord) -> Result<(), StoreError>;
+    /// Deletes a vhost and everything kept for it — its exchanges, queues, bindings and
+    /// permissions — in one write. (Its queues' messages go through the message writer.)
+    fn delete_vhost(&self, name: &ShortStr) -> Result<(), StoreError>;
+    /// Creates or replaces a user.
+    fn save_user(&self, u: &UserRecord) -> Result<(), StoreError>;
+    /// Deletes a user and its permissions in every vhost, in one write.
+    fn delete_user(&self, name: &str) -> Result<(), StoreError>;
+    fn save_permission(&self, p: &PermissionRecord) -> Result<(), StoreError>;
+    fn delete_permission(&self, vhost: &ShortStr, user: &str) -> Result<(), StoreError>;
+    /// A first start's defaults, written in one go with the mark that they were created
+    /// ([`Definitions::initialised`]), so that what an administrator deletes later stays deleted.
+    fn initialise(
+        &self,
+        vhosts: &[VHostRecord],
+        users: &[UserRecord],
+        permissions: &[PermissionRecord],
+    ) -> Result<(), StoreError>;
 }
 
 const EXCHANGE: u8 = b'x';
@@ -71,6 +92,12 @@ pub struct Definitions {
     pub bindings: Vec<BindingDef>,
     /// User and operator policies of every vhost.
     pub policies: Vec<PolicyDef>,
+    pub vhosts: Vec<VHostRecord>,
+    pub users: Vec<UserRecord>,
+    pub permissions: Vec<PermissionRecord>,
+    /// A first start created the default vhost, user and permission. False on an empty store
+    /// and on one written before Warren kept vhosts and users.
+    pub initialised: bool,
 }
 
 fn key(kind: u8, parts: &[&ShortStr]) -> Vec<u8> {
@@ -183,9 +210,27 @@ pub fn decode_into(defs: &mut Definitions, k: &[u8], v: &[u8]) -> Result<(), Amq
         policies::POLICY | policies::OPERATOR_POLICY => {
             defs.policies.push(PolicyDef::decode(&k, &v).ok_or_else(|| corrupt("policy"))?);
         }
-        _ => return Err(corrupt("unknown")),
+        other => match metadata::decode_into(defs, other, rest, &v) {
+            Ok(true) => {}
+            Ok(false) => return Err(corrupt("unknown")),
+            Err(what) => return Err(corrupt(what)),
+        },
     }
     Ok(())
+}
+
+/// The key prefixes of everything kept for a vhost besides its own record: its exchanges,
+/// queues, bindings and permissions.
+pub fn vhost_contents_prefixes(vhost: &ShortStr) -> [Vec<u8>; 6] {
+    let [policies, operator_policies] = policies::vhost_prefixes(vhost);
+    [
+        key(EXCHANGE, &[vhost]),
+        key(QUEUE, &[vhost]),
+        key(BINDING, &[vhost]),
+        metadata::vhost_prefix(metadata::PERMISSION, vhost),
+        policies,
+        operator_policies,
+    ]
 }
 
 /// The key prefix of all bindings in a vhost.

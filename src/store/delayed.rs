@@ -185,6 +185,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Keys of the messages held for exchanges of `vhost` (deleting the vhost drops them). Reads
+    /// every held message: a rare administrative act, not a routing path.
+    pub fn delayed_of_vhost(&self, transient: bool, vhost: &ShortStr) -> Result<Vec<DelayKey>, StoreError> {
+        let start = DelayKey::FIRST.encode();
+        let mut keys = Vec::new();
+        for item in self.db.iterator_cf(self.delayed_cf(transient), IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item?;
+            let value = Bytes::from(v.into_vec());
+            match (DelayKey::decode(&k), decode_value(&value)) {
+                (Some(key), Some(r)) if r.vhost == *vhost => keys.push(key),
+                _ => {}
+            }
+        }
+        Ok(keys)
+    }
+
     /// Held messages in the store (both families; counts every key: for tests and start-up
     /// figures on small stores).
     pub fn count_delayed(&self) -> Result<usize, StoreError> {
@@ -274,5 +290,23 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.count_delayed().unwrap(), 4, "transient ones are gone after a restart");
         assert_eq!(s.next_delayed_boot().unwrap(), 3);
+    }
+
+    #[test]
+    fn held_messages_of_a_vhost() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let (a, b, x) = (ShortStr::from_static("a"), ShortStr::from_static("b"), ShortStr::from_static("x"));
+        let mut batch = WriteBatch::default();
+        for (due, vhost, transient) in [(10, &a, false), (11, &b, false), (12, &a, false), (13, &a, true)] {
+            let key = DelayKey { due, seq: 1 }.encode();
+            batch.put_cf(s.delayed_cf(transient), key, encode_value(vhost, &x, &[], b"r"));
+        }
+        s.write(batch).unwrap();
+        let dues = |t, v| s.delayed_of_vhost(t, v).unwrap().into_iter().map(|k| k.due).collect::<Vec<_>>();
+        assert_eq!(dues(false, &a), [10, 12]);
+        assert_eq!(dues(true, &a), [13]);
+        assert_eq!(dues(false, &b), [11]);
+        assert!(dues(true, &b).is_empty());
     }
 }

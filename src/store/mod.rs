@@ -1,7 +1,7 @@
 //! The store: RocksDB under the data directory.
 //!
-//! Durable definitions (exchanges, queues, bindings between durable things) live in the
-//! `definitions` column family, written with a WAL sync so a declare-ok means the definition
+//! Durable definitions (exchanges, queues, bindings between durable things; vhosts, users and
+//! permissions) live in the `definitions` column family, written with a WAL sync so a declare-ok means the definition
 //! survives a crash. Persistent messages of durable queues, the delivered marks of unacked ones,
 //! paged-out transient bodies and delayed messages each have a column family of their own,
 //! written through the group-commit [`writer`].
@@ -14,6 +14,7 @@
 
 pub mod definitions;
 pub mod delayed;
+pub mod metadata;
 pub mod policies;
 pub mod writer;
 
@@ -26,6 +27,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, Write
 
 use crate::protocol::ShortStr;
 pub use definitions::{BindingDef, Definitions, ExchangeDef, MetadataStore, QueueDef};
+pub use metadata::{PermissionRecord, UserRecord, VHostRecord};
 pub use policies::PolicyDef;
 
 const CF_DEFINITIONS: &str = "definitions";
@@ -308,6 +310,67 @@ impl MetadataStore for Store {
         Ok(defs)
     }
 
+    fn save_vhost(&self, v: &VHostRecord) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.definitions(), v.key(), v.value());
+        self.write(b)
+    }
+
+    fn delete_vhost(&self, name: &ShortStr) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.delete_cf(self.definitions(), metadata::vhost_prefix(metadata::VHOST, name));
+        for prefix in definitions::vhost_contents_prefixes(name) {
+            for key in self.definition_keys(&prefix)? {
+                b.delete_cf(self.definitions(), key);
+            }
+        }
+        self.write(b)
+    }
+
+    fn save_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.definitions(), u.key(), u.value());
+        self.write(b)
+    }
+
+    fn delete_user(&self, name: &str) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.delete_cf(self.definitions(), metadata::user_key(name));
+        for key in self.definition_keys(&[metadata::PERMISSION])? {
+            if metadata::split_permission_key(&key[1..]).is_some_and(|(_, user)| user == name) {
+                b.delete_cf(self.definitions(), key);
+            }
+        }
+        self.write(b)
+    }
+
+    fn save_permission(&self, p: &PermissionRecord) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.definitions(), p.key(), p.value());
+        self.write(b)
+    }
+
+    fn delete_permission(&self, vhost: &ShortStr, user: &str) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.delete_cf(self.definitions(), metadata::permission_key(vhost, user));
+        self.write(b)
+    }
+
+    fn initialise(
+        &self,
+        vhosts: &[VHostRecord],
+        users: &[UserRecord],
+        permissions: &[PermissionRecord],
+    ) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        let cf = self.definitions();
+        vhosts.iter().for_each(|v| b.put_cf(cf, v.key(), v.value()));
+        users.iter().for_each(|u| b.put_cf(cf, u.key(), u.value()));
+        permissions.iter().for_each(|p| b.put_cf(cf, p.key(), p.value()));
+        b.put_cf(cf, metadata::initialised_key(), []);
+        self.write(b)
+    }
+
     fn save_policy(&self, p: &PolicyDef) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
         b.put_cf(self.definitions(), p.key(), p.value());
@@ -322,6 +385,19 @@ impl MetadataStore for Store {
 }
 
 impl Store {
+    /// Keys of the definitions column family that start with `prefix`.
+    fn definition_keys(&self, prefix: &[u8]) -> Result<Vec<Box<[u8]>>, StoreError> {
+        let mut keys = Vec::new();
+        for item in self.db.iterator_cf(self.definitions(), IteratorMode::From(prefix, rocksdb::Direction::Forward)) {
+            let (k, _) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            keys.push(k);
+        }
+        Ok(keys)
+    }
+
     fn bindings_of(&self, vhost: &ShortStr) -> Result<Vec<BindingDef>, StoreError> {
         let prefix = definitions::binding_prefix(vhost);
         let mut defs = Definitions::default();

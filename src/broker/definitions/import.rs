@@ -7,7 +7,9 @@
 //! declared is left as it is (not compared), bindings are added, nothing absent from the file
 //! is deleted.
 
+use super::vhosts::VHostSpec;
 use super::{ExchangeSpec, QueueSpec};
+use crate::auth::{Permission, User};
 use crate::broker::exchange::Destination;
 use crate::broker::policy::{PolicyKind, PolicySpec};
 use crate::broker::Broker;
@@ -27,6 +29,9 @@ pub struct BindingSpec {
 /// Everything a file defines, per vhost.
 #[derive(Debug, Clone, Default)]
 pub struct DefinitionSet {
+    pub users: Vec<User>,
+    pub vhosts: Vec<(ShortStr, VHostSpec)>,
+    pub permissions: Vec<Permission>,
     /// (vhost, name, policy): already validated when parsed.
     pub policies: Vec<(ShortStr, String, PolicySpec)>,
     pub exchanges: Vec<(ShortStr, ExchangeSpec)>,
@@ -37,6 +42,9 @@ pub struct DefinitionSet {
 /// What an import did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Imported {
+    pub users: usize,
+    pub vhosts: usize,
+    pub permissions: usize,
     pub policies: usize,
     pub exchanges: usize,
     pub queues: usize,
@@ -47,7 +55,23 @@ impl Broker {
     /// Checks every definition of `set` against the broker as it is: the first problem, in
     /// RabbitMQ's words where it has them.
     pub fn check_definitions(&self, set: &DefinitionSet) -> Result<(), String> {
-        let vhost = |name: &ShortStr| self.vhost(name).ok_or_else(|| format!("vhost '{name}' does not exist"));
+        let known_vhost = |name: &ShortStr| self.vhost(name).is_some() || set.vhosts.iter().any(|(v, _)| v == name);
+        let known_user = |name: &str| self.users.contains(name) || set.users.iter().any(|u| u.name == name);
+        for p in &set.permissions {
+            if !known_vhost(&p.vhost) || !known_user(&p.user) {
+                return Err("vhost_or_user_not_found".to_string());
+            }
+            p.validate().map_err(|e| format!("invalid_regexp: {} ({})", e.regex, e.reason))?;
+        }
+        // Objects of a vhost the file creates are checked as new ones in a fresh vhost.
+        let fresh = crate::broker::VHost::standalone(ShortStr::from_static("/"));
+        let vhost = |name: &ShortStr| -> Result<std::sync::Arc<crate::broker::VHost>, String> {
+            match self.vhost(name) {
+                Some(v) => Ok(v),
+                None if known_vhost(name) => Ok(fresh.clone()),
+                None => Err(format!("vhost '{name}' does not exist")),
+            }
+        };
         for (v, _, _) in &set.policies {
             vhost(v)?;
         }
@@ -85,12 +109,24 @@ impl Broker {
         Ok(())
     }
 
-    /// Checks `set`, then applies it: policies (so that what is declared next is under them
+    /// Checks `set`, then applies it: users, vhosts, permissions, policies (so that what is declared next is under them
     /// from the start, as RabbitMQ orders it), exchanges, queues, bindings. An error while applying
     /// (the store failing) stops there.
-    pub fn import_definitions(&self, set: &DefinitionSet) -> Result<Imported, String> {
+    pub fn import_definitions(&self, set: &DefinitionSet, acting_user: Option<&str>) -> Result<Imported, String> {
         self.check_definitions(set)?;
         let mut done = Imported::default();
+        for u in &set.users {
+            self.put_user(u.clone()).map_err(|e| e.to_string())?;
+            done.users += 1;
+        }
+        for (name, spec) in &set.vhosts {
+            self.put_vhost(name.clone(), spec.clone(), acting_user).map_err(|e| e.to_string())?;
+            done.vhosts += 1;
+        }
+        for p in &set.permissions {
+            self.set_permission(p.clone()).map_err(|e| e.to_string())?;
+            done.permissions += 1;
+        }
         let vhost = |name: &ShortStr| self.vhost(name).ok_or_else(|| format!("vhost '{name}' does not exist"));
         for (v, name, spec) in &set.policies {
             vhost(v)?.set_policy(PolicyKind::User, name, spec.clone()).map_err(|e| e.reason())?;

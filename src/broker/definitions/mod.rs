@@ -5,10 +5,16 @@
 //! to the [`MetadataStore`](crate::store::MetadataStore) *before* they become visible (a
 //! declare-ok promises the definition survives a crash), and applies them to the live model.
 //! Permission checks belong at this door.
+//!
+//! Vhosts, users and permissions have a door of the same kind on the broker: [`vhosts`] and
+//! [`access`], sharing [`metadata`].
 
+pub mod access;
 mod equivalence;
 pub mod import;
+pub mod metadata;
 mod policies;
+pub mod vhosts;
 
 use std::sync::Arc;
 
@@ -20,6 +26,8 @@ use super::vhost::{check_exclusive, VHost};
 use crate::protocol::{AmqpError, FieldTable, ShortStr};
 use crate::store::{BindingDef, ExchangeDef, QueueDef, StoreError};
 use equivalence::{assert_args_equivalent, assert_flag, EXCHANGE_EQUIVALENCE_ARGS, QUEUE_EQUIVALENCE_ARGS};
+pub use metadata::MetadataError;
+pub use vhosts::VHostSpec;
 
 /// What `exchange.declare` asks for.
 #[derive(Debug, Clone)]
@@ -46,6 +54,7 @@ pub struct QueueSpec {
 
 impl VHost {
     pub fn declare_exchange(&self, spec: ExchangeSpec) -> Result<Arc<Exchange>, AmqpError> {
+        self.check_live()?;
         if spec.name.is_empty() {
             return Err(errors::default_exchange_refused());
         }
@@ -169,6 +178,7 @@ impl VHost {
         if passive {
             return Err(errors::not_found("queue", &spec.name, &self.name));
         }
+        self.check_live()?;
         if spec.name.as_bytes().starts_with(b"amq.") && !spec.server_named {
             return Err(errors::reserved_prefix("queue", &spec.name));
         }
@@ -312,6 +322,7 @@ impl VHost {
         routing_key: ShortStr,
         arguments: FieldTable,
     ) -> Result<(), AmqpError> {
+        self.check_live()?;
         let x = self.binding_source(source)?;
         if x.routing_kind() == ExchangeKind::Headers {
             headers::XMatch::from_arguments(&arguments).map_err(errors::invalid_binding)?;

@@ -185,6 +185,33 @@ impl Delays {
         self.vhosts.insert(vhost.name.clone(), Arc::downgrade(vhost));
     }
 
+    /// Drops everything held for a deleted vhost and stops routing to it: a vhost created later
+    /// under the same name must not receive the old one's messages. With a store this reads
+    /// every held message (after waiting for queued writes, so none is missed): an
+    /// administrative act, never on a message's path. A message the timer is routing at this
+    /// moment finds the vhost gone and is dropped.
+    pub fn forget_vhost(&self, name: &ShortStr) {
+        self.vhosts.remove(name);
+        match &self.backend {
+            Backend::Memory { held, .. } => lock(held).retain(|_, h| h.vhost != *name),
+            Backend::Store { storage, .. } => {
+                storage.writer.flush();
+                for transient in [false, true] {
+                    match storage.store.delayed_of_vhost(transient, name) {
+                        Ok(keys) => {
+                            for key in keys {
+                                storage.writer.submit(Op::DeleteDelayed { key: key.encode(), transient });
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(vhost = %name, error = %e, "cannot drop the deleted vhost's delayed messages")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Starts the timer thread (once): it routes what is overdue at once, then sleeps until the
     /// next message is due. It ends when these `Delays` are dropped.
     pub fn start(self: &Arc<Self>) {

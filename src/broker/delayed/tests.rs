@@ -195,3 +195,21 @@ fn messages_of_a_deleted_exchange_are_dropped() {
     durable.writer.flush();
     assert_eq!(durable.store.count_delayed().unwrap(), 0, "dropped, not kept");
 }
+
+#[test]
+fn a_deleted_vhosts_held_messages_are_dropped() {
+    for stored in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let durable = stored.then(|| Arc::new(StoreHandle::open(dir.path()).unwrap().0));
+        let (vhost, x, q, delays) = setup(durable.clone());
+        publish(&vhost, &x, message("never", Some(200)));
+        delays.forget_vhost(&vhost.name);
+        assert_eq!(delays.held_in_memory(), 0);
+        if let Some(d) = &durable {
+            d.writer.flush();
+            assert_eq!(d.store.count_delayed().unwrap(), 0, "dropped from the store");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(q.message_count(), 0, "stored={stored}");
+    }
+}

@@ -7,6 +7,7 @@
 mod recovery;
 pub mod route;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use dashmap::DashMap;
@@ -58,6 +59,17 @@ impl VHostEnv {
     }
 }
 
+/// What an administrator says about a vhost: RabbitMQ's vhost metadata and tracing flag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VHostMetadata {
+    pub description: String,
+    pub tags: Vec<String>,
+    /// The queue type of declares that name none (`classic`, `quorum`, `stream`); `None`:
+    /// RabbitMQ's `undefined`. Kept and shown; Warren's queues are all classic so far.
+    pub default_queue_type: Option<String>,
+    pub tracing: bool,
+}
+
 pub struct VHost {
     pub name: ShortStr,
     pub(super) exchanges: DashMap<ShortStr, Arc<Exchange>, NameHasher>,
@@ -68,6 +80,11 @@ pub struct VHost {
     pub(super) policies: Mutex<PolicyTable>,
     /// This vhost, for its queues (they dead-letter through it) without a reference cycle.
     pub(super) self_ref: Weak<VHost>,
+    /// Changed only by the broker's metadata door; a leaf lock (see `LOCKS.md`).
+    meta: Mutex<VHostMetadata>,
+    /// Set when the vhost is deleted: its connections are being closed, and until they are
+    /// gone their declares must not write definitions for a vhost that no longer exists.
+    deleted: AtomicBool,
 }
 
 impl VHost {
@@ -81,6 +98,8 @@ impl VHost {
             env,
             policies: Mutex::default(),
             self_ref,
+            meta: Mutex::default(),
+            deleted: AtomicBool::new(false),
         };
         let predeclared: [(&'static str, ExchangeKind, bool); 7] = [
             ("", ExchangeKind::Direct, false),
@@ -123,6 +142,41 @@ impl VHost {
     /// The policy table, locked (see LOCKS.md: above the vhost maps and the queue locks).
     pub(super) fn policy_table(&self) -> MutexGuard<'_, PolicyTable> {
         self.policies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Description, tags, default queue type and tracing flag.
+    pub fn meta(&self) -> VHostMetadata {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_meta(&self, meta: VHostMetadata) {
+        *self.meta.lock().unwrap_or_else(|e| e.into_inner()) = meta;
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Refuses a definition change in a deleted vhost (`320`, as its connection is being
+    /// closed anyway), so that nothing is stored for it after its records were removed.
+    pub(super) fn check_live(&self) -> Result<(), AmqpError> {
+        if self.is_deleted() {
+            return Err(errors::connection_forced(errors::vhost_deleted(&self.name)));
+        }
+        Ok(())
+    }
+
+    /// A deleted vhost lets go of everything it held: every queue is deleted (its consumers
+    /// cancelled, its stored messages dropped) and every exchange forgotten. Its definitions
+    /// are already gone from the store.
+    pub(crate) fn tear_down(&self) {
+        self.deleted.store(true, Ordering::Release);
+        let queues: Vec<Arc<Queue>> = self.queues.iter().map(|q| q.value().clone()).collect();
+        self.queues.clear();
+        for q in queues {
+            q.delete();
+        }
+        self.exchanges.clear();
     }
 
     pub fn exchange(&self, name: &ShortStr) -> Result<Arc<Exchange>, AmqpError> {

@@ -7,18 +7,21 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::bindings::vhost_bindings;
 use super::overview::{PRODUCT_NAME, PRODUCT_VERSION, RABBITMQ_COMPAT_VERSION};
 use super::{vhost, AppState};
+use crate::auth::{HashingAlgorithm, PasswordHash, Permission, User};
 use crate::broker::definitions::import::{BindingSpec, DefinitionSet};
+use crate::broker::definitions::vhosts::VHostSpec;
 use crate::broker::definitions::{ExchangeSpec, QueueSpec};
 use crate::broker::exchange::ExchangeKind;
 use crate::broker::policy::{PolicyKind, PolicySpec};
 use crate::broker::VHost;
+use crate::mgmt::auth::Caller;
 use crate::mgmt::error::{ApiError, ApiResult};
 use crate::mgmt::json::{arguments_field, bool_field, short_str, str_field, table_to_json};
 use crate::mgmt::Mgmt;
@@ -123,14 +126,35 @@ pub fn export_all(m: &Mgmt) -> Value {
     let mut out = header_fields();
     let (mut exchanges, mut queues, mut bindings, mut vhosts, mut policies) = (vec![], vec![], vec![], vec![], vec![]);
     for vh in m.broker.vhosts() {
-        vhosts.push(json!({"name": vh.name.to_string_lossy(), "description": "", "tags": [], "metadata": {"description": "", "tags": []}}));
+        let meta = vh.meta();
+        vhosts.push(json!({"name": vh.name.to_string_lossy(), "description": meta.description, "tags": meta.tags,
+                           "metadata": {"description": meta.description, "tags": meta.tags}}));
         let d = export_vhost(&vh, true);
         policies.extend(d.policies);
         exchanges.extend(d.exchanges);
         queues.extend(d.queues);
         bindings.extend(d.bindings);
     }
-    for key in ["users", "permissions", "topic_permissions", "parameters", "global_parameters"] {
+    let users: Vec<Value> = m
+        .broker
+        .users
+        .list()
+        .iter()
+        .map(|u| {
+            json!({"name": u.name, "password_hash": u.password.to_base64(),
+                   "hashing_algorithm": u.password.algorithm().name(), "tags": u.tags, "limits": {}})
+        })
+        .collect();
+    let permissions: Vec<Value> = m
+        .broker
+        .permissions
+        .list()
+        .iter()
+        .map(|p| json!({"user": p.user, "vhost": p.vhost.to_string_lossy(), "configure": p.configure, "write": p.write, "read": p.read}))
+        .collect();
+    out.insert("users".into(), Value::Array(users));
+    out.insert("permissions".into(), Value::Array(permissions));
+    for key in ["topic_permissions", "parameters", "global_parameters"] {
         out.insert(key.into(), json!([]));
     }
     out.insert("policies".into(), Value::Array(policies));
@@ -194,6 +218,61 @@ pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> 
     let name_of = |item: &Map<String, Value>, key: &str| -> ApiResult<ShortStr> {
         short_str(str_field(item, key)?.ok_or_else(|| crate::mgmt::json::key_missing(key))?)
     };
+    if vhost.is_none() {
+        for u in items("users")? {
+            let name = str_field(&u, "name")?.ok_or_else(|| crate::mgmt::json::key_missing("name"))?.to_string();
+            let algorithm = match str_field(&u, "hashing_algorithm")? {
+                Some(a) => HashingAlgorithm::parse(a)
+                    .ok_or_else(|| ApiError::bad_request(format!("user '{name}': unknown hashing algorithm {a}")))?,
+                None => HashingAlgorithm::default(),
+            };
+            let hash = str_field(&u, "password_hash")?.unwrap_or("");
+            let password = PasswordHash::from_base64(algorithm, hash)
+                .map_err(|e| ApiError::bad_request(format!("user '{name}': {e}")))?;
+            let tags = match u.get("tags") {
+                Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect(),
+                Some(Value::String(s)) => {
+                    s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect()
+                }
+                _ => Vec::new(),
+            };
+            set.users.push(User::new(name, password, tags));
+        }
+        for v in items("vhosts")? {
+            let name = name_of(&v, "name")?;
+            let meta = match v.get("metadata") {
+                Some(Value::Object(m)) => m.clone(),
+                _ => Map::new(),
+            };
+            let text = |k: &str| v.get(k).or(meta.get(k)).and_then(Value::as_str).map(str::to_string);
+            let tags = match v.get("tags").or(meta.get("tags")) {
+                Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect(),
+                Some(Value::String(s)) => {
+                    s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect()
+                }
+                _ => Vec::new(),
+            };
+            let spec = VHostSpec {
+                description: text("description").unwrap_or_default(),
+                tags,
+                default_queue_type: text("default_queue_type").filter(|t| t != "undefined"),
+                tracing: None,
+            };
+            set.vhosts.push((name, spec));
+        }
+        for p in items("permissions")? {
+            let field = |k: &str| -> ApiResult<String> {
+                Ok(str_field(&p, k)?.ok_or_else(|| crate::mgmt::json::key_missing(k))?.to_string())
+            };
+            set.permissions.push(Permission {
+                user: field("user")?,
+                vhost: short_str(&field("vhost")?)?,
+                configure: field("configure")?,
+                write: field("write")?,
+                read: field("read")?,
+            });
+        }
+    }
     for p in items("policies")? {
         let name = str_field(&p, "name")?.ok_or_else(|| crate::mgmt::json::key_missing("name"))?.to_string();
         let spec = PolicySpec::from_json(PolicyKind::User, &Value::Object(p.clone()))
@@ -247,21 +326,30 @@ pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> 
     Ok(set)
 }
 
-fn import(m: &Mgmt, body: &Bytes, vhost: Option<&ShortStr>) -> ApiResult<StatusCode> {
+fn import(m: &Mgmt, caller: &Caller, body: &Bytes, vhost: Option<&ShortStr>) -> ApiResult<StatusCode> {
     let doc: Value = serde_json::from_slice(body).map_err(|_| ApiError::bad_request("failed_to_parse_json"))?;
     let set = parse(&doc, vhost)?;
-    m.broker.import_definitions(&set).map_err(|reason| {
+    m.broker.import_definitions(&set, Some(&caller.name)).map_err(|reason| {
         tracing::warn!(%reason, "definitions import refused; nothing was changed");
         ApiError::bad_request(reason)
     })?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn import_all(State(m): State<AppState>, body: Bytes) -> ApiResult<StatusCode> {
-    import(&m, &body, None)
+pub async fn import_all(
+    State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    import(&m, &caller, &body, None)
 }
 
-pub async fn import_vhost(State(m): State<AppState>, Path(v): Path<String>, body: Bytes) -> ApiResult<StatusCode> {
+pub async fn import_vhost(
+    State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(v): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
     let vh = super::vhost_for_change(&m, &v)?;
-    import(&m, &body, Some(&vh.name))
+    import(&m, &caller, &body, Some(&vh.name))
 }

@@ -2,6 +2,7 @@
 //! percent-encoded segment (`%2F` for `/`): the router matches the raw path and `Path`
 //! decodes each captured segment afterwards, so `/api/queues/%2F/q` never splits at the `/`.
 
+mod admin;
 mod bindings;
 mod connections;
 mod definitions;
@@ -78,6 +79,19 @@ pub fn router(mgmt: Arc<Mgmt>) -> Router {
         .route(
             "/operator-policies/{vhost}/{name}",
             get(policies::operator_show_one).put(policies::operator_set_one).delete(policies::operator_clear_one),
+        )
+        .route("/vhosts", get(admin::vhosts))
+        .route("/vhosts/{vhost}", get(admin::show_vhost).put(admin::put_vhost).delete(admin::delete_vhost))
+        .route("/vhosts/{vhost}/permissions", get(admin::vhost_permissions))
+        .route("/users", get(admin::users))
+        .route("/users/without-permissions", get(admin::users_without_permissions))
+        .route("/users/bulk-delete", post(admin::bulk_delete_users))
+        .route("/users/{user}", get(admin::show_user).put(admin::put_user).delete(admin::delete_user))
+        .route("/users/{user}/permissions", get(admin::user_permissions))
+        .route("/permissions", get(admin::permissions))
+        .route(
+            "/permissions/{vhost}/{user}",
+            get(admin::show_permission).put(admin::put_permission).delete(admin::delete_permission),
         )
         .route("/connections", get(connections::list_all))
         .route("/vhosts/{vhost}/connections", get(connections::list_vhost))

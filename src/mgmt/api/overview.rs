@@ -270,5 +270,5 @@ pub async fn check_protocol_listener(State(m): State<AppState>, Path(protocol): 
     if protocols.contains(&wanted) {
         return Json(json!({"status": "ok", "protocol": protocol})).into_response();
     }
-    failed(format!("No active listener for protocol {protocol}"), json!({"missing": protocol, "protocols": protocols}))
+    failed("No active listener", json!({"missing": protocol, "protocols": protocols}))
 }

@@ -111,6 +111,9 @@ pub async fn show(
         q.info().consumers.iter().map(|c| consumer_json(&m, &channels, &vh.name, &q.name, c)).collect();
     if let Value::Object(map) = &mut o {
         map.insert("consumer_details".into(), Value::Array(details));
+        // Per-channel rate breakdowns, which Warren does not keep: present and empty.
+        map.insert("incoming".into(), json!([]));
+        map.insert("deliveries".into(), json!([]));
     }
     Ok(Json(listing::select(o, c.columns.as_deref())))
 }
