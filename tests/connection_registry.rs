@@ -5,10 +5,10 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{reply_code, reply_text, unique, TestBroker, WAIT};
+use common::{eventually, reply_code, reply_text, unique, TestBroker, WAIT};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
@@ -17,18 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warren::broker::connections::{ChannelSnapshot, ConnectionSnapshot, PROTOCOL};
 use warren::broker::errors::FORCED_CLOSE_DEFAULT_REASON;
 use warren::protocol::FieldValue;
-
-/// Polls `f` until it gives something or [`WAIT`] passes.
-async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 async fn connect_named(b: &TestBroker, name: &str) -> Connection {
     let props = ConnectionProperties::default().with_connection_name(name.into());

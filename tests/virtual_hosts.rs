@@ -6,9 +6,8 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use common::{reply_code, reply_text, unique, TestBroker, WAIT};
+use common::{eventually, reply_code, reply_text, unique, TestBroker, WAIT};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
@@ -16,18 +15,6 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use warren::auth::{Permission, User};
 use warren::broker::definitions::VHostSpec;
 use warren::protocol::ShortStr;
-
-/// Polls `f` until it gives something or [`WAIT`] passes.
-async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Connects as `user` to `vhost` and records the first error the connection reports.
 async fn connect_watched(

@@ -31,6 +31,12 @@ pub struct ListQuery {
     pub columns: Option<String>,
 }
 
+/// `columns` alone, for endpoints that return one object.
+#[derive(Debug, Default, Deserialize)]
+pub struct Columns {
+    pub columns: Option<String>,
+}
+
 /// Filters, sorts, pages and trims `items` as the query asks.
 pub fn respond(mut items: Vec<Value>, q: &ListQuery) -> ApiResult<Value> {
     let page = parse_page(q)?;

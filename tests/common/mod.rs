@@ -147,6 +147,18 @@ pub fn unique(prefix: &str) -> String {
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Polls `f` until it gives something or [`WAIT`] passes.
+pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A port that was free a moment ago, for a broker process to bind.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

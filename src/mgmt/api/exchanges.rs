@@ -56,15 +56,10 @@ pub async fn list_vhost(
     list(&m, Some(&v), &q)
 }
 
-#[derive(Deserialize)]
-pub struct Columns {
-    columns: Option<String>,
-}
-
 pub async fn show(
     State(m): State<AppState>,
     Path((v, name)): Path<(String, String)>,
-    Query(q): Query<Columns>,
+    Query(q): Query<listing::Columns>,
 ) -> ApiResult<Json<Value>> {
     let vh = vhost(&m, &v)?;
     let x = vh.exchange(&exchange_name(&name)?).map_err(|_| ApiError::not_found())?;

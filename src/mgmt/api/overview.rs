@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{vhost, AppState};
@@ -37,17 +36,12 @@ const EXCHANGE_TYPES: [(&str, &str); 7] = [
     ("x-local-random", "Not supported"),
 ];
 
-#[derive(Deserialize)]
-pub struct Columns {
-    columns: Option<String>,
-}
-
 /// The node's cluster name: the node name, as RabbitMQ defaults it.
 fn cluster_name_of(m: &Mgmt) -> String {
     format!("{CLUSTER_NAME_PREFIX}{}", m.node)
 }
 
-pub async fn overview(State(m): State<AppState>, Query(c): Query<Columns>) -> ApiResult<Json<Value>> {
+pub async fn overview(State(m): State<AppState>, Query(c): Query<listing::Columns>) -> ApiResult<Json<Value>> {
     let (mut ready, mut unacked, mut queues, mut exchanges, mut consumers) = (0u64, 0u64, 0usize, 0usize, 0usize);
     for v in m.broker.vhosts() {
         exchanges += v.exchanges().len();

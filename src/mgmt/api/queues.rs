@@ -93,15 +93,10 @@ pub async fn list_vhost(
     list(&m, Some(&v), &q)
 }
 
-#[derive(Deserialize)]
-pub struct Columns {
-    columns: Option<String>,
-}
-
 pub async fn show(
     State(m): State<AppState>,
     Path((v, name)): Path<(String, String)>,
-    Query(c): Query<Columns>,
+    Query(c): Query<listing::Columns>,
 ) -> ApiResult<Json<Value>> {
     let vh = vhost(&m, &v)?;
     let q = vh.queue(&object_name(&name)?).map_err(|_| ApiError::not_found())?;
