@@ -388,3 +388,34 @@ async fn overview_nodes_and_health_checks() {
     assert_eq!(http.get("/aliveness-test/%2F").await.body, json!({"status": "ok"}));
     assert_eq!(http.get("/aliveness-test/nosuch").await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_stats_count_what_went_through_a_queue() {
+    let b = common::start().await;
+    let http = Http::new(b.mgmt);
+    let q = unique("stats");
+    http.put(&format!("/queues/%2F/{q}"), json!({})).await;
+    publish(&b, &q, &["1", "2", "3", "4"]).await;
+    let (conn, ch) = b.channel().await;
+    let got = ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap().expect("a message");
+    got.ack(BasicAckOptions::default()).await.unwrap();
+    let requeued = ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap().expect("a message");
+    requeued.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.unwrap();
+    let again = ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap().expect("a message");
+    assert!(again.redelivered);
+    again.ack(BasicAckOptions::default()).await.unwrap();
+    conn.close(200, "bye".into()).await.unwrap();
+    let stats = common::eventually("the acks to be counted", || {
+        let shown = futures_lite::future::block_on(http.get(&format!("/queues/%2F/{q}")));
+        (shown.body["message_stats"]["ack"] == 2).then_some(shown.body["message_stats"].clone())
+    })
+    .await;
+    assert_eq!(
+        (stats["publish"].as_u64(), stats["get"].as_u64(), stats["redeliver"].as_u64()),
+        (Some(4), Some(3), Some(1))
+    );
+    assert_eq!(stats["deliver_get"], 3);
+    assert!(stats["publish_details"]["rate"].is_number());
+    let overview = http.get("/overview").await.body;
+    assert!(overview["message_stats"]["publish"].as_u64().unwrap() >= 4);
+}

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod error;
 pub mod json;
 pub mod listing;
+pub mod rates;
 mod time;
 
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ pub struct Mgmt {
     pub started: Instant,
     /// The listeners reported by `/api/overview` and checked by the port-listener health check.
     pub listeners: Vec<ListenerInfo>,
+    /// Samples of the queues' counters, for message rates.
+    pub rates: rates::Rates,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +62,7 @@ impl MgmtListener {
                 ListenerInfo { protocol: "amqp", addr: amqp },
                 ListenerInfo { protocol: "http", addr: http },
             ],
+            rates: rates::Rates::default(),
         });
         Ok(MgmtListener { inner, mgmt })
     }
@@ -69,8 +73,19 @@ impl MgmtListener {
 
     /// Serves until the task is dropped.
     pub async fn run(self) -> std::io::Result<()> {
+        let sampler = tokio::spawn(rates::run_sampler(Arc::downgrade(&self.mgmt)));
         let app = api::router(self.mgmt);
+        let _stop_sampling = AbortOnDrop(sampler);
         axum::serve(self.inner, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    }
+}
+
+/// Stops the sampler when the listener's task ends (or is aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -76,13 +76,21 @@ impl Queue {
                 if active.sink.offer(active, self, &st.args, front) == Offer::Busy {
                     break;
                 }
-                Self::pop_head(st);
+                Self::pop_delivered(st);
                 continue;
             }
             let Some(skipped) = offer_by_priority(self, st, front) else { break };
             // The next message starts with the consumer after the one that took this one.
             st.round_robin = st.round_robin.wrapping_add(skipped + 1);
-            Self::pop_head(st);
+            Self::pop_delivered(st);
+        }
+    }
+
+    /// Removes the head a consumer took, and counts the delivery.
+    fn pop_delivered(st: &mut QueueState) {
+        if let Some(m) = Self::pop_head(st) {
+            st.counters.delivered += 1;
+            st.counters.redelivered += u64::from(m.redelivered);
         }
     }
 

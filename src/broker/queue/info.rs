@@ -11,6 +11,36 @@ use super::{Consumer, Queue, QueueArgs};
 use crate::broker::message::Message;
 use crate::broker::record;
 
+/// What went through a queue since it was created: monotonic counters, from which the
+/// management API derives rates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Messages enqueued.
+    pub published: u64,
+    /// Handed to consumers.
+    pub delivered: u64,
+    /// Taken by `basic.get`.
+    pub got: u64,
+    /// Deliveries and gets of messages handed out before.
+    pub redelivered: u64,
+    /// Deliveries acked.
+    pub acked: u64,
+}
+
+impl std::ops::Add for Counters {
+    type Output = Counters;
+
+    fn add(self, o: Counters) -> Counters {
+        Counters {
+            published: self.published + o.published,
+            delivered: self.delivered + o.delivered,
+            got: self.got + o.got,
+            redelivered: self.redelivered + o.redelivered,
+            acked: self.acked + o.acked,
+        }
+    }
+}
+
 /// A queue at one moment (taken under its lock once).
 #[derive(Debug, Clone)]
 pub struct QueueInfo {
@@ -32,6 +62,7 @@ pub struct QueueInfo {
     /// Last declare, consume or get (ms since the UNIX epoch).
     pub last_used_ms: u64,
     pub args: Arc<QueueArgs>,
+    pub counters: Counters,
 }
 
 /// A ready message seen by [`Queue::peek`].
@@ -62,6 +93,7 @@ impl Queue {
             head_timestamp: head.and_then(|m| m.properties.timestamp),
             last_used_ms: st.last_used,
             args: st.args.clone(),
+            counters: Counters { acked: self.acked.load(Ordering::Relaxed), ..st.counters },
         }
     }
 

@@ -21,7 +21,7 @@ mod tests;
 
 pub use args::{consumer_priority, Overflow, QueueArgs};
 pub use consumers::{ConsumeRefused, Consumer, ConsumerSink, Offer};
-pub use info::QueueInfo;
+pub use info::{Counters, QueueInfo};
 pub use paging::Recovered;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -97,6 +97,8 @@ pub struct Queue {
     /// Deliveries awaiting an ack (they live in channels; counted here for the management
     /// API): up in [`delivered`](Self::delivered), down in [`settled`](Self::settled).
     unacked: AtomicU64,
+    /// Deliveries acked (outside the queue lock: acks come from channels).
+    acked: AtomicU64,
     state: Mutex<QueueState>,
     store: Option<QueueStore>,
     env: Option<QueueEnv>,
@@ -124,6 +126,9 @@ struct QueueState {
     last_used: u64,
     /// `x-single-active-consumer`: the one consumer that gets messages.
     active: Option<Arc<Consumer>>,
+    /// What went through the queue (management API rates); counted under this lock, where
+    /// each event happens anyway.
+    counters: info::Counters,
 }
 
 impl Queue {
@@ -150,6 +155,7 @@ impl Queue {
             wakeup_at: None,
             last_used: now_ms(),
             active: None,
+            counters: info::Counters::default(),
         };
         Queue {
             name,
@@ -161,6 +167,7 @@ impl Queue {
             declared: args,
             deleted: AtomicBool::new(false),
             unacked: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
             state: Mutex::new(state),
             store: None,
             env: None,
@@ -303,6 +310,11 @@ impl Queue {
         }
     }
 
+    /// `n` deliveries of this queue were acked (counted for the management API's rates).
+    pub fn acked(&self, n: usize) {
+        self.acked.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// `n` deliveries of this queue were acked, rejected or requeued (whichever; the channel
     /// calls this once per queue per settlement).
     pub fn settled(&self, n: usize) {
@@ -406,6 +418,7 @@ impl Queue {
                 st.ready.push_back(level, Ready::Resident(m));
             }
         }
+        st.counters.published += 1;
         // Offered before expiring: a TTL of 0 means "to a consumer ready now, or never".
         self.deliver(&mut st);
         self.expire(&mut st, now, dead);
@@ -424,6 +437,10 @@ impl Queue {
             } else {
                 None
             };
+            if let Some((m, _)) = &got {
+                st.counters.got += 1;
+                st.counters.redelivered += u64::from(m.redelivered);
+            }
             self.mark_used(&mut st);
             got
         };

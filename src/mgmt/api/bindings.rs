@@ -135,9 +135,21 @@ pub fn vhost_bindings(vhost: &VHost) -> Vec<Value> {
     let mut exchanges = vhost.exchanges();
     exchanges.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     for x in exchanges {
-        out.extend(x.bindings().iter().map(|b| binding_json(vhost, &x.name, b)));
+        let mut bindings = x.bindings();
+        bindings.sort_by(|a, b| binding_order(a).cmp(&binding_order(b)));
+        out.extend(bindings.iter().map(|b| binding_json(vhost, &x.name, b)));
     }
     out
+}
+
+/// RabbitMQ lists a source's bindings in the order of its binding records: routing key, then
+/// destination (exchanges before queues, then by name); arguments last.
+fn binding_order(b: &Binding) -> (Vec<u8>, u8, Vec<u8>, String) {
+    let (kind, name) = match &b.destination {
+        Destination::Exchange(x) => (0, x.name.as_bytes().to_vec()),
+        Destination::Queue(q) => (1, q.name.as_bytes().to_vec()),
+    };
+    (b.routing_key.as_bytes().to_vec(), kind, name, format!("{:?}", b.arguments))
 }
 
 /// Bindings keep their order (RabbitMQ's default sort by vhost and name leaves them as listed).
@@ -220,7 +232,9 @@ fn ends(vh: Arc<VHost>, source: &str, kind: &str, destination: &str) -> ApiResul
 
 fn between_ends(e: &Ends) -> Vec<Value> {
     let Ok(x) = e.vhost.exchange(&e.source) else { return Vec::new() };
-    x.bindings().iter().filter(|b| b.destination == e.destination).map(|b| binding_json(&e.vhost, &x.name, b)).collect()
+    let mut bindings: Vec<Binding> = x.bindings().into_iter().filter(|b| b.destination == e.destination).collect();
+    bindings.sort_by(|a, b| binding_order(a).cmp(&binding_order(b)));
+    bindings.iter().map(|b| binding_json(&e.vhost, &x.name, b)).collect()
 }
 
 pub async fn between(

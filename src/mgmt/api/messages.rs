@@ -204,7 +204,10 @@ fn settle(q: &Arc<Queue>, mut got: Vec<QueuedMessage>, mode: AckMode) {
         message.deliveries += 1;
     }
     match mode {
-        AckMode::AckRequeueFalse => got.iter().for_each(|message| q.forget(message)),
+        AckMode::AckRequeueFalse => {
+            q.acked(got.len());
+            got.iter().for_each(|message| q.forget(message));
+        }
         AckMode::AckRequeueTrue | AckMode::RejectRequeueTrue => q.requeue(got),
         AckMode::RejectRequeueFalse => q.reject(got),
     }

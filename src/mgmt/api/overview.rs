@@ -43,6 +43,7 @@ fn cluster_name_of(m: &Mgmt) -> String {
 
 pub async fn overview(State(m): State<AppState>, Query(c): Query<listing::Columns>) -> ApiResult<Json<Value>> {
     let (mut ready, mut unacked, mut queues, mut exchanges, mut consumers) = (0u64, 0u64, 0usize, 0usize, 0usize);
+    let mut counters = crate::broker::queue::Counters::default();
     for v in m.broker.vhosts() {
         exchanges += v.exchanges().len();
         for q in v.queues() {
@@ -51,6 +52,7 @@ pub async fn overview(State(m): State<AppState>, Query(c): Query<listing::Column
             ready += info.ready;
             unacked += info.unacked;
             consumers += info.consumers.len();
+            counters = counters + info.counters;
         }
     }
     let connections = m.broker.connections();
@@ -75,7 +77,7 @@ pub async fn overview(State(m): State<AppState>, Query(c): Query<listing::Column
         "product_version": PRODUCT_VERSION,
         "erlang_version": "none (Warren is written in Rust)",
         "erlang_full_version": "none",
-        "rates_mode": "none",
+        "rates_mode": "basic",
         "disable_stats": false,
         "enable_queue_totals": true,
         "cluster_name": cluster_name_of(&m),
@@ -87,7 +89,7 @@ pub async fn overview(State(m): State<AppState>, Query(c): Query<listing::Column
         "queue_totals": {"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
         "object_totals": {"connections": connections.len(), "channels": channels, "exchanges": exchanges,
                            "queues": queues, "consumers": consumers},
-        "message_stats": {},
+        "message_stats": m.rates.total_stats(counters),
         "statistics_db_event_queue": 0,
     });
     Ok(Json(listing::select(o, c.columns.as_deref())))

@@ -53,6 +53,7 @@ pub fn queue_json(mgmt: &Mgmt, vhost: &VHost, q: &Queue) -> Value {
         "message_bytes_ready": info.ready_bytes,
     });
     let m = o.as_object_mut().expect("a json! object");
+    m.insert("message_stats".into(), mgmt.rates.queue_stats(&vhost.name, &q.name, info.counters));
     // RabbitMQ's utilisation is a time average of "consumers could take more"; Warren gives the
     // instant value: 1 while consumers keep the queue empty, else 0.
     let utilisation = if !info.consumers.is_empty() && info.ready == 0 { 1.0 } else { 0.0 };

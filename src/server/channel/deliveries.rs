@@ -290,6 +290,7 @@ impl Channel {
             } else if rejected {
                 q.reject(std::mem::take(msgs));
             } else {
+                q.acked(msgs.len());
                 msgs.iter().for_each(|m| q.forget(m));
                 q.dispatch();
             }
