@@ -136,7 +136,7 @@ pub fn vhost_bindings(vhost: &VHost) -> Vec<Value> {
     exchanges.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     for x in exchanges {
         let mut bindings = x.bindings();
-        bindings.sort_by(|a, b| binding_order(a).cmp(&binding_order(b)));
+        bindings.sort_by_key(binding_order);
         out.extend(bindings.iter().map(|b| binding_json(vhost, &x.name, b)));
     }
     out
@@ -233,7 +233,7 @@ fn ends(vh: Arc<VHost>, source: &str, kind: &str, destination: &str) -> ApiResul
 fn between_ends(e: &Ends) -> Vec<Value> {
     let Ok(x) = e.vhost.exchange(&e.source) else { return Vec::new() };
     let mut bindings: Vec<Binding> = x.bindings().into_iter().filter(|b| b.destination == e.destination).collect();
-    bindings.sort_by(|a, b| binding_order(a).cmp(&binding_order(b)));
+    bindings.sort_by_key(binding_order);
     bindings.iter().map(|b| binding_json(&e.vhost, &x.name, b)).collect()
 }
 
