@@ -77,9 +77,12 @@ pub fn queue_json(mgmt: &Mgmt, vhost: &VHost, q: &Queue) -> Value {
 fn list(mgmt: &Mgmt, only: Option<&str>, q: &ListQuery) -> ApiResult<Json<Value>> {
     let mut items = Vec::new();
     for v in vhosts_of(mgmt, only)? {
-        items.extend(v.queues().iter().map(|queue| queue_json(mgmt, &v, queue)));
+        items.extend(v.queues().into_iter().map(|queue| (v.clone(), queue)));
     }
-    Ok(Json(listing::respond(items, q)?))
+    let names = |(v, queue): &(std::sync::Arc<VHost>, std::sync::Arc<Queue>)| {
+        (v.name.to_string_lossy(), queue.name.to_string_lossy())
+    };
+    Ok(Json(listing::respond_built(items, names, |(v, queue)| queue_json(mgmt, v, queue), q)?))
 }
 
 pub async fn list_all(State(m): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
