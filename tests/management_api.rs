@@ -387,6 +387,11 @@ async fn overview_nodes_and_health_checks() {
     assert_eq!(http.get("/health/checks/port-listener/1").await.status, 503);
     assert_eq!(http.get("/aliveness-test/%2F").await.body, json!({"status": "ok"}));
     assert_eq!(http.get("/aliveness-test/nosuch").await.status, 404);
+    // No runtime-parameter components (federation, shovel): none listed, any refused.
+    assert_eq!(http.get("/parameters").await.body, json!([]));
+    let refused = http.put("/parameters/federation-upstream/%2F/up", json!({"value": {"uri": "amqp://"}})).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["reason"], "Validation failed\n\ncomponent federation-upstream not found\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -330,7 +330,10 @@ mod tests {
             q(&[("page", "1"), ("sort", "messages")]),
             q(&[("columns", "name")]),
         ] {
-            assert_eq!(respond_built(items(), names, |v| v.clone(), &query).unwrap(), respond(items(), &query).unwrap());
+            assert_eq!(
+                respond_built(items(), names, |v| v.clone(), &query).unwrap(),
+                respond(items(), &query).unwrap()
+            );
         }
         assert!(respond_built(items(), names, |v| v.clone(), &q(&[("page", "9")])).is_err());
     }

@@ -9,6 +9,7 @@ mod definitions;
 mod exchanges;
 mod messages;
 mod overview;
+mod parameters;
 mod policies;
 mod queues;
 
@@ -93,6 +94,15 @@ pub fn router(mgmt: Arc<Mgmt>) -> Router {
             "/permissions/{vhost}/{user}",
             get(admin::show_permission).put(admin::put_permission).delete(admin::delete_permission),
         )
+        .route("/parameters", get(parameters::list))
+        .route("/parameters/{component}", get(parameters::list_component))
+        .route("/parameters/{component}/{vhost}", get(parameters::list_component_vhost))
+        .route(
+            "/parameters/{component}/{vhost}/{name}",
+            get(parameters::show).put(parameters::put).delete(parameters::delete),
+        )
+        .route("/global-parameters", get(parameters::global_list))
+        .route("/global-parameters/{name}", get(parameters::global_show))
         .route("/connections", get(connections::list_all))
         .route("/vhosts/{vhost}/connections", get(connections::list_vhost))
         .route("/connections/{name}", get(connections::show).delete(connections::close))
