@@ -23,5 +23,6 @@ pub mod ctl;
 /// `crate::protocol::…` and `warren::protocol::…` stay the paths the broker, tests and benches use.
 pub use warren_protocol as protocol;
 pub mod mgmt;
+pub mod node;
 pub mod server;
 pub mod store;

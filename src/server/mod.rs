@@ -11,4 +11,4 @@ pub mod outbound;
 pub mod session;
 pub mod transport;
 
-pub use listener::{serve, Listener};
+pub use listener::Listener;

@@ -1,0 +1,58 @@
+//! A Warren node: the broker with its listeners — AMQP (`server`) and the management HTTP API
+//! (`mgmt`) — started together and shut down gracefully. The one place that knows both, so
+//! neither listener depends on the other (server → broker, mgmt → broker).
+
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::config::Config;
+use crate::mgmt::MgmtListener;
+use crate::server::Listener;
+
+/// How long connections get to close on shutdown before the store is flushed anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Binds and serves until SIGTERM or SIGINT, then shuts down gracefully: no new connections,
+/// every client told 320 CONNECTION_FORCED, everything written to the store synced.
+pub async fn serve(config: Config) -> std::io::Result<()> {
+    let listener = Listener::bind(&config).await?;
+    let amqp = listener.local_addr()?;
+    info!(addr = %amqp, data_dir = %config.data_dir.display(), "warren listening for AMQP 0-9-1");
+    let broker = listener.broker().clone();
+    if !config.load_definitions.is_empty() {
+        crate::mgmt::load_definitions(&broker, std::path::Path::new(&config.load_definitions))
+            .map_err(std::io::Error::other)?;
+    }
+    let mgmt = MgmtListener::bind(broker.clone(), &config.mgmt_bind, config.mgmt_port, amqp).await?;
+    info!(addr = %mgmt.local_addr()?, "management HTTP API listening");
+    tokio::select! {
+        result = listener.run() => result?,
+        result = mgmt.run() => result?,
+        signal = stop_signal() => info!("{signal}: shutting down"),
+    }
+    broker.begin_shutdown();
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while broker.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let broker_for_flush = broker.clone();
+    tokio::task::spawn_blocking(move || broker_for_flush.flush_store()).await.map_err(std::io::Error::other)?;
+    info!(open_connections = broker.connection_count(), "store flushed; stopped");
+    Ok(())
+}
+
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            // Without signal handlers, run until killed.
+            std::future::pending::<()>().await;
+            "never"
+        }
+    }
+}
