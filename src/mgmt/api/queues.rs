@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -74,7 +75,7 @@ pub fn queue_json(mgmt: &Mgmt, vhost: &VHost, q: &Queue) -> Value {
     o
 }
 
-fn list(mgmt: &Mgmt, only: Option<&str>, q: &ListQuery) -> ApiResult<Json<Value>> {
+fn list(mgmt: &Mgmt, only: Option<&str>, q: &ListQuery) -> ApiResult<Response> {
     let mut items = Vec::new();
     for v in vhosts_of(mgmt, only)? {
         items.extend(v.queues().into_iter().map(|queue| (v.clone(), queue)));
@@ -82,10 +83,10 @@ fn list(mgmt: &Mgmt, only: Option<&str>, q: &ListQuery) -> ApiResult<Json<Value>
     let names = |(v, queue): &(std::sync::Arc<VHost>, std::sync::Arc<Queue>)| {
         (v.name.to_string_lossy(), queue.name.to_string_lossy())
     };
-    Ok(Json(listing::respond_built(items, names, |(v, queue)| queue_json(mgmt, v, queue), q)?))
+    listing::respond_built(items, names, |(v, queue)| queue_json(mgmt, v, queue), q)
 }
 
-pub async fn list_all(State(m): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list_all(State(m): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     list(&m, None, &q)
 }
 
@@ -93,7 +94,7 @@ pub async fn list_vhost(
     State(m): State<AppState>,
     Path(v): Path<String>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     list(&m, Some(&v), &q)
 }
 
