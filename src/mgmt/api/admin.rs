@@ -99,7 +99,8 @@ pub async fn put_vhost(
 
 pub async fn delete_vhost(State(m): State<AppState>, Path(v): Path<String>) -> ApiResult<StatusCode> {
     let name = short_str(&v).map_err(|_| ApiError::not_found())?;
-    match m.broker.delete_vhost(&name).map_err(metadata_error)? {
+    let deleted = super::blocking(move || m.broker.delete_vhost(&name).map_err(metadata_error)).await?;
+    match deleted {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::not_found()),
     }

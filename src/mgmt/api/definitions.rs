@@ -341,7 +341,7 @@ pub async fn import_all(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    import(&m, &caller, &body, None)
+    super::blocking(move || import(&m, &caller, &body, None)).await
 }
 
 pub async fn import_vhost(
@@ -351,5 +351,5 @@ pub async fn import_vhost(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let vh = super::vhost_for_change(&m, &v)?;
-    import(&m, &caller, &body, Some(&vh.name))
+    super::blocking(move || import(&m, &caller, &body, Some(&vh.name))).await
 }

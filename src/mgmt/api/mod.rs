@@ -128,6 +128,13 @@ async fn no_cache(mut response: axum::response::Response) -> axum::response::Res
     response
 }
 
+/// Runs a change that may take long — many synced store writes (an import), a walk over every
+/// queue (a policy), a flush (a vhost deletion) — on the blocking pool, so that the runtime's
+/// workers keep serving AMQP connections meanwhile.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(e.to_string()))?
+}
+
 /// A vhost named in a path, for reading: 404 `Object Not Found` if there is none.
 fn vhost(mgmt: &Mgmt, name: &str) -> ApiResult<Arc<VHost>> {
     let name = ShortStr::try_from(name).map_err(|_| ApiError::not_found())?;

@@ -78,14 +78,14 @@ macro_rules! policy_handlers {
             Path((v, name)): Path<(String, String)>,
             body: Bytes,
         ) -> ApiResult<StatusCode> {
-            set(&m, $kind, &v, &name, &body)
+            super::blocking(move || set(&m, $kind, &v, &name, &body)).await
         }
 
         pub async fn $clear(
             State(m): State<AppState>,
             Path((v, name)): Path<(String, String)>,
         ) -> ApiResult<StatusCode> {
-            clear(&m, $kind, &v, &name)
+            super::blocking(move || clear(&m, $kind, &v, &name)).await
         }
     };
 }
