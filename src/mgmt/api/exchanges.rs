@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -36,15 +37,16 @@ pub fn exchange_json(vhost: &VHost, x: &Exchange) -> Value {
     o
 }
 
-fn list(mgmt: &crate::mgmt::Mgmt, only: Option<&str>, q: &ListQuery) -> ApiResult<Json<Value>> {
+fn list(mgmt: &crate::mgmt::Mgmt, only: Option<&str>, q: &ListQuery) -> ApiResult<Response> {
     let mut items = Vec::new();
     for v in vhosts_of(mgmt, only)? {
-        items.extend(v.exchanges().iter().map(|x| exchange_json(&v, x)));
+        items.extend(v.exchanges().into_iter().map(|x| (v.clone(), x)));
     }
-    Ok(Json(listing::respond(items, q)?))
+    let names = |(v, x): &(Arc<VHost>, Arc<Exchange>)| (v.name.to_string_lossy(), x.name.to_string_lossy());
+    listing::respond_built(items, names, |(v, x)| exchange_json(v, x), q)
 }
 
-pub async fn list_all(State(m): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list_all(State(m): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     list(&m, None, &q)
 }
 
@@ -52,7 +54,7 @@ pub async fn list_vhost(
     State(m): State<AppState>,
     Path(v): Path<String>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     list(&m, Some(&v), &q)
 }
 
