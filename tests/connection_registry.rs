@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -196,16 +195,7 @@ async fn closing_through_the_registry_forces_320_requeues_and_leaves_others_serv
     // The connection to close: a consumer holding one unacked message, and an exclusive queue.
     let name = unique("victim");
     let victim = connect_named(&b, &name).await;
-    let seen: Arc<Mutex<Option<lapin::Error>>> = Arc::default();
-    let sink = seen.clone();
-    let mut events = victim.events_listener();
-    tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            if let lapin::Event::Error(e) = event {
-                sink.lock().unwrap().get_or_insert(e);
-            }
-        }
-    });
+    let seen = common::first_error(&victim);
     let vch = victim.create_channel().await.unwrap();
     vch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let exclusive = unique("forced-exclusive");

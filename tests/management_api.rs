@@ -5,11 +5,8 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::http::Http;
 use common::{reply_code, reply_text, unique, TestBroker, WAIT};
-use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -214,16 +211,7 @@ async fn connections_channels_and_consumers_are_listed_and_a_connection_closed_w
     let conn = Connection::connect(&b.uri(), ConnectionProperties::default().with_connection_name("watched".into()))
         .await
         .unwrap();
-    let seen: Arc<Mutex<Option<lapin::Error>>> = Arc::default();
-    let sink = seen.clone();
-    let mut events = conn.events_listener();
-    tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            if let lapin::Event::Error(e) = event {
-                sink.lock().unwrap().get_or_insert(e);
-            }
-        }
-    });
+    let seen = common::first_error(&conn);
     let ch = conn.create_channel().await.unwrap();
     ch.basic_qos(7, BasicQosOptions::default()).await.unwrap();
     ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();

@@ -25,16 +25,7 @@ async fn connect_watched(
 ) -> (Connection, Arc<Mutex<Option<lapin::Error>>>) {
     let conn =
         Connection::connect(&b.uri_with(user, pass, vhost), ConnectionProperties::default()).await.expect("connect");
-    let seen: Arc<Mutex<Option<lapin::Error>>> = Arc::default();
-    let sink = seen.clone();
-    let mut events = conn.events_listener();
-    tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            if let lapin::Event::Error(e) = event {
-                sink.lock().unwrap().get_or_insert(e);
-            }
-        }
-    });
+    let seen = common::first_error(&conn);
     (conn, seen)
 }
 

@@ -123,6 +123,22 @@ pub async fn start_with(tweak: fn(&mut Config)) -> TestBroker {
     serve(listener, tweak, data).await
 }
 
+/// The first error the connection reports (a close the broker sent, say), as lapin raises it.
+pub fn first_error(conn: &Connection) -> std::sync::Arc<std::sync::Mutex<Option<lapin::Error>>> {
+    use futures_lite::StreamExt;
+    let seen: std::sync::Arc<std::sync::Mutex<Option<lapin::Error>>> = Default::default();
+    let sink = seen.clone();
+    let mut events = conn.events_listener();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let lapin::Event::Error(e) = event {
+                sink.lock().unwrap().get_or_insert(e);
+            }
+        }
+    });
+    seen
+}
+
 /// The AMQP reply code of a lapin error, if the broker sent one.
 pub fn reply_code(e: &lapin::Error) -> Option<u16> {
     match e.kind() {
