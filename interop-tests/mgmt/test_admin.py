@@ -202,3 +202,88 @@ def test_permissions_gate_the_api(api):
     r = requests.get(f"{API}/queues/{q(vhost)}", auth=auth, timeout=30)
     assert r.status_code == 401
     assert error_body(r) == {"error": "not_authorised", "reason": "User not authorised to access virtual host"}
+
+
+# -- topic permissions -------------------------------------------------------------------------
+
+
+def _same(got, want):
+    """Order-insensitive: RabbitMQ lists topic permissions in no fixed order."""
+    assert sorted(got, key=_canon) == sorted(want, key=_canon)
+
+
+def _canon(item):
+    return sorted(item.items())
+
+
+def test_topic_permissions_put_201_204_get_delete(api):
+    vhost = api.create_vhost()
+    user = api.create_user()
+    path = f"/topic-permissions/{q(vhost)}/{q(user)}"
+    api.track(path)
+    r = api.get(path)
+    assert r.status_code == 404
+    assert error_body(r) == NOT_FOUND
+    r = api.put(path, json={"exchange": "amq.topic", "write": "^a", "read": ".*"})
+    assert (r.status_code, r.text) == (201, "")
+    r = api.put(path, json={"exchange": "amq.topic", "write": "^{username}\\.", "read": ".*"})
+    assert (r.status_code, r.text) == (204, "")
+    # A second exchange is a new entry, but the pair had one: 204.
+    r = api.put(path, json={"exchange": "interop.no.such.exchange", "write": "", "read": "^r"})
+    assert (r.status_code, r.text) == (204, "")
+    expected = [
+        {"user": user, "vhost": vhost, "exchange": "amq.topic", "write": "^{username}\\.", "read": ".*"},
+        {"user": user, "vhost": vhost, "exchange": "interop.no.such.exchange", "write": "", "read": "^r"},
+    ]
+    _same(api.get_json(path), expected)
+    _same(api.get_json(f"/users/{q(user)}/topic-permissions"), expected)
+    _same(api.get_json(f"/vhosts/{q(vhost)}/topic-permissions"), expected)
+    listed = api.get_json("/topic-permissions")
+    assert all(e in listed for e in expected)
+    assert api.get(f"/users/{q(unique('nobody'))}/topic-permissions").status_code == 404
+    assert api.get(f"/vhosts/{q(unique('nowhere'))}/topic-permissions").status_code == 404
+    # DELETE clears all of the pair's entries.
+    r = api.delete(path)
+    assert (r.status_code, r.text) == (204, "")
+    assert api.get(path).status_code == 404
+    r = api.delete(path)
+    assert r.status_code == 404
+    assert error_body(r) == NOT_FOUND
+    assert api.get_json(f"/users/{q(user)}/topic-permissions") == []
+
+
+def test_topic_permissions_errors(api):
+    vhost = api.create_vhost()
+    user = api.create_user()
+    path = f"/topic-permissions/{q(vhost)}/{q(user)}"
+    api.track(path)
+    # The user and the vhost are checked before the body.
+    unknown = (f"/topic-permissions/interop-no-such-vhost/{q(user)}",
+               f"/topic-permissions/{q(vhost)}/interop-no-such-user")
+    for p in unknown:
+        r = api.put(p, json={"write": ".*"})
+        assert r.status_code == 400, p
+        assert error_body(r) == {"error": "bad_request", "reason": "vhost_or_user_not_found"}
+    r = api.put(path, data="", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert error_body(r) == {"error": "bad_request",
+                             "reason": "[{key_missing,exchange},{key_missing,write},{key_missing,read}]"}
+    r = api.put(path, json={"exchange": "x", "write": ".*"})
+    assert r.status_code == 400
+    assert error_body(r) == {"error": "bad_request", "reason": "[{key_missing,read}]"}
+    r = api.put(path, json={"exchange": "x", "write": "(", "read": ".*"})
+    assert r.status_code == 400
+    assert error_body(r)["error"] == "bad_request"
+    assert api.get(path).status_code == 404
+
+
+def test_deleting_a_user_deletes_its_topic_permissions(api):
+    vhost = api.create_vhost()
+    user = api.create_user()
+    path = f"/topic-permissions/{q(vhost)}/{q(user)}"
+    r = api.put(path, json={"exchange": "amq.topic", "write": ".*", "read": ".*"})
+    assert r.status_code == 201
+    assert api.delete(f"/users/{q(user)}").status_code == 204
+    assert all(p["user"] != user for p in api.get_json("/topic-permissions"))
+    api.create_user(name=user)
+    assert api.get(path).status_code == 404

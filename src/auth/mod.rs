@@ -4,18 +4,22 @@
 //! - [`users`]: the user table logins read, changeable at run time and kept in the store.
 //! - [`permissions`]: per user and vhost, the configure/write/read patterns (kept and listed;
 //!   not yet enforced on AMQP operations).
+//! - [`topic_permissions`]: per user, vhost and exchange, the write/read patterns over routing
+//!   keys (kept and listed; not yet enforced either).
 //! - [`sasl`]: the user name and password out of `PLAIN` and `AMQPLAIN` responses.
 //!
-//! Both tables are changed only through the broker's metadata door (`broker::definitions`),
+//! These tables are changed only through the broker's metadata door (`broker::definitions`),
 //! which keeps users, vhosts and permissions consistent with each other.
 
 pub mod password;
 pub mod permissions;
 pub mod sasl;
+pub mod topic_permissions;
 pub mod users;
 
 pub use password::{HashingAlgorithm, PasswordHash};
 pub use permissions::{InvalidRegex, Permission, Permissions};
+pub use topic_permissions::{TopicPermission, TopicPermissions};
 pub use users::{User, Users};
 
 #[derive(Debug, PartialEq, Eq)]

@@ -30,6 +30,15 @@ pub struct InvalidRegex {
     pub reason: String,
 }
 
+/// Checks that `compiled` compiles; an error names `shown`, the pattern as the user wrote it
+/// (topic permissions compile theirs with the variables filled in).
+pub(crate) fn check_pattern(shown: &str, compiled: &str) -> Result<(), InvalidRegex> {
+    match regex::Regex::new(compiled) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(InvalidRegex { regex: shown.to_string(), reason: e.to_string() }),
+    }
+}
+
 impl Permission {
     /// `.*` for all three: what a first start gives `guest` on `/`, and what creating a vhost
     /// gives the user who created it.
@@ -39,12 +48,7 @@ impl Permission {
 
     /// Checks that the three patterns compile (configure, then write, then read, as RabbitMQ).
     pub fn validate(&self) -> Result<(), InvalidRegex> {
-        for pattern in [&self.configure, &self.write, &self.read] {
-            if let Err(e) = regex::Regex::new(pattern) {
-                return Err(InvalidRegex { regex: pattern.clone(), reason: e.to_string() });
-            }
-        }
-        Ok(())
+        [&self.configure, &self.write, &self.read].into_iter().try_for_each(|p| check_pattern(p, p))
     }
 
     pub fn record(&self) -> PermissionRecord {

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
 
-use crate::auth::{Permissions, Users};
+use crate::auth::{Permissions, TopicPermissions, Users};
 use crate::protocol::ShortStr;
 use crate::store::{Definitions, MetadataStore, StoreError, StoreHandle};
 pub use connections::ConnectionGuard;
@@ -93,6 +93,8 @@ pub struct Broker {
     pub users: Users,
     /// Changed through [`Broker::set_permission`] and [`Broker::clear_permission`].
     pub permissions: Permissions,
+    /// Changed through [`Broker::set_topic_permission`] and [`Broker::clear_topic_permission`].
+    pub topic_permissions: TopicPermissions,
     /// Serializes vhost, user and permission changes (`definitions::metadata`): the outermost
     /// lock, see `LOCKS.md`.
     metadata_changes: Mutex<()>,
@@ -161,7 +163,8 @@ impl Broker {
             shutdown: tokio::sync::watch::channel(false).0,
             connections: Arc::default(),
             users: Users::new(metadata.clone()),
-            permissions: Permissions::new(metadata),
+            permissions: Permissions::new(metadata.clone()),
+            topic_permissions: TopicPermissions::new(metadata),
             metadata_changes: Mutex::new(()),
             disk_free_limit: AtomicU64::new(limits.disk_free_limit),
             limits,
@@ -172,6 +175,7 @@ impl Broker {
         };
         b.users.restore(&defs.users);
         b.permissions.restore(&defs.permissions);
+        b.topic_permissions.restore(&defs.topic_permissions);
         for v in &defs.vhosts {
             b.restore_vhost(v, defs);
         }

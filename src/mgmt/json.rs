@@ -61,6 +61,17 @@ pub fn key_missing(key: &str) -> ApiError {
     ApiError::bad_request(format!("[{{key_missing,{key}}}]"))
 }
 
+/// Every mandatory key present, else RabbitMQ's reason naming all that are missing, in the
+/// order given: `[{key_missing,a},{key_missing,b}]`.
+pub fn require_keys(body: &Map<String, Value>, keys: &[&str]) -> ApiResult<()> {
+    let missing: Vec<String> =
+        keys.iter().filter(|k| !body.contains_key(**k)).map(|k| format!("{{key_missing,{k}}}")).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!("[{}]", missing.join(","))))
+}
+
 fn scalar_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

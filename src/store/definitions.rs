@@ -1,11 +1,11 @@
 //! Durable definitions as records: what is stored for an exchange, a queue and a binding, and
 //! their key/value encoding. Records reuse the AMQP wire encoding (short strings, field tables)
-//! so arguments are stored exactly as clients sent them. Vhosts, users and permissions are
-//! records too ([`super::metadata`]), in the same column family.
+//! so arguments are stored exactly as clients sent them. Vhosts, users, permissions and topic
+//! permissions are records too ([`super::metadata`]), in the same column family.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::metadata::{self, PermissionRecord, UserRecord, VHostRecord};
+use super::metadata::{self, PermissionRecord, TopicPermissionRecord, UserRecord, VHostRecord};
 use super::policies::{self, PolicyDef};
 use super::StoreError;
 use crate::protocol::wire::{self, PResult};
@@ -30,15 +30,20 @@ pub trait MetadataStore: Send + Sync {
     fn delete_policy(&self, operator: bool, vhost: &ShortStr, name: &str) -> Result<(), StoreError>;
     /// Creates a vhost or replaces its metadata.
     fn save_vhost(&self, v: &VHostRecord) -> Result<(), StoreError>;
-    /// Deletes a vhost and everything kept for it — its exchanges, queues, bindings and
-    /// permissions — in one write. (Its queues' messages go through the message writer.)
+    /// Deletes a vhost and everything kept for it — its exchanges, queues, bindings, policies,
+    /// permissions and topic permissions — in one write. (Its queues' messages go through the message writer.)
     fn delete_vhost(&self, name: &ShortStr) -> Result<(), StoreError>;
     /// Creates or replaces a user.
     fn save_user(&self, u: &UserRecord) -> Result<(), StoreError>;
-    /// Deletes a user and its permissions in every vhost, in one write.
+    /// Deletes a user and its permissions and topic permissions in every vhost, in one write.
     fn delete_user(&self, name: &str) -> Result<(), StoreError>;
     fn save_permission(&self, p: &PermissionRecord) -> Result<(), StoreError>;
     fn delete_permission(&self, vhost: &ShortStr, user: &str) -> Result<(), StoreError>;
+    /// Adds or replaces a user's topic permission on one exchange of a vhost.
+    fn save_topic_permission(&self, p: &TopicPermissionRecord) -> Result<(), StoreError>;
+    /// Deletes a user's topic permission on one exchange of a vhost, or (`None`) on every
+    /// exchange of it, in one write.
+    fn delete_topic_permissions(&self, vhost: &ShortStr, user: &str, exchange: Option<&str>) -> Result<(), StoreError>;
     /// A first start's defaults, written in one go with the mark that they were created
     /// ([`Definitions::initialised`]), so that what an administrator deletes later stays deleted.
     fn initialise(
@@ -95,6 +100,7 @@ pub struct Definitions {
     pub vhosts: Vec<VHostRecord>,
     pub users: Vec<UserRecord>,
     pub permissions: Vec<PermissionRecord>,
+    pub topic_permissions: Vec<TopicPermissionRecord>,
     /// A first start created the default vhost, user and permission. False on an empty store
     /// and on one written before Warren kept vhosts and users.
     pub initialised: bool,
@@ -220,14 +226,15 @@ pub fn decode_into(defs: &mut Definitions, k: &[u8], v: &[u8]) -> Result<(), Amq
 }
 
 /// The key prefixes of everything kept for a vhost besides its own record: its exchanges,
-/// queues, bindings and permissions.
-pub fn vhost_contents_prefixes(vhost: &ShortStr) -> [Vec<u8>; 6] {
+/// queues, bindings, policies, permissions and topic permissions.
+pub fn vhost_contents_prefixes(vhost: &ShortStr) -> [Vec<u8>; 7] {
     let [policies, operator_policies] = policies::vhost_prefixes(vhost);
     [
         key(EXCHANGE, &[vhost]),
         key(QUEUE, &[vhost]),
         key(BINDING, &[vhost]),
         metadata::vhost_prefix(metadata::PERMISSION, vhost),
+        metadata::vhost_prefix(metadata::TOPIC_PERMISSION, vhost),
         policies,
         operator_policies,
     ]

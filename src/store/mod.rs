@@ -1,7 +1,7 @@
 //! The store: RocksDB under the data directory.
 //!
-//! Durable definitions (exchanges, queues, bindings between durable things; vhosts, users and
-//! permissions) live in the `definitions` column family, written with a WAL sync so a declare-ok means the definition
+//! Durable definitions (exchanges, queues, bindings between durable things; vhosts, users,
+//! permissions and topic permissions) live in the `definitions` column family, written with a WAL sync so a declare-ok means the definition
 //! survives a crash. Persistent messages of durable queues, the delivered marks of unacked ones,
 //! paged-out transient bodies and delayed messages each have a column family of their own,
 //! written through the group-commit [`writer`].
@@ -27,7 +27,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, Write
 
 use crate::protocol::ShortStr;
 pub use definitions::{BindingDef, Definitions, ExchangeDef, MetadataStore, QueueDef};
-pub use metadata::{PermissionRecord, UserRecord, VHostRecord};
+pub use metadata::{PermissionRecord, TopicPermissionRecord, UserRecord, VHostRecord};
 pub use policies::PolicyDef;
 
 const CF_DEFINITIONS: &str = "definitions";
@@ -341,6 +341,11 @@ impl MetadataStore for Store {
                 b.delete_cf(self.definitions(), key);
             }
         }
+        for key in self.definition_keys(&[metadata::TOPIC_PERMISSION])? {
+            if metadata::split_topic_permission_key(&key[1..]).is_some_and(|(_, user, _)| user == name) {
+                b.delete_cf(self.definitions(), key);
+            }
+        }
         self.write(b)
     }
 
@@ -353,6 +358,25 @@ impl MetadataStore for Store {
     fn delete_permission(&self, vhost: &ShortStr, user: &str) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
         b.delete_cf(self.definitions(), metadata::permission_key(vhost, user));
+        self.write(b)
+    }
+
+    fn save_topic_permission(&self, p: &TopicPermissionRecord) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.definitions(), p.key(), p.value());
+        self.write(b)
+    }
+
+    fn delete_topic_permissions(&self, vhost: &ShortStr, user: &str, exchange: Option<&str>) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        match exchange {
+            Some(x) => b.delete_cf(self.definitions(), metadata::topic_permission_key(vhost, user, x)),
+            None => {
+                for key in self.definition_keys(&metadata::topic_permissions_prefix(vhost, user))? {
+                    b.delete_cf(self.definitions(), key);
+                }
+            }
+        }
         self.write(b)
     }
 

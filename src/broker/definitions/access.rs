@@ -16,7 +16,7 @@ impl Broker {
         Ok(self.users.put(user)?)
     }
 
-    /// Deletes a user and its permissions, and closes its connections with
+    /// Deletes a user, its permissions and topic permissions, and closes its connections with
     /// `320 CONNECTION_FORCED - user 'u' is deleted`. False if there was no such user.
     pub fn delete_user(&self, name: &str) -> Result<bool, MetadataError> {
         let _door = self.metadata_door();
@@ -24,6 +24,7 @@ impl Broker {
             return Ok(false);
         }
         self.permissions.forget_user(name);
+        self.topic_permissions.forget_user(name);
         let closed = self.connections.close_where(&errors::user_deleted(name), |c| c.user == name);
         tracing::info!(user = %name, closed, "user deleted");
         Ok(true)

@@ -9,7 +9,7 @@
 
 use super::vhosts::VHostSpec;
 use super::{ExchangeSpec, QueueSpec};
-use crate::auth::{Permission, User};
+use crate::auth::{Permission, TopicPermission, User};
 use crate::broker::exchange::Destination;
 use crate::broker::policy::{PolicyKind, PolicySpec};
 use crate::broker::Broker;
@@ -32,6 +32,7 @@ pub struct DefinitionSet {
     pub users: Vec<User>,
     pub vhosts: Vec<(ShortStr, VHostSpec)>,
     pub permissions: Vec<Permission>,
+    pub topic_permissions: Vec<TopicPermission>,
     /// (vhost, name, policy): already validated when parsed.
     pub policies: Vec<(ShortStr, String, PolicySpec)>,
     pub exchanges: Vec<(ShortStr, ExchangeSpec)>,
@@ -45,6 +46,7 @@ pub struct Imported {
     pub users: usize,
     pub vhosts: usize,
     pub permissions: usize,
+    pub topic_permissions: usize,
     pub policies: usize,
     pub exchanges: usize,
     pub queues: usize,
@@ -58,6 +60,12 @@ impl Broker {
         let known_vhost = |name: &ShortStr| self.vhost(name).is_some() || set.vhosts.iter().any(|(v, _)| v == name);
         let known_user = |name: &str| self.users.contains(name) || set.users.iter().any(|u| u.name == name);
         for p in &set.permissions {
+            if !known_vhost(&p.vhost) || !known_user(&p.user) {
+                return Err("vhost_or_user_not_found".to_string());
+            }
+            p.validate().map_err(|e| format!("invalid_regexp: {} ({})", e.regex, e.reason))?;
+        }
+        for p in &set.topic_permissions {
             if !known_vhost(&p.vhost) || !known_user(&p.user) {
                 return Err("vhost_or_user_not_found".to_string());
             }
@@ -109,9 +117,9 @@ impl Broker {
         Ok(())
     }
 
-    /// Checks `set`, then applies it: users, vhosts, permissions, policies (so that what is declared next is under them
-    /// from the start, as RabbitMQ orders it), exchanges, queues, bindings. An error while applying
-    /// (the store failing) stops there.
+    /// Checks `set`, then applies it: users, vhosts, permissions, topic permissions, policies
+    /// (so that what is declared next is under them from the start, as RabbitMQ orders it),
+    /// exchanges, queues, bindings. An error while applying (the store failing) stops there.
     pub fn import_definitions(&self, set: &DefinitionSet, acting_user: Option<&str>) -> Result<Imported, String> {
         self.check_definitions(set)?;
         let mut done = Imported::default();
@@ -126,6 +134,10 @@ impl Broker {
         for p in &set.permissions {
             self.set_permission(p.clone()).map_err(|e| e.to_string())?;
             done.permissions += 1;
+        }
+        for p in &set.topic_permissions {
+            self.set_topic_permission(p.clone()).map_err(|e| e.to_string())?;
+            done.topic_permissions += 1;
         }
         let vhost = |name: &ShortStr| self.vhost(name).ok_or_else(|| format!("vhost '{name}' does not exist"));
         for (v, name, spec) in &set.policies {

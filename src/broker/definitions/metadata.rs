@@ -1,5 +1,6 @@
-//! The metadata door's shared parts: vhosts, users and permissions change only through
-//! `Broker` methods ([`super::vhosts`], [`super::access`]) that take one lock, check, write the
+//! The metadata door's shared parts: vhosts, users, permissions and topic permissions change
+//! only through `Broker` methods ([`super::vhosts`], [`super::access`], [`super::topic_access`])
+//! that take one lock, check, write the
 //! store and then apply — as the definitions funnel does for exchanges and queues. Here: the
 //! error those methods return, and what a start-up does with the stored metadata (a first
 //! start's defaults; the leftovers of a vhost deleted while one of its connections declared).

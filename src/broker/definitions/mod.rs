@@ -6,14 +6,15 @@
 //! declare-ok promises the definition survives a crash), and applies them to the live model.
 //! Permission checks belong at this door.
 //!
-//! Vhosts, users and permissions have a door of the same kind on the broker: [`vhosts`] and
-//! [`access`], sharing [`metadata`].
+//! Vhosts, users, permissions and topic permissions have a door of the same kind on the
+//! broker: [`vhosts`], [`access`] and [`topic_access`], sharing [`metadata`].
 
 pub mod access;
 mod equivalence;
 pub mod import;
 pub mod metadata;
 mod policies;
+pub mod topic_access;
 pub mod vhosts;
 
 use std::sync::Arc;

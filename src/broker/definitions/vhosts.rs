@@ -83,7 +83,7 @@ impl Broker {
 
     /// Deletes a vhost and everything in it: its exchanges, queues (consumers are cancelled,
     /// stored messages dropped), bindings, the delayed messages held for it and the
-    /// permissions on it; its connections are closed with `320 CONNECTION_FORCED - vhost 'v'
+    /// permissions and topic permissions on it; its connections are closed with `320 CONNECTION_FORCED - vhost 'v'
     /// is deleted`. False if there was no such vhost.
     pub fn delete_vhost(&self, name: &ShortStr) -> Result<bool, MetadataError> {
         let _door = self.metadata_door();
@@ -93,6 +93,7 @@ impl Broker {
         }
         self.vhosts.remove_if(name, |_, v| Arc::ptr_eq(v, &vhost));
         self.permissions.forget_vhost(name);
+        self.topic_permissions.forget_vhost(name);
         // RabbitMQ's order: queues (their consumers are told), exchanges, then connections.
         vhost.tear_down();
         self.vhost_env.delays.forget_vhost(name);

@@ -18,7 +18,7 @@ use crate::mgmt::json::{body_object, bool_field, key_missing, short_str, str_fie
 use crate::mgmt::listing::{self, ListQuery};
 use crate::mgmt::Mgmt;
 
-fn metadata_error(e: MetadataError) -> ApiError {
+pub(super) fn metadata_error(e: MetadataError) -> ApiError {
     match e {
         MetadataError::NoSuchVHost(_) | MetadataError::NoSuchUser(_) => {
             ApiError::bad_request("vhost_or_user_not_found")

@@ -13,8 +13,9 @@ use serde_json::{json, Map, Value};
 
 use super::bindings::vhost_bindings;
 use super::overview::{PRODUCT_NAME, PRODUCT_VERSION, RABBITMQ_COMPAT_VERSION};
+use super::topic_permissions::topic_permission_json;
 use super::{vhost, AppState};
-use crate::auth::{HashingAlgorithm, PasswordHash, Permission, User};
+use crate::auth::{HashingAlgorithm, PasswordHash, Permission, TopicPermission, User};
 use crate::broker::definitions::import::{BindingSpec, DefinitionSet};
 use crate::broker::definitions::vhosts::VHostSpec;
 use crate::broker::definitions::{ExchangeSpec, QueueSpec};
@@ -152,9 +153,11 @@ pub fn export_all(m: &Mgmt) -> Value {
         .iter()
         .map(|p| json!({"user": p.user, "vhost": p.vhost.to_string_lossy(), "configure": p.configure, "write": p.write, "read": p.read}))
         .collect();
+    let topic_permissions = m.broker.topic_permissions.list().iter().map(|p| topic_permission_json(p)).collect();
     out.insert("users".into(), Value::Array(users));
     out.insert("permissions".into(), Value::Array(permissions));
-    for key in ["topic_permissions", "parameters", "global_parameters"] {
+    out.insert("topic_permissions".into(), Value::Array(topic_permissions));
+    for key in ["parameters", "global_parameters"] {
         out.insert(key.into(), json!([]));
     }
     out.insert("policies".into(), Value::Array(policies));
@@ -175,7 +178,8 @@ pub async fn export_vhost_handler(
     Query(d): Query<Download>,
 ) -> ApiResult<Response> {
     let vh = vhost(&m, &v).map_err(|_| ApiError::bad_request("vhost_not_found"))?;
-    // RabbitMQ 3.10's per-vhost export has exactly these keys.
+    // RabbitMQ 3.10's per-vhost export has exactly these keys: no users, so no permissions or
+    // topic permissions either.
     let mut out = Map::new();
     out.insert("rabbit_version".into(), json!(RABBITMQ_COMPAT_VERSION));
     let defs = export_vhost(&vh, false);
@@ -218,6 +222,8 @@ pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> 
     let name_of = |item: &Map<String, Value>, key: &str| -> ApiResult<ShortStr> {
         short_str(str_field(item, key)?.ok_or_else(|| crate::mgmt::json::key_missing(key))?)
     };
+    // A per-vhost import takes the vhost's objects only, as RabbitMQ's does: users, vhosts,
+    // permissions and topic permissions in such a file are ignored.
     if vhost.is_none() {
         for u in items("users")? {
             let name = str_field(&u, "name")?.ok_or_else(|| crate::mgmt::json::key_missing("name"))?.to_string();
@@ -268,6 +274,20 @@ pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> 
                 user: field("user")?,
                 vhost: short_str(&field("vhost")?)?,
                 configure: field("configure")?,
+                write: field("write")?,
+                read: field("read")?,
+            });
+        }
+        // RabbitMQ takes a topic permission without `exchange` and keeps it for an exchange
+        // named `undefined`; Warren refuses it.
+        for p in items("topic_permissions")? {
+            let field = |k: &str| -> ApiResult<String> {
+                Ok(str_field(&p, k)?.ok_or_else(|| crate::mgmt::json::key_missing(k))?.to_string())
+            };
+            set.topic_permissions.push(TopicPermission {
+                user: field("user")?,
+                vhost: short_str(&field("vhost")?)?,
+                exchange: field("exchange")?,
                 write: field("write")?,
                 read: field("read")?,
             });

@@ -19,21 +19,9 @@ use crate::broker::timer::now_ms;
 use crate::mgmt::auth::Caller;
 use crate::mgmt::error::{ApiError, ApiResult};
 use crate::mgmt::json::{
-    body_object, decode_payload, encode_payload, int_field, key_missing, properties_from_json, properties_to_json,
+    body_object, decode_payload, encode_payload, int_field, properties_from_json, properties_to_json, require_keys,
     short_str, str_field,
 };
-
-fn require(body: &Map<String, Value>, keys: &[&str]) -> ApiResult<()> {
-    let missing: Vec<String> =
-        keys.iter().filter(|k| !body.contains_key(**k)).map(|k| format!("{{key_missing,{k}}}")).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if missing.len() == 1 {
-        return Err(key_missing(keys.iter().find(|k| !body.contains_key(**k)).copied().unwrap_or_default()));
-    }
-    Err(ApiError::bad_request(format!("[{}]", missing.join(","))))
-}
 
 /// POST `/api/exchanges/{v}/{x}/publish` → `{"routed": bool}`. Like RabbitMQ's, it waits for
 /// the message to be accepted (written, for a persistent message in a durable queue); a queue
@@ -46,7 +34,7 @@ pub async fn publish(
 ) -> ApiResult<Json<Value>> {
     let vh = vhost(&m, &v)?;
     let body = body_object(&body)?;
-    require(&body, &["routing_key", "properties", "payload", "payload_encoding"])?;
+    require_keys(&body, &["routing_key", "properties", "payload", "payload_encoding"])?;
     let name = exchange_name(&name)?;
     let x = vh
         .exchange(&name)
@@ -171,7 +159,7 @@ pub async fn get(
 ) -> ApiResult<Json<Value>> {
     let vh = vhost(&m, &v)?;
     let body = body_object(&body)?;
-    require(&body, &["ackmode", "count", "encoding"])?;
+    require_keys(&body, &["ackmode", "count", "encoding"])?;
     let q = vh
         .queue(&object_name(&name)?)
         .map_err(|e| ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", e.reply_text().to_string_lossy()))?;

@@ -12,6 +12,7 @@ mod overview;
 mod parameters;
 mod policies;
 mod queues;
+mod topic_permissions;
 
 use std::sync::Arc;
 
@@ -84,15 +85,22 @@ pub fn router(mgmt: Arc<Mgmt>) -> Router {
         .route("/vhosts", get(admin::vhosts))
         .route("/vhosts/{vhost}", get(admin::show_vhost).put(admin::put_vhost).delete(admin::delete_vhost))
         .route("/vhosts/{vhost}/permissions", get(admin::vhost_permissions))
+        .route("/vhosts/{vhost}/topic-permissions", get(topic_permissions::in_vhost))
         .route("/users", get(admin::users))
         .route("/users/without-permissions", get(admin::users_without_permissions))
         .route("/users/bulk-delete", post(admin::bulk_delete_users))
         .route("/users/{user}", get(admin::show_user).put(admin::put_user).delete(admin::delete_user))
         .route("/users/{user}/permissions", get(admin::user_permissions))
+        .route("/users/{user}/topic-permissions", get(topic_permissions::of_user))
         .route("/permissions", get(admin::permissions))
         .route(
             "/permissions/{vhost}/{user}",
             get(admin::show_permission).put(admin::put_permission).delete(admin::delete_permission),
+        )
+        .route("/topic-permissions", get(topic_permissions::list))
+        .route(
+            "/topic-permissions/{vhost}/{user}",
+            get(topic_permissions::of_pair).put(topic_permissions::put).delete(topic_permissions::delete),
         )
         .route("/parameters", get(parameters::list))
         .route("/parameters/{component}", get(parameters::list_component))
