@@ -138,7 +138,7 @@ fn short(s: &str) -> ShortStr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vhosts_users_and_permissions_survive_a_restart_and_so_do_their_deletions() {
     let b = common::start().await;
-    let (vhost, user, queue) = (unique("vh"), unique("user"), unique("q"));
+    let (vhost, user, queue) = (unique("vh"), unique("user"), unique("c"));
     let v = short(&vhost);
     let spec = VHostSpec {
         description: "kept".into(),

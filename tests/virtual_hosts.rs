@@ -76,7 +76,7 @@ async fn a_new_vhost_serves_amqp_until_it_is_deleted() {
     assert_eq!(reply_text(&err), format!("NOT_ALLOWED - vhost {name} not found"));
 
     // Created again under the same name, it starts empty.
-    assert!(b.broker.put_vhost(short(&name), VHostSpec::default(), None).unwrap());
+    assert!(b.broker.put_vhost(short(&name), VHostSpec::default(), Some("guest")).unwrap());
     let (again, _) = connect_watched(&b, "guest", "guest", &name).await;
     let ch = again.create_channel().await.unwrap();
     let err = common::passive_declare(&ch, "orders").await.unwrap_err();

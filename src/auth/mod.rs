@@ -11,6 +11,7 @@
 //! These tables are changed only through the broker's metadata door (`broker::definitions`),
 //! which keeps users, vhosts and permissions consistent with each other.
 
+pub mod access;
 pub mod password;
 pub mod permissions;
 pub mod sasl;

@@ -189,6 +189,30 @@ pub fn channel_max_too_large(asked: u16, max: u16) -> AmqpError {
 }
 
 /// 530 in `connection.open`: a vhost that does not exist.
+/// 530: the user has no permission entry on the vhost it opens.
+pub fn vhost_access_refused(vhost: impl Display, user: impl Display) -> AmqpError {
+    hard(ReplyCode::NotAllowed, format!("access to vhost '{vhost}' refused for user '{user}'")).in_method(10, 40)
+}
+
+/// 403 on a channel: the user's permissions do not cover the operation.
+pub fn access_refused(refused: &crate::auth::access::Refused, vhost: impl Display, user: impl Display) -> AmqpError {
+    use crate::auth::access::Refused;
+    let text = match refused {
+        Refused::Resource { perm, resource, name } => {
+            format!(
+                "{} access to {} '{name}' in vhost '{vhost}' refused for user '{user}'",
+                perm.name(),
+                resource.name()
+            )
+        }
+        Refused::Topic { perm, exchange, key } => format!(
+            "{} access to topic '{key}' in exchange '{exchange}' in vhost '{vhost}' refused for user '{user}'",
+            perm.name()
+        ),
+    };
+    AmqpError::new(ReplyCode::AccessRefused, text)
+}
+
 pub fn vhost_not_found(vhost: impl Display) -> AmqpError {
     hard(ReplyCode::NotAllowed, format!("vhost {vhost} not found")).in_method(10, 40)
 }

@@ -15,17 +15,11 @@ use super::error::ApiError;
 use super::Mgmt;
 use crate::auth::LoginRefused;
 
-/// A user needs one of these tags to use the API at all (RabbitMQ's rule). Which endpoints each
-/// tag opens is the access-control work still to come; today any of them opens every endpoint.
+/// A user needs one of these tags to use the API at all (RabbitMQ's rule); which endpoints each
+/// opens is `authz.rs`.
 const MANAGEMENT_TAGS: [&str; 4] = ["management", "policymaker", "monitoring", "administrator"];
 
-/// Who is calling: put in the request's extensions for handlers that need it (`whoami`, the
-/// acting user of a vhost creation).
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub name: String,
-    pub tags: Vec<String>,
-}
+pub use super::authz::Caller;
 
 pub async fn require_login(
     State(mgmt): State<Arc<Mgmt>>,
@@ -43,8 +37,12 @@ pub async fn require_login(
         }
         Ok(u) => {
             let caller = Caller { name: u.name.clone(), tags: u.tags.clone() };
-            request.extensions_mut().insert(caller);
-            next.run(request).await
+            let segments = super::authz::segments(request.uri().path());
+            if let Err(e) = super::authz::authorize(&mgmt, &caller, request.method(), &segments) {
+                return e.into_response();
+            }
+            request.extensions_mut().insert(caller.clone());
+            super::authz::with_caller(caller, next.run(request)).await
         }
         Err(refused) => {
             let reason = match refused {

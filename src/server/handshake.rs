@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::warn;
 
+use crate::auth::access::Access;
 use crate::auth::sasl::{self, SaslError};
 use crate::broker::connections::{ConnectionEntry, ConnectionInfo, ConnectionStats, PROTOCOL};
 use crate::broker::{errors, Broker};
@@ -175,6 +176,13 @@ pub(super) async fn handshake(
     let Some(vhost) = broker.vhost(&open.virtual_host) else {
         return Err(errors::vhost_not_found(&open.virtual_host).into());
     };
+    // Any permission entry, even '' '' '', lets a user open a vhost (RabbitMQ's rule).
+    let Some(permission) = broker.permissions.get(&user, &vhost.name) else {
+        warn!(%peer, %user, vhost = %vhost.name, "vhost access refused: no permissions there");
+        return Err(errors::vhost_access_refused(&vhost.name, &user).into());
+    };
+    let topics = broker.topic_permissions.of_user_in(&user, &vhost.name);
+    let access = Arc::new(Access::new(&permission, &topics));
     outbound.send_method(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
     let id = broker.next_connection_id();
     let info = ConnectionInfo {
@@ -197,6 +205,7 @@ pub(super) async fn handshake(
         broker: broker.clone(),
         vhost,
         user,
+        access,
         outbound: outbound.clone(),
         frame_max,
         channel_max,

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::auth::access::{Perm, Resource};
 use crate::broker::connections::ConnectionEntry;
-use crate::broker::{Broker, VHost};
+use crate::broker::{errors, Broker, VHost};
+use crate::protocol::AmqpError;
 use crate::server::outbound::Outbound;
 
 /// Capabilities the client announced in `connection.start-ok`.
@@ -21,6 +23,9 @@ pub struct Session {
     pub broker: Arc<Broker>,
     pub vhost: Arc<VHost>,
     pub user: String,
+    /// What the user may do in the vhost (compiled when the vhost was opened; later permission
+    /// changes apply to new connections, as RabbitMQ's per-channel caches do).
+    pub access: Arc<crate::auth::access::Access>,
     pub outbound: Arc<Outbound>,
     /// Negotiated maximum frame size (including overhead).
     pub frame_max: u32,
@@ -31,4 +36,24 @@ pub struct Session {
     /// This connection's entry in the broker's registry: its channels, counters and close
     /// requests.
     pub registry: Arc<ConnectionEntry>,
+}
+
+impl Session {
+    /// `perm` on a queue or exchange of this vhost, or RabbitMQ's 403.
+    pub fn allow(&self, perm: Perm, resource: Resource, name: &[u8]) -> Result<(), AmqpError> {
+        self.access.check(perm, resource, name).map_err(|r| errors::access_refused(&r, &self.vhost.name, &self.user))
+    }
+
+    /// A passive declare: any one permission on the target.
+    pub fn allow_any(&self, resource: Resource, name: &[u8]) -> Result<(), AmqpError> {
+        self.access.check_any(resource, name).map_err(|r| errors::access_refused(&r, &self.vhost.name, &self.user))
+    }
+
+    /// A routing key (`Write`) or binding key (`Read`) on a topic exchange, where the user has
+    /// topic permissions for it.
+    pub fn allow_topic(&self, perm: Perm, exchange: &[u8], key: &[u8]) -> Result<(), AmqpError> {
+        self.access
+            .check_topic(perm, exchange, key)
+            .map_err(|r| errors::access_refused(&r, &self.vhost.name, &self.user))
+    }
 }

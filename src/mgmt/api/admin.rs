@@ -59,7 +59,13 @@ fn with_node(mut o: Value, m: &Mgmt) -> Value {
 }
 
 pub async fn vhosts(State(m): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
-    let items = m.broker.vhosts().iter().map(|v| with_node(vhost_json(v), &m)).collect();
+    let items = m
+        .broker
+        .vhosts()
+        .iter()
+        .filter(|v| crate::mgmt::authz::current_sees_vhost(&m, &v.name))
+        .map(|v| with_node(vhost_json(v), &m))
+        .collect();
     Ok(Json(listing::respond(items, &q)?))
 }
 

@@ -9,14 +9,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::Engine;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 use super::{exchange_name, object_name, vhost, vhost_for_change, vhosts_of, AppState};
+use crate::auth::access::{Perm, Resource};
 use crate::broker::exchange::{Binding, Destination};
 use crate::broker::VHost;
+use crate::mgmt::auth::Caller;
 use crate::mgmt::error::{ApiError, ApiResult};
 use crate::mgmt::json::{arguments_field, body_object, short_str, str_field, table_to_json};
 use crate::mgmt::listing::{self, ListQuery};
@@ -250,14 +252,26 @@ pub async fn between(
 }
 
 /// POST: 201 with a `Location` relative to the request (`<destination>/<properties_key>`).
+/// A binding's permissions: write on its destination, read on its source.
+fn allow_binding(m: &crate::mgmt::Mgmt, caller: &Caller, e: &Ends) -> ApiResult<()> {
+    let (kind, name) = match &e.destination {
+        Destination::Queue(q) => (Resource::Queue, q.name.as_bytes()),
+        Destination::Exchange(x) => (Resource::Exchange, x.name.as_bytes()),
+    };
+    caller.allow(m, &e.vhost.name, Perm::Write, kind, name)?;
+    caller.allow(m, &e.vhost.name, Perm::Read, Resource::Exchange, e.source.as_bytes())
+}
+
 pub async fn create(
     State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((v, source, kind, destination)): Path<(String, String, String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let vh = vhost_for_change(&m, &v)?;
     let body = body_object(&body)?;
     let e = ends(vh, &source, &kind, &destination)?;
+    allow_binding(&m, &caller, &e)?;
     let routing_key = short_str(str_field(&body, "routing_key")?.unwrap_or(""))?;
     let arguments = arguments_field(&body)?;
     let props = properties_key(routing_key.as_bytes(), &arguments);
@@ -293,9 +307,11 @@ pub async fn show(
 
 pub async fn delete(
     State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((v, source, kind, destination, props)): Path<(String, String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let e = ends(vhost(&m, &v)?, &source, &kind, &destination)?;
+    allow_binding(&m, &caller, &e)?;
     let b = find(&e, &props)?;
     e.vhost.unbind(&e.source, b.destination, b.routing_key, b.arguments)?;
     Ok(StatusCode::NO_CONTENT)

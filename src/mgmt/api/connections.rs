@@ -133,6 +133,7 @@ fn connections(mgmt: &Mgmt, only: Option<&str>) -> ApiResult<Vec<Value>> {
         .list()
         .iter()
         .filter(|c| only.is_none_or(|v| c.info.vhost == v))
+        .filter(|c| crate::mgmt::authz::current_sees_connection(&c.info.user))
         .map(|c| connection_json(mgmt, c))
         .collect())
 }
@@ -150,7 +151,12 @@ pub async fn list_vhost(
 }
 
 fn find(mgmt: &Mgmt, name: &str) -> ApiResult<ConnectionSnapshot> {
-    mgmt.broker.connections().list().into_iter().find(|c| c.info.name == name).ok_or_else(ApiError::not_found)
+    mgmt.broker
+        .connections()
+        .list()
+        .into_iter()
+        .find(|c| c.info.name == name && crate::mgmt::authz::current_sees_connection(&c.info.user))
+        .ok_or_else(ApiError::not_found)
 }
 
 pub async fn show(State(m): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
@@ -173,6 +179,9 @@ fn channel_list(mgmt: &Mgmt, only_vhost: Option<&str>, only_conn: Option<u64>) -
     for entry in mgmt.broker.connections().entries() {
         let info = &entry.info;
         if only_conn.is_some_and(|id| id != info.id) || only_vhost.is_some_and(|v| info.vhost != v) {
+            continue;
+        }
+        if !crate::mgmt::authz::current_sees_connection(&info.user) {
             continue;
         }
         items.extend(entry.channels().iter().map(|ch| channel_json(mgmt, info, ch)));

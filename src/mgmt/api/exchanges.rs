@@ -6,14 +6,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{exchange_name, vhost, vhost_for_change, vhosts_of, AppState};
+use crate::auth::access::{Perm, Resource};
 use crate::broker::definitions::ExchangeSpec;
 use crate::broker::exchange::{Exchange, ExchangeKind};
 use crate::broker::VHost;
+use crate::mgmt::auth::Caller;
 use crate::mgmt::error::{ApiError, ApiResult};
 use crate::mgmt::json::{arguments_field, body_object, bool_field, str_field, table_to_json};
 use crate::mgmt::listing::{self, is_true, ListQuery};
@@ -70,23 +72,30 @@ pub async fn show(
 
 pub async fn declare(
     State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((v, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let vh = vhost_for_change(&m, &v)?;
     let body = body_object(&body)?;
     let name = exchange_name(&name)?;
+    caller.allow(&m, &vh.name, Perm::Configure, Resource::Exchange, name.as_bytes())?;
     let kind_name = str_field(&body, "type")?.unwrap_or("direct");
     let kind = ExchangeKind::parse(kind_name.as_bytes())
         .ok_or_else(|| ApiError::bad_request(format!("unknown exchange type '{kind_name}'")))?;
     let existed = vh.exchange(&name).is_ok();
+    let arguments = arguments_field(&body)?;
+    if let Some(ae) = arguments.get("alternate-exchange").and_then(|a| a.as_bytes()) {
+        caller.allow(&m, &vh.name, Perm::Write, Resource::Exchange, ae)?;
+        caller.allow(&m, &vh.name, Perm::Read, Resource::Exchange, name.as_bytes())?;
+    }
     vh.declare_exchange(ExchangeSpec {
         name,
         kind,
         durable: bool_field(&body, "durable", false)?,
         auto_delete: bool_field(&body, "auto_delete", false)?,
         internal: bool_field(&body, "internal", false)?,
-        arguments: arguments_field(&body)?,
+        arguments,
     })?;
     Ok(if existed { StatusCode::NO_CONTENT } else { StatusCode::CREATED })
 }
@@ -99,6 +108,7 @@ pub struct DeleteQuery {
 
 pub async fn delete(
     State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((v, name)): Path<(String, String)>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
@@ -107,6 +117,7 @@ pub async fn delete(
     if name.is_empty() || name.as_bytes().starts_with(b"amq.") {
         return Err(ApiError::not_authorised("Access refused."));
     }
+    caller.allow(&m, &vh.name, Perm::Configure, Resource::Exchange, name.as_bytes())?;
     // RabbitMQ answers 404 for a missing exchange here (AMQP's delete would succeed).
     let x: Arc<Exchange> = vh.exchange(&name).map_err(|_| ApiError::not_found())?;
     vh.delete_exchange(&x.name, is_true(q.if_unused.as_deref()))?;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{exchange_name, object_name, vhost, AppState};
+use crate::auth::access::{Perm, Resource};
 use crate::broker::errors;
 use crate::broker::message::Message;
 use crate::broker::publish::{Publish, PublishOutcome};
@@ -36,6 +37,7 @@ pub async fn publish(
     let body = body_object(&body)?;
     require_keys(&body, &["routing_key", "properties", "payload", "payload_encoding"])?;
     let name = exchange_name(&name)?;
+    caller.allow(&m, &vh.name, Perm::Write, Resource::Exchange, name.as_bytes())?;
     let x = vh
         .exchange(&name)
         .map_err(|_| ApiError::bad_request(format!("404 NOT_FOUND - no exchange '{name}' in vhost '{}'", vh.name)))?;
@@ -154,10 +156,12 @@ fn truncate_of(body: &Map<String, Value>) -> ApiResult<Option<usize>> {
 /// taken (so a requeued message is not got twice in one call). A JSON array, `[]` when empty.
 pub async fn get(
     State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((v, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let vh = vhost(&m, &v)?;
+    caller.allow(&m, &vh.name, Perm::Read, Resource::Queue, name.as_bytes())?;
     let body = body_object(&body)?;
     require_keys(&body, &["ackmode", "count", "encoding"])?;
     let q = vh
@@ -214,10 +218,12 @@ pub struct PeekQuery {
 /// as delivered.
 pub async fn peek(
     State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((v, name)): Path<(String, String)>,
     Query(p): Query<PeekQuery>,
 ) -> ApiResult<Json<Value>> {
     let vh = vhost(&m, &v)?;
+    caller.allow(&m, &vh.name, Perm::Read, Resource::Queue, name.as_bytes())?;
     let q = vh.queue(&object_name(&name)?).map_err(|_| ApiError::not_found())?;
     let encoding = match p.encoding.as_deref().unwrap_or("auto") {
         e @ ("auto" | "base64") => e.to_string(),

@@ -168,6 +168,11 @@ fn object_name(name: &str) -> ApiResult<ShortStr> {
 fn vhosts_of(mgmt: &Mgmt, only: Option<&str>) -> ApiResult<Vec<Arc<VHost>>> {
     match only {
         Some(v) => Ok(vec![vhost(mgmt, v)?]),
-        None => Ok(mgmt.broker.vhosts()),
+        None => Ok(mgmt
+            .broker
+            .vhosts()
+            .into_iter()
+            .filter(|v| crate::mgmt::authz::current_sees_vhost(mgmt, &v.name))
+            .collect()),
     }
 }

@@ -5,16 +5,18 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::connections::consumer_json;
 use super::{object_name, vhost, vhost_for_change, vhosts_of, AppState};
+use crate::auth::access::{Perm, Resource};
 use crate::broker::definitions::QueueSpec;
 use crate::broker::queue::Queue;
 use crate::broker::timer::now_ms;
 use crate::broker::VHost;
+use crate::mgmt::auth::Caller;
 use crate::mgmt::error::{ApiError, ApiResult};
 use crate::mgmt::json::{arguments_field, body_object, bool_field, short_str, str_field, table_to_json};
 use crate::mgmt::listing::{self, is_true, ListQuery};
@@ -120,6 +122,7 @@ pub async fn show(
 
 pub async fn declare(
     State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((v, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
@@ -130,6 +133,11 @@ pub async fn declare(
         return Err(ApiError::bad_request("queue name must not be empty"));
     }
     let mut arguments = arguments_field(&body)?;
+    caller.allow(&m, &vh.name, Perm::Configure, Resource::Queue, name.as_bytes())?;
+    if let Some(dlx) = arguments.get("x-dead-letter-exchange").and_then(|d| d.as_bytes()) {
+        caller.allow(&m, &vh.name, Perm::Write, Resource::Exchange, dlx)?;
+        caller.allow(&m, &vh.name, Perm::Read, Resource::Queue, name.as_bytes())?;
+    }
     // rabbitmqadmin's `queue_type=` (RabbitMQ moves it into the arguments too).
     if let Some(t) = str_field(&body, "type")?.or(str_field(&body, "queue_type")?) {
         arguments.insert(short_str("x-queue-type")?, crate::protocol::FieldValue::from(t));
@@ -156,20 +164,27 @@ pub struct DeleteQuery {
 
 pub async fn delete(
     State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((v, name)): Path<(String, String)>,
     Query(dq): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     let vh = vhost(&m, &v)?;
     let q = vh.queue(&object_name(&name)?).map_err(|_| ApiError::not_found())?;
+    caller.allow(&m, &vh.name, Perm::Configure, Resource::Queue, q.name.as_bytes())?;
     // An operator may delete an exclusive queue: act as its owner.
     let owner = q.exclusive_owner.unwrap_or(0);
     vh.delete_queue(&q.name, is_true(dq.if_unused.as_deref()), is_true(dq.if_empty.as_deref()), owner)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn purge(State(m): State<AppState>, Path((v, name)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn purge(
+    State(m): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((v, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let vh = vhost(&m, &v)?;
     let q = vh.queue(&object_name(&name)?).map_err(|_| ApiError::not_found())?;
+    caller.allow(&m, &vh.name, Perm::Read, Resource::Queue, q.name.as_bytes())?;
     q.purge();
     Ok(StatusCode::NO_CONTENT)
 }

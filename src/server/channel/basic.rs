@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::deliveries::ConsumerEntry;
 use super::Channel;
+use crate::auth::access::{Perm, Resource};
 use crate::broker::errors;
 use crate::broker::queue::{consumer_priority, ConsumeRefused, Consumer, ConsumerSink, Queue};
 use crate::broker::REPLY_TO_QUEUE;
@@ -46,6 +47,7 @@ impl Channel {
             return self.consume_replies(m);
         }
         let session = self.shared.session.clone();
+        session.allow(Perm::Read, Resource::Queue, m.queue.as_bytes())?;
         let q = session.vhost.queue_for(&m.queue, session.id)?;
         let tag = if m.consumer_tag.is_empty() { crate::broker::random_name("amq.ctag-") } else { m.consumer_tag };
         if self.shared.lock().consumers.contains_key(&tag) {
@@ -145,6 +147,7 @@ impl Channel {
 
     pub(super) fn get(&mut self, m: BasicGet) -> Result<(), AmqpError> {
         let session = self.session();
+        session.allow(Perm::Read, Resource::Queue, m.queue.as_bytes())?;
         let q = session.vhost.queue_for(&m.queue, session.id)?;
         // Queue first, then the channel: LOCKS.md forbids the other order (the queue's
         // arguments too are read under its lock, so before the channel's is taken).

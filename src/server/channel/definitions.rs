@@ -2,22 +2,31 @@
 //! (`broker::definitions`), which checks RabbitMQ's rules and stores what must survive.
 
 use super::Channel;
+use crate::auth::access::{Perm, Resource};
 use crate::broker::definitions::{ExchangeSpec, QueueSpec};
 use crate::broker::errors;
 use crate::broker::exchange::{Destination, ExchangeKind};
 use crate::broker::REPLY_TO_QUEUE;
 use crate::protocol::methods::*;
-use crate::protocol::{AmqpError, Method};
+use crate::protocol::{AmqpError, Method, ShortStr};
 
 impl Channel {
     pub(super) fn exchange_declare(&mut self, m: ExchangeDeclare) -> Result<(), AmqpError> {
-        let vhost = &self.session().vhost;
+        let session = self.session();
+        let vhost = &session.vhost;
         if m.passive {
             if !m.exchange.is_empty() {
+                session.allow_any(Resource::Exchange, m.exchange.as_bytes())?;
                 vhost.exchange(&m.exchange)?;
             }
             self.reply(m.no_wait, Method::ExchangeDeclareOk(ExchangeDeclareOk {}));
             return Ok(());
+        }
+        session.allow(Perm::Configure, Resource::Exchange, m.exchange.as_bytes())?;
+        // An alternate exchange: written to through this one, as RabbitMQ's table says.
+        if let Some(ae) = m.arguments.get("alternate-exchange").and_then(|v| v.as_bytes()) {
+            session.allow(Perm::Write, Resource::Exchange, ae)?;
+            session.allow(Perm::Read, Resource::Exchange, m.exchange.as_bytes())?;
         }
         let kind = ExchangeKind::parse(m.kind.as_bytes()).ok_or_else(|| errors::unknown_exchange_type(&m.kind))?;
         vhost.declare_exchange(ExchangeSpec {
@@ -33,12 +42,14 @@ impl Channel {
     }
 
     pub(super) fn exchange_delete(&mut self, m: ExchangeDelete) -> Result<(), AmqpError> {
+        self.session().allow(Perm::Configure, Resource::Exchange, m.exchange.as_bytes())?;
         self.session().vhost.delete_exchange(&m.exchange, m.if_unused)?;
         self.reply(m.no_wait, Method::ExchangeDeleteOk(ExchangeDeleteOk {}));
         Ok(())
     }
 
     pub(super) fn exchange_bind(&mut self, m: ExchangeBind) -> Result<(), AmqpError> {
+        self.allow_binding(Resource::Exchange, &m.destination, &m.source, &m.routing_key)?;
         let dest = Destination::Exchange(self.session().vhost.exchange(&m.destination)?);
         self.session().vhost.bind(&m.source, dest, m.routing_key, m.arguments)?;
         self.reply(m.no_wait, Method::ExchangeBindOk(ExchangeBindOk {}));
@@ -46,6 +57,7 @@ impl Channel {
     }
 
     pub(super) fn exchange_unbind(&mut self, m: ExchangeUnbind) -> Result<(), AmqpError> {
+        self.allow_binding(Resource::Exchange, &m.destination, &m.source, &m.routing_key)?;
         let dest = Destination::Exchange(self.session().vhost.exchange(&m.destination)?);
         self.session().vhost.unbind(&m.source, dest, m.routing_key, m.arguments)?;
         self.reply(m.no_wait, Method::ExchangeUnbindOk(ExchangeUnbindOk {}));
@@ -62,6 +74,16 @@ impl Channel {
         }
         let server_named = m.queue.is_empty() && !m.passive;
         let name = if server_named { crate::broker::random_name("amq.gen-") } else { m.queue };
+        if m.passive {
+            session.allow_any(Resource::Queue, name.as_bytes())?;
+        } else {
+            session.allow(Perm::Configure, Resource::Queue, name.as_bytes())?;
+            // A dead-letter exchange: written to by this queue's dead letters.
+            if let Some(dlx) = m.arguments.get("x-dead-letter-exchange").and_then(|v| v.as_bytes()) {
+                session.allow(Perm::Write, Resource::Exchange, dlx)?;
+                session.allow(Perm::Read, Resource::Queue, name.as_bytes())?;
+            }
+        }
         let spec = QueueSpec {
             name,
             server_named,
@@ -83,6 +105,7 @@ impl Channel {
     }
 
     pub(super) fn queue_bind(&mut self, m: QueueBind) -> Result<(), AmqpError> {
+        self.allow_binding(Resource::Queue, &m.queue, &m.exchange, &m.routing_key)?;
         let q = self.session().vhost.queue_for(&m.queue, self.session().id)?;
         self.session().vhost.bind(&m.exchange, Destination::Queue(q), m.routing_key, m.arguments)?;
         self.reply(m.no_wait, Method::QueueBindOk(QueueBindOk {}));
@@ -90,6 +113,7 @@ impl Channel {
     }
 
     pub(super) fn queue_unbind(&mut self, m: QueueUnbind) -> Result<(), AmqpError> {
+        self.allow_binding(Resource::Queue, &m.queue, &m.exchange, &m.routing_key)?;
         let q = self.session().vhost.queue_for(&m.queue, self.session().id)?;
         self.session().vhost.unbind(&m.exchange, Destination::Queue(q), m.routing_key, m.arguments)?;
         self.send(Method::QueueUnbindOk(QueueUnbindOk {}));
@@ -97,6 +121,7 @@ impl Channel {
     }
 
     pub(super) fn queue_purge(&mut self, m: QueuePurge) -> Result<(), AmqpError> {
+        self.session().allow(Perm::Read, Resource::Queue, m.queue.as_bytes())?;
         let q = self.session().vhost.queue_for(&m.queue, self.session().id)?;
         let message_count = q.purge();
         self.reply(m.no_wait, Method::QueuePurgeOk(QueuePurgeOk { message_count }));
@@ -104,8 +129,33 @@ impl Channel {
     }
 
     pub(super) fn queue_delete(&mut self, m: QueueDelete) -> Result<(), AmqpError> {
+        self.session().allow(Perm::Configure, Resource::Queue, m.queue.as_bytes())?;
         let message_count = self.session().vhost.delete_queue(&m.queue, m.if_unused, m.if_empty, self.session().id)?;
         self.reply(m.no_wait, Method::QueueDeleteOk(QueueDeleteOk { message_count }));
+        Ok(())
+    }
+}
+
+impl Channel {
+    /// A binding (or unbinding): write on its destination, read on its source, and on a topic
+    /// exchange the user's topic read permission on the binding key.
+    fn allow_binding(
+        &self,
+        destination_kind: Resource,
+        destination: &ShortStr,
+        source: &ShortStr,
+        key: &ShortStr,
+    ) -> Result<(), AmqpError> {
+        let session = self.session();
+        session.allow(Perm::Write, destination_kind, destination.as_bytes())?;
+        session.allow(Perm::Read, Resource::Exchange, source.as_bytes())?;
+        if session.access.has_topic_rules(source.as_bytes()) {
+            if let Ok(x) = session.vhost.exchange(source) {
+                if x.routing_kind() == ExchangeKind::Topic {
+                    session.allow_topic(Perm::Read, source.as_bytes(), key.as_bytes())?;
+                }
+            }
+        }
         Ok(())
     }
 }

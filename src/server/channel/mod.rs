@@ -45,6 +45,9 @@ pub struct Channel {
     pub shared: Arc<ChannelShared>,
     content: Content,
     tx: Option<Vec<TxOp>>,
+    /// The last exchange this channel was allowed to publish to: a publisher sends to one
+    /// exchange again and again, and a name comparison is cheaper than a regex per message.
+    publish_allowed: Option<crate::protocol::ShortStr>,
 }
 
 impl Channel {
@@ -63,6 +66,7 @@ impl Channel {
             }),
             content: Content::Idle,
             tx: None,
+            publish_allowed: None,
         }
     }
 

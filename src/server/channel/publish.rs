@@ -9,8 +9,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Channel, Content};
+use crate::auth::access::{Perm, Resource};
 use crate::broker::errors;
 use crate::broker::exchange::Exchange;
+use crate::broker::exchange::ExchangeKind;
 use crate::broker::message::Message;
 use crate::broker::publish::{Publish, PublishOutcome};
 use crate::broker::{REPLY_TO_PREFIX, REPLY_TO_QUEUE};
@@ -50,6 +52,10 @@ impl Channel {
         if method.immediate {
             return Err(in_publish(AmqpError::not_implemented("immediate=true")));
         }
+        if self.publish_allowed.as_ref() != Some(&method.exchange) {
+            self.session().allow(Perm::Write, Resource::Exchange, method.exchange.as_bytes()).map_err(in_publish)?;
+            self.publish_allowed = Some(method.exchange.clone());
+        }
         let session = self.session();
         let x = session.vhost.exchange(&method.exchange).map_err(in_publish)?;
         if x.internal {
@@ -69,6 +75,13 @@ impl Channel {
             properties.reply_to = Some(ShortStr::try_from(address).map_err(in_publish)?);
         }
         let extra_keys = sender_selected_keys(&mut properties).map_err(in_publish)?;
+        // Topic permissions: every routing key of the message, on a topic exchange that has
+        // rules for this user (no rule, no check — most publishes never get here).
+        if x.routing_kind() == ExchangeKind::Topic && session.access.has_topic_rules(x.name.as_bytes()) {
+            for key in std::iter::once(method.routing_key.as_bytes()).chain(extra_keys.iter().map(|k| &k[..])) {
+                session.allow_topic(Perm::Write, x.name.as_bytes(), key).map_err(in_publish)?;
+            }
+        }
         let message = Message {
             exchange: method.exchange.clone(),
             routing_key: method.routing_key.clone(),
