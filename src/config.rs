@@ -36,6 +36,16 @@ pub struct Config {
     /// Free disk space (bytes) under the data directory below which publishing connections are
     /// blocked until space returns (RabbitMQ's `disk_free_limit`, also 50 MB by default).
     pub disk_free_limit: u64,
+    /// The user a first start creates (administrator, full permissions on `default_vhost`).
+    /// `RABBITMQ_DEFAULT_USER`, which docker-compose files for RabbitMQ set, is read too.
+    pub default_user: String,
+    /// Its password (`RABBITMQ_DEFAULT_PASS` too). Never logged.
+    pub default_pass: String,
+    /// The vhost a first start creates (`RABBITMQ_DEFAULT_VHOST` too).
+    pub default_vhost: String,
+    /// Users who may connect only from loopback, comma-separated; `none` for nobody
+    /// (RabbitMQ's `loopback_users`).
+    pub loopback_users: String,
     /// Milliseconds a delivery may stay unacked before its channel is closed with 406 and the
     /// message requeued (RabbitMQ's `consumer_timeout`, 30 minutes by default; 0 = never).
     pub consumer_timeout: u64,
@@ -56,6 +66,10 @@ impl Default for Config {
             transient_memory_limit: crate::broker::DEFAULT_TRANSIENT_MEMORY_LIMIT,
             disk_free_limit: 50_000_000,
             consumer_timeout: 30 * 60 * 1000,
+            default_user: "guest".to_string(),
+            default_pass: "guest".to_string(),
+            default_vhost: "/".to_string(),
+            loopback_users: "guest".to_string(),
         }
     }
 }
@@ -75,6 +89,23 @@ pub struct Overrides {
 
 pub const DEFAULT_CONFIG_FILE: &str = "warren.toml";
 pub const ENV_PREFIX: &str = "WARREN";
+
+/// RabbitMQ's environment variables Warren honours, and the setting each feeds.
+const RABBITMQ_ENV: [(&str, &str); 3] = [
+    ("RABBITMQ_DEFAULT_USER", "default_user"),
+    ("RABBITMQ_DEFAULT_PASS", "default_pass"),
+    ("RABBITMQ_DEFAULT_VHOST", "default_vhost"),
+];
+
+impl Config {
+    /// `loopback_users` as a list (`none`: empty).
+    pub fn loopback_user_list(&self) -> Vec<String> {
+        if self.loopback_users.trim() == "none" {
+            return Vec::new();
+        }
+        self.loopback_users.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect()
+    }
+}
 
 impl Config {
     /// Builds the layered configuration. `file` is an explicit config path (must exist); without
@@ -98,18 +129,30 @@ impl Config {
             .set_default("queue_memory_window", d.queue_memory_window as u64)?
             .set_default("transient_memory_limit", d.transient_memory_limit)?
             .set_default("disk_free_limit", d.disk_free_limit)?
-            .set_default("consumer_timeout", d.consumer_timeout)?;
+            .set_default("consumer_timeout", d.consumer_timeout)?
+            .set_default("default_user", d.default_user)?
+            .set_default("default_pass", d.default_pass)?
+            .set_default("default_vhost", d.default_vhost)?
+            .set_default("loopback_users", d.loopback_users)?;
         b = match file {
             Some(path) => b.add_source(config::File::from(path).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
         };
-        let env: config::Map<String, String> = env
-            .into_iter()
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut warren_env: config::Map<String, String> = env
+            .iter()
             .filter_map(|(k, v)| {
                 let key = k.strip_prefix(ENV_PREFIX)?.strip_prefix('_')?.to_ascii_lowercase();
-                Some((key, v))
+                Some((key, v.clone()))
             })
             .collect();
+        // The RabbitMQ image's variables, for compose files written for it (WARREN_* win).
+        for (rabbit, key) in RABBITMQ_ENV {
+            if let Some((_, v)) = env.iter().find(|(k, _)| k == rabbit) {
+                warren_env.entry(key.to_string()).or_insert_with(|| v.clone());
+            }
+        }
+        let env = warren_env;
         b = b.add_source(config::Environment::default().source(Some(env)).try_parsing(true));
         b = b
             .set_override_option("bind", flags.bind.clone())?
@@ -159,6 +202,20 @@ mod tests {
         let c =
             Config::load(Some(&file), env(&[("WARREN_PORT", "2222"), ("WARREN_DATA_DIR", "/env")]), &flags).unwrap();
         assert_eq!((c.port, c.data_dir.as_path()), (3333, Path::new("/env")));
+    }
+
+    #[test]
+    fn rabbitmqs_default_user_variables_are_read_and_warrens_win() {
+        let none = Overrides::default();
+        let c = Config::load(None, env(&[("RABBITMQ_DEFAULT_USER", "app"), ("RABBITMQ_DEFAULT_PASS", "pw")]), &none)
+            .unwrap();
+        assert_eq!((c.default_user.as_str(), c.default_pass.as_str(), c.default_vhost.as_str()), ("app", "pw", "/"));
+        let c =
+            Config::load(None, env(&[("RABBITMQ_DEFAULT_USER", "app"), ("WARREN_DEFAULT_USER", "w")]), &none).unwrap();
+        assert_eq!(c.default_user, "w");
+        assert_eq!(Config::default().loopback_user_list(), ["guest"]);
+        let c = Config::load(None, env(&[("WARREN_LOOPBACK_USERS", "none")]), &none).unwrap();
+        assert!(c.loopback_user_list().is_empty());
     }
 
     #[test]

@@ -11,7 +11,8 @@ use warren::config::{Config, Overrides};
 #[derive(Parser)]
 #[command(name = "warren", version, about = "An AMQP 0-9-1 message broker that RabbitMQ clients use unchanged")]
 #[command(after_help = "Settings are layered: defaults < config file < WARREN_* environment variables < flags.\n\
-Environment: WARREN_BIND, WARREN_PORT, WARREN_MGMT_BIND, WARREN_MGMT_PORT, WARREN_DATA_DIR, WARREN_LOAD_DEFINITIONS, WARREN_LOG_LEVEL, WARREN_MAX_MESSAGE_SIZE
+Environment: WARREN_BIND, WARREN_PORT, WARREN_MGMT_BIND, WARREN_MGMT_PORT, WARREN_DATA_DIR, WARREN_LOAD_DEFINITIONS, WARREN_LOG_LEVEL,
+WARREN_DEFAULT_USER, WARREN_DEFAULT_PASS, WARREN_DEFAULT_VHOST (or RabbitMQ's RABBITMQ_DEFAULT_*), WARREN_LOOPBACK_USERS, WARREN_MAX_MESSAGE_SIZE
 (RUST_LOG overrides the log filter).\n\
 With no subcommand, warren runs `serve`.")]
 struct Cli {

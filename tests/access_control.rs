@@ -305,3 +305,24 @@ async fn the_api_is_gated_by_tags_and_permissions() {
     assert_eq!((r.status, r.body["reason"].as_str()), (401, Some("User not authorised to access object")));
     assert_eq!(m.put("/vhosts/new", json!({})).await.body["reason"], "Not administrator user");
 }
+
+/// A first start creates the configured user and vhost instead of guest and `/` (what
+/// `RABBITMQ_DEFAULT_USER`/`_PASS`/`_VHOST` in a compose file ask for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_creates_the_configured_default_user_and_vhost() {
+    let b = common::start_with(|c| {
+        c.default_user = "app".into();
+        c.default_pass = "app-pw".into();
+        c.default_vhost = "shop".into();
+    })
+    .await;
+    let conn = Connection::connect(&b.uri_with("app", "app-pw", "shop"), ConnectionProperties::default())
+        .await
+        .expect("app on shop");
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare("orders".into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    let err = Connection::connect(&b.uri(), ConnectionProperties::default()).await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(403), "no guest on a node started with another default user: {err}");
+    assert!(b.broker.users.get("app").unwrap().has_tag("administrator"));
+    assert!(b.broker.vhost(&ShortStr::from_static("/")).is_none());
+}

@@ -72,7 +72,7 @@ impl User {
 pub struct Users {
     users: RwLock<HashMap<String, Arc<User>>>,
     /// RabbitMQ's `loopback_users`: these may connect only from 127.0.0.0/8 or ::1.
-    loopback_users: Vec<String>,
+    loopback_users: RwLock<Vec<String>>,
     /// Where changes are written before they take effect; `None` keeps them in memory.
     store: Option<Arc<dyn MetadataStore>>,
     /// Checked against when the user is unknown, so that an unknown name takes as long to
@@ -97,7 +97,7 @@ impl Users {
     pub fn new(store: Option<Arc<dyn MetadataStore>>) -> Users {
         Users {
             users: RwLock::default(),
-            loopback_users: vec![DEFAULT_USER.to_string()],
+            loopback_users: RwLock::new(vec![DEFAULT_USER.to_string()]),
             store,
             dummy: PasswordHash::new(HashingAlgorithm::default(), "no such user"),
         }
@@ -147,8 +147,13 @@ impl Users {
         all
     }
 
+    /// RabbitMQ's `loopback_users` as configured (empty: `none`, anyone from anywhere).
+    pub fn set_loopback_users(&self, users: Vec<String>) {
+        *self.loopback_users.write().unwrap_or_else(|e| e.into_inner()) = users;
+    }
+
     pub fn is_loopback_only(&self, name: &str) -> bool {
-        self.loopback_users.iter().any(|u| u == name)
+        self.loopback_users.read().unwrap_or_else(|e| e.into_inner()).iter().any(|u| u == name)
     }
 
     /// Creates or replaces a user (hash and tags as given); true if it was created.

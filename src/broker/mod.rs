@@ -31,6 +31,7 @@ use crate::auth::{Permissions, TopicPermissions, Users};
 use crate::protocol::ShortStr;
 use crate::store::{Definitions, MetadataStore, StoreError, StoreHandle};
 pub use connections::ConnectionGuard;
+pub use definitions::metadata::Bootstrap;
 use memory::Paging;
 use reply_to::ReplyConsumers;
 pub use reply_to::{REPLY_TO_PREFIX, REPLY_TO_QUEUE};
@@ -112,7 +113,7 @@ impl Broker {
     /// everything in memory.
     pub fn new(limits: Limits) -> Broker {
         let mut defs = Definitions::default();
-        definitions::metadata::add_first_start_defaults(&mut defs);
+        definitions::metadata::add_first_start_defaults(&mut defs, &Bootstrap::default());
         Broker::with_store(limits, None, &defs)
     }
 
@@ -122,15 +123,22 @@ impl Broker {
     /// `guest` with full permissions there, and records that it did: deleted later, they stay
     /// deleted.
     pub fn open(limits: Limits, data_dir: &Path) -> Result<Broker, StoreError> {
+        Broker::open_with(limits, &Bootstrap::default(), data_dir)
+    }
+
+    /// [`open`](Self::open) with the first start's user and vhost, and the loopback users, as
+    /// configured.
+    pub fn open_with(limits: Limits, boot: &Bootstrap, data_dir: &Path) -> Result<Broker, StoreError> {
         let started = std::time::Instant::now();
         let (storage, mut defs) = StoreHandle::open(data_dir)?;
         if !defs.initialised {
-            definitions::metadata::add_first_start_defaults(&mut defs);
+            definitions::metadata::add_first_start_defaults(&mut defs, boot);
             storage.store.initialise(&defs.vhosts, &defs.users, &defs.permissions)?;
-            tracing::info!("first start: created vhost '/' and user 'guest'");
+            tracing::info!(vhost = %boot.default_vhost, user = %boot.default_user, "first start: created the default vhost and user");
         }
         definitions::metadata::purge_orphans(&mut defs, &storage);
         let b = Broker::with_store(limits, Some(Arc::new(storage)), &defs);
+        b.users.set_loopback_users(boot.loopback_users.clone());
         let messages: u64 = b.vhosts.iter().map(|v| v.message_count()).sum();
         tracing::info!(
             vhosts = defs.vhosts.len(),

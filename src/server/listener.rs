@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::warn;
 
-use crate::broker::{Broker, Limits};
+use crate::broker::{Bootstrap, Broker, Limits};
 use crate::config::Config;
 use crate::server::connection::serve_connection;
 
@@ -29,7 +29,15 @@ impl Listener {
         };
         // The store first: a second Warren on the same data directory stops here, before it
         // takes a port.
-        let broker = Broker::open(limits, &config.data_dir).map_err(std::io::Error::other)?;
+        let vhost =
+            crate::protocol::ShortStr::try_from(config.default_vhost.as_str()).map_err(std::io::Error::other)?;
+        let boot = Bootstrap {
+            default_user: config.default_user.clone(),
+            default_pass: config.default_pass.clone(),
+            default_vhost: vhost,
+            loopback_users: config.loopback_user_list(),
+        };
+        let broker = Broker::open_with(limits, &boot, &config.data_dir).map_err(std::io::Error::other)?;
         let inner = TcpListener::bind((config.bind.as_str(), config.port)).await?;
         let broker = Arc::new(broker);
         broker.start_resource_monitor();

@@ -32,23 +32,45 @@ pub enum MetadataError {
 pub const DEFAULT_VHOST: ShortStr = ShortStr::from_static("/");
 pub const DEFAULT_VHOST_DESCRIPTION: &str = "Default virtual host";
 
-/// What a blank node has, as RabbitMQ creates it: vhost `/`, user `guest`/`guest`
-/// (administrator) and its full permissions on `/`. Added to `defs` unless already there (a
+/// Who and what a blank node starts with: RabbitMQ's `default_user`, `default_pass` and
+/// `default_vhost` (guest/guest and `/` unless configured — docker-compose files set
+/// `RABBITMQ_DEFAULT_USER` and friends), and `loopback_users`, the users who may connect only
+/// from loopback (`guest` unless configured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootstrap {
+    pub default_user: String,
+    pub default_pass: String,
+    pub default_vhost: ShortStr,
+    pub loopback_users: Vec<String>,
+}
+
+impl Default for Bootstrap {
+    fn default() -> Bootstrap {
+        Bootstrap {
+            default_user: DEFAULT_USER.to_string(),
+            default_pass: DEFAULT_PASSWORD.to_string(),
+            default_vhost: DEFAULT_VHOST,
+            loopback_users: vec![DEFAULT_USER.to_string()],
+        }
+    }
+}
+
+/// What a blank node has, as RabbitMQ creates it: the default vhost, the default user
+/// (administrator) and its full permissions there. Added to `defs` unless already there (a
 /// data directory from before Warren kept vhosts has definitions for `/` but no record of it);
 /// with a store, [`crate::store::MetadataStore::initialise`] writes them.
-pub(crate) fn add_first_start_defaults(defs: &mut Definitions) {
-    if !defs.vhosts.iter().any(|v| v.name == DEFAULT_VHOST) {
-        defs.vhosts.push(VHostRecord {
-            name: DEFAULT_VHOST,
-            description: DEFAULT_VHOST_DESCRIPTION.to_string(),
-            ..Default::default()
-        });
+pub(crate) fn add_first_start_defaults(defs: &mut Definitions, boot: &Bootstrap) {
+    let (user, vhost) = (&boot.default_user, &boot.default_vhost);
+    if !defs.vhosts.iter().any(|v| v.name == *vhost) {
+        let description = if *vhost == DEFAULT_VHOST { DEFAULT_VHOST_DESCRIPTION.to_string() } else { String::new() };
+        defs.vhosts.push(VHostRecord { name: vhost.clone(), description, ..Default::default() });
     }
-    if !defs.users.iter().any(|u| u.name == DEFAULT_USER) {
-        defs.users.push(User::with_password(DEFAULT_USER, DEFAULT_PASSWORD, vec![ADMINISTRATOR.to_string()]).record());
+    if !defs.users.iter().any(|u| u.name == *user) {
+        defs.users
+            .push(User::with_password(user.as_str(), &boot.default_pass, vec![ADMINISTRATOR.to_string()]).record());
     }
-    if !defs.permissions.iter().any(|p| p.user == DEFAULT_USER && p.vhost == DEFAULT_VHOST) {
-        defs.permissions.push(Permission::full(DEFAULT_USER, DEFAULT_VHOST).record());
+    if !defs.permissions.iter().any(|p| p.user == *user && p.vhost == *vhost) {
+        defs.permissions.push(Permission::full(user.as_str(), vhost.clone()).record());
     }
     defs.initialised = true;
 }
