@@ -191,7 +191,24 @@ async fn each_operation_needs_its_permission_with_rabbitmqs_text() {
             |ch| async move { ch.exchange_delete("amq.direct".into(), ExchangeDeleteOptions::default()).await },
         )
         .await;
-    assert_eq!(r, (Some(403), text("configure", "exchange", "amq.direct")));
+    let system = "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed";
+    assert_eq!(r, (Some(403), system.to_string()), "checked before permissions, as RabbitMQ does");
+    admin_ch
+        .exchange_declare(
+            "shared-x".into(),
+            lapin::ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let r =
+        refused(
+            &conn,
+            |ch| async move { ch.exchange_delete("shared-x".into(), ExchangeDeleteOptions::default()).await },
+        )
+        .await;
+    assert_eq!(r, (Some(403), text("configure", "exchange", "shared-x")));
     admin.close(200, "bye".into()).await.unwrap();
 }
 

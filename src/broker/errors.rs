@@ -189,6 +189,14 @@ pub fn channel_max_too_large(asked: u16, max: u16) -> AmqpError {
 }
 
 /// 530 in `connection.open`: a vhost that does not exist.
+/// 403: the predeclared `amq.*` exchanges cannot be deleted.
+pub fn system_exchange_deletion(name: impl Display, vhost: impl Display) -> AmqpError {
+    AmqpError::new(
+        ReplyCode::AccessRefused,
+        format!("deletion of system exchange '{name}' in vhost '{vhost}' not allowed"),
+    )
+}
+
 /// 530: the user has no permission entry on the vhost it opens.
 pub fn vhost_access_refused(vhost: impl Display, user: impl Display) -> AmqpError {
     hard(ReplyCode::NotAllowed, format!("access to vhost '{vhost}' refused for user '{user}'")).in_method(10, 40)

@@ -141,6 +141,9 @@ impl VHost {
         if name.is_empty() {
             return Err(errors::default_exchange_refused());
         }
+        if name.as_bytes().starts_with(b"amq.") {
+            return Err(errors::system_exchange_deletion(name, &self.name));
+        }
         let Some(x) = self.exchanges.get(name).map(|x| x.clone()) else {
             return Ok(()); // RabbitMQ: deleting what is not there succeeds
         };

@@ -42,6 +42,10 @@ impl Channel {
     }
 
     pub(super) fn exchange_delete(&mut self, m: ExchangeDelete) -> Result<(), AmqpError> {
+        // RabbitMQ refuses a system exchange's deletion before it looks at permissions.
+        if m.exchange.as_bytes().starts_with(b"amq.") {
+            return Err(errors::system_exchange_deletion(&m.exchange, &self.session().vhost.name));
+        }
         self.session().allow(Perm::Configure, Resource::Exchange, m.exchange.as_bytes())?;
         self.session().vhost.delete_exchange(&m.exchange, m.if_unused)?;
         self.reply(m.no_wait, Method::ExchangeDeleteOk(ExchangeDeleteOk {}));
