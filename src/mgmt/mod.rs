@@ -39,7 +39,7 @@ pub struct Mgmt {
 
 #[derive(Debug, Clone)]
 pub struct ListenerInfo {
-    /// RabbitMQ's protocol names: `amqp`, `http`.
+    /// RabbitMQ's protocol names: `amqp`, `amqp/ssl`, `http`.
     pub protocol: &'static str,
     pub addr: SocketAddr,
 }
@@ -53,16 +53,24 @@ pub struct MgmtListener {
 impl MgmtListener {
     /// Binds `addr` for the broker whose AMQP listener is at `amqp`.
     pub async fn bind(broker: Arc<Broker>, bind: &str, port: u16, amqp: SocketAddr) -> std::io::Result<MgmtListener> {
+        MgmtListener::bind_for(broker, bind, port, vec![ListenerInfo { protocol: "amqp", addr: amqp }]).await
+    }
+
+    /// Binds `addr` for the broker whose other listeners (`amqp`, `amqp/ssl`) are `listeners`.
+    pub async fn bind_for(
+        broker: Arc<Broker>,
+        bind: &str,
+        port: u16,
+        mut listeners: Vec<ListenerInfo>,
+    ) -> std::io::Result<MgmtListener> {
         let inner = TcpListener::bind((bind, port)).await?;
         let http = inner.local_addr()?;
+        listeners.push(ListenerInfo { protocol: "http", addr: http });
         let mgmt = Arc::new(Mgmt {
             broker,
             node: node_name(),
             started: Instant::now(),
-            listeners: vec![
-                ListenerInfo { protocol: "amqp", addr: amqp },
-                ListenerInfo { protocol: "http", addr: http },
-            ],
+            listeners,
             rates: rates::Rates::default(),
         });
         Ok(MgmtListener { inner, mgmt })
