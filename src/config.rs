@@ -61,6 +61,11 @@ pub struct Config {
     /// Where SASL `EXTERNAL` takes the user name from: `distinguished_name` (the subject as an
     /// RFC 2253 string) or `common_name` (RabbitMQ's `ssl_cert_login_from`).
     pub tls_cert_login_from: String,
+    /// Also serve the management API over HTTPS (on `mgmt_bind`:`mgmt_tls_port`), with
+    /// `tls_cert` and `tls_key` (RabbitMQ's `management.ssl`).
+    pub mgmt_tls: bool,
+    /// The HTTPS management port (RabbitMQ's `management.ssl.port`, 15671); 0 picks a free one.
+    pub mgmt_tls_port: u16,
 }
 
 impl Default for Config {
@@ -87,6 +92,8 @@ impl Default for Config {
             tls_verify_peer: false,
             tls_fail_if_no_peer_cert: false,
             tls_cert_login_from: "distinguished_name".to_string(),
+            mgmt_tls: false,
+            mgmt_tls_port: 15671,
         }
     }
 }
@@ -111,6 +118,8 @@ pub struct Overrides {
     pub tls_verify_peer: Option<bool>,
     pub tls_fail_if_no_peer_cert: Option<bool>,
     pub tls_cert_login_from: Option<String>,
+    pub mgmt_tls: Option<bool>,
+    pub mgmt_tls_port: Option<u16>,
 }
 
 pub const DEFAULT_CONFIG_FILE: &str = "warren.toml";
@@ -147,7 +156,9 @@ impl Config {
             .set_default("tls_ca", d.tls_ca)?
             .set_default("tls_verify_peer", d.tls_verify_peer)?
             .set_default("tls_fail_if_no_peer_cert", d.tls_fail_if_no_peer_cert)?
-            .set_default("tls_cert_login_from", d.tls_cert_login_from)?;
+            .set_default("tls_cert_login_from", d.tls_cert_login_from)?
+            .set_default("mgmt_tls", d.mgmt_tls)?
+            .set_default("mgmt_tls_port", d.mgmt_tls_port)?;
         b = match file {
             Some(path) => b.add_source(config::File::from(path).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
@@ -180,7 +191,9 @@ impl Config {
             .set_override_option("tls_ca", path(&flags.tls_ca))?
             .set_override_option("tls_verify_peer", flags.tls_verify_peer)?
             .set_override_option("tls_fail_if_no_peer_cert", flags.tls_fail_if_no_peer_cert)?
-            .set_override_option("tls_cert_login_from", flags.tls_cert_login_from.clone())?;
+            .set_override_option("tls_cert_login_from", flags.tls_cert_login_from.clone())?
+            .set_override_option("mgmt_tls", flags.mgmt_tls)?
+            .set_override_option("mgmt_tls_port", flags.mgmt_tls_port)?;
         b.build()?.try_deserialize()
     }
 }

@@ -13,7 +13,7 @@ use warren::config::{Config, Overrides};
 #[command(after_help = "Settings are layered: defaults < config file < WARREN_* environment variables < flags.\n\
 Environment: WARREN_BIND, WARREN_PORT, WARREN_MGMT_BIND, WARREN_MGMT_PORT, WARREN_DATA_DIR, WARREN_LOAD_DEFINITIONS, WARREN_LOG_LEVEL, WARREN_MAX_MESSAGE_SIZE,
 WARREN_PLAIN_LISTENER, WARREN_TLS_PORT, WARREN_TLS_BIND, WARREN_TLS_CERT, WARREN_TLS_KEY, WARREN_TLS_CA,
-WARREN_TLS_VERIFY_PEER, WARREN_TLS_FAIL_IF_NO_PEER_CERT, WARREN_TLS_CERT_LOGIN_FROM
+WARREN_TLS_VERIFY_PEER, WARREN_TLS_FAIL_IF_NO_PEER_CERT, WARREN_TLS_CERT_LOGIN_FROM, WARREN_MGMT_TLS, WARREN_MGMT_TLS_PORT
 (RUST_LOG overrides the log filter).\n\
 With no subcommand, warren runs `serve`.")]
 struct Cli {
@@ -96,6 +96,13 @@ struct ServeArgs {
     /// [default: distinguished_name; env WARREN_TLS_CERT_LOGIN_FROM]
     #[arg(long, value_name = "SOURCE", value_parser = ["distinguished_name", "common_name"])]
     tls_cert_login_from: Option<String>,
+    /// Also serve the management HTTP API over HTTPS, with --tls-cert and --tls-key
+    /// [env WARREN_MGMT_TLS]
+    #[arg(long)]
+    mgmt_tls: bool,
+    /// HTTPS management port, 0 for any free port [default: 15671; env WARREN_MGMT_TLS_PORT]
+    #[arg(long)]
+    mgmt_tls_port: Option<u16>,
 }
 
 fn main() -> ExitCode {
@@ -127,6 +134,8 @@ fn main() -> ExitCode {
         tls_verify_peer: args.tls_verify_peer.then_some(true),
         tls_fail_if_no_peer_cert: args.tls_fail_if_no_peer_cert.then_some(true),
         tls_cert_login_from: args.tls_cert_login_from,
+        mgmt_tls: args.mgmt_tls.then_some(true),
+        mgmt_tls_port: args.mgmt_tls_port,
     };
     let config = match Config::load(args.config.as_deref(), std::env::vars(), &overrides) {
         Ok(c) => c,

@@ -31,8 +31,12 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
         crate::mgmt::load_definitions(&broker, std::path::Path::new(&config.load_definitions))
             .map_err(std::io::Error::other)?;
     }
-    let mgmt = MgmtListener::bind_for(broker.clone(), &config.mgmt_bind, config.mgmt_port, listeners).await?;
+    let https = crate::server::tls::https_config(&config)?.map(|tls| (config.mgmt_tls_port, tls));
+    let mgmt = MgmtListener::bind_for(broker.clone(), &config.mgmt_bind, config.mgmt_port, listeners, https).await?;
     info!(addr = %mgmt.local_addr()?, "management HTTP API listening");
+    if let Some(addr) = mgmt.https_addr() {
+        info!(%addr, "management HTTP API listening over TLS");
+    }
     tokio::select! {
         result = listener.run() => result?,
         result = mgmt.run() => result?,

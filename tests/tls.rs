@@ -393,3 +393,33 @@ async fn bad_files_stop_start_up_with_their_names() {
     assert!(l.plain_addr().is_none());
     assert_eq!(l.tls_addr(), Some(l.local_addr().unwrap()));
 }
+
+#[tokio::test]
+async fn the_management_api_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let b = common::start_configured(|c| tls_config(c, &pki)).await;
+    let mut c = Config { tls_cert: pki.cert.clone(), tls_key: pki.key.clone(), ..Config::default() };
+    assert!(warren::server::tls::https_config(&c).unwrap().is_none(), "off unless asked");
+    c.mgmt_tls = true;
+    let https = warren::server::tls::https_config(&c).unwrap().map(|tls| (0, tls));
+    let amqp = vec![warren::mgmt::ListenerInfo { protocol: "amqp", addr: b.addr }];
+    let mgmt = warren::mgmt::MgmtListener::bind_for(b.broker.clone(), "127.0.0.1", 0, amqp, https).await.unwrap();
+    let addr = mgmt.https_addr().expect("the HTTPS listener runs");
+    let _served = tokio::spawn(mgmt.run());
+
+    let mut s = tls_connect(addr, &connector(&pki.ca, None)).await.expect("TLS handshake");
+    let auth = "Z3Vlc3Q6Z3Vlc3Q="; // guest:guest
+    let request = format!(
+        "GET /api/overview HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(common::WAIT, s.read_to_end(&mut reply)).await.expect("a reply");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"https\""), "{reply}");
+
+    let no_files = Config { mgmt_tls: true, ..Config::default() };
+    assert!(warren::server::tls::https_config(&no_files).is_err());
+}

@@ -92,9 +92,7 @@ impl TlsSettings {
             (false, false) => {}
         }
         let login_from = CertLoginFrom::parse(&config.tls_cert_login_from).map_err(bad)?;
-        let chain = load_certs(&config.tls_cert, "TLS certificate")?;
-        let key = PrivateKeyDer::from_pem_file(Path::new(&config.tls_key))
-            .map_err(|e| bad(format!("cannot load the TLS private key {}: {e}", config.tls_key)))?;
+        let (chain, key) = load_pair(config)?;
         // ring, not aws-lc-rs (a long C build); ring has no post-quantum key exchange, which
         // rustls 0.23.48 flags by deprecating this constructor.
         #[allow(deprecated)]
@@ -148,6 +146,39 @@ impl TlsSettings {
         let info = TlsInfo { verify_peer: self.verify_peer, cert_login };
         Ok(TlsConnection { stream, peer, local, info })
     }
+}
+
+/// The server's certificate chain and key.
+fn load_pair(config: &Config) -> io::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let chain = load_certs(&config.tls_cert, "TLS certificate")?;
+    let key = PrivateKeyDer::from_pem_file(Path::new(&config.tls_key))
+        .map_err(|e| bad(format!("cannot load the TLS private key {}: {e}", config.tls_key)))?;
+    Ok((chain, key))
+}
+
+/// The TLS configuration of the HTTPS management listener (`mgmt_tls`): the AMQPS listener's
+/// certificate and key, no client certificates, HTTP/1.1 by ALPN. An error when `mgmt_tls` is
+/// on without `tls_cert` and `tls_key`.
+pub fn https_config(config: &Config) -> io::Result<Option<Arc<ServerConfig>>> {
+    if !config.mgmt_tls {
+        return Ok(None);
+    }
+    if config.tls_cert.is_empty() || config.tls_key.is_empty() {
+        return Err(bad("mgmt_tls needs tls_cert and tls_key".into()));
+    }
+    let (chain, key) = load_pair(config)?;
+    #[allow(deprecated)] // ring: see TlsSettings::from_config
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server_config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| bad(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            bad(format!("the TLS certificate {} and key {} do not make a pair: {e}", config.tls_cert, config.tls_key))
+        })?;
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(server_config)))
 }
 
 /// The user name a client certificate logs in as, per `from`; `None` if it does not parse or
