@@ -423,3 +423,17 @@ async fn the_management_api_over_https() {
     let no_files = Config { mgmt_tls: true, ..Config::default() };
     assert!(warren::server::tls::https_config(&no_files).is_err());
 }
+
+#[tokio::test]
+async fn external_is_refused_when_peers_are_not_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    // No tls_verify_peer: no client certificate is asked for, and EXTERNAL is refused
+    // ("TLS configuration is unsafe" in the log), though offered.
+    let b = common::start_configured(|c| tls_config(c, &pki)).await;
+    add_user(&b, "CN=app,O=Acme,C=XX");
+    let mut r = Raw::new(tls_connect(b.tls_addr.unwrap(), &connector(&pki.ca, Some(&pki))).await.unwrap());
+    let (mechanisms, next) = r.login("EXTERNAL", "").await;
+    assert!(mechanisms.contains("EXTERNAL"));
+    refused_with(next, EXTERNAL_REFUSED);
+}
