@@ -49,6 +49,33 @@ pub struct Config {
     /// Milliseconds a delivery may stay unacked before its channel is closed with 406 and the
     /// message requeued (RabbitMQ's `consumer_timeout`, 30 minutes by default; 0 = never).
     pub consumer_timeout: u64,
+    /// Whether the plain AMQP listener (`bind`:`port`) runs; off for a TLS-only broker
+    /// (`--no-plain`, `plain_listener = false`).
+    pub plain_listener: bool,
+    /// The AMQPS port (RabbitMQ's `listeners.ssl.default`, 5671); the listener runs only when
+    /// `tls_cert` and `tls_key` are set. 0 picks a free one.
+    pub tls_port: u16,
+    /// Address the AMQPS listener binds to; empty for the same as `bind`.
+    pub tls_bind: String,
+    /// The server's certificate chain (PEM); empty for no TLS.
+    pub tls_cert: String,
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: String,
+    /// CA certificates (PEM) client certificates are verified against.
+    pub tls_ca: String,
+    /// Ask for client certificates and verify them (RabbitMQ's `verify_peer`; needs `tls_ca`).
+    pub tls_verify_peer: bool,
+    /// With `tls_verify_peer`, refuse clients that send no certificate (RabbitMQ's
+    /// `fail_if_no_peer_cert`).
+    pub tls_fail_if_no_peer_cert: bool,
+    /// Where SASL `EXTERNAL` takes the user name from: `distinguished_name` (the subject as an
+    /// RFC 2253 string) or `common_name` (RabbitMQ's `ssl_cert_login_from`).
+    pub tls_cert_login_from: String,
+    /// Also serve the management API over HTTPS (on `mgmt_bind`:`mgmt_tls_port`), with
+    /// `tls_cert` and `tls_key` (RabbitMQ's `management.ssl`).
+    pub mgmt_tls: bool,
+    /// The HTTPS management port (RabbitMQ's `management.ssl.port`, 15671); 0 picks a free one.
+    pub mgmt_tls_port: u16,
 }
 
 impl Default for Config {
@@ -70,6 +97,17 @@ impl Default for Config {
             default_pass: "guest".to_string(),
             default_vhost: "/".to_string(),
             loopback_users: "guest".to_string(),
+            plain_listener: true,
+            tls_port: 5671,
+            tls_bind: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_ca: String::new(),
+            tls_verify_peer: false,
+            tls_fail_if_no_peer_cert: false,
+            tls_cert_login_from: "distinguished_name".to_string(),
+            mgmt_tls: false,
+            mgmt_tls_port: 15671,
         }
     }
 }
@@ -85,6 +123,17 @@ pub struct Overrides {
     pub load_definitions: Option<PathBuf>,
     pub log_level: Option<String>,
     pub max_message_size: Option<u64>,
+    pub plain_listener: Option<bool>,
+    pub tls_port: Option<u16>,
+    pub tls_bind: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_verify_peer: Option<bool>,
+    pub tls_fail_if_no_peer_cert: Option<bool>,
+    pub tls_cert_login_from: Option<String>,
+    pub mgmt_tls: Option<bool>,
+    pub mgmt_tls_port: Option<u16>,
 }
 
 pub const DEFAULT_CONFIG_FILE: &str = "warren.toml";
@@ -133,7 +182,18 @@ impl Config {
             .set_default("default_user", d.default_user)?
             .set_default("default_pass", d.default_pass)?
             .set_default("default_vhost", d.default_vhost)?
-            .set_default("loopback_users", d.loopback_users)?;
+            .set_default("loopback_users", d.loopback_users)?
+            .set_default("plain_listener", d.plain_listener)?
+            .set_default("tls_port", d.tls_port)?
+            .set_default("tls_bind", d.tls_bind)?
+            .set_default("tls_cert", d.tls_cert)?
+            .set_default("tls_key", d.tls_key)?
+            .set_default("tls_ca", d.tls_ca)?
+            .set_default("tls_verify_peer", d.tls_verify_peer)?
+            .set_default("tls_fail_if_no_peer_cert", d.tls_fail_if_no_peer_cert)?
+            .set_default("tls_cert_login_from", d.tls_cert_login_from)?
+            .set_default("mgmt_tls", d.mgmt_tls)?
+            .set_default("mgmt_tls_port", d.mgmt_tls_port)?;
         b = match file {
             Some(path) => b.add_source(config::File::from(path).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
@@ -165,9 +225,24 @@ impl Config {
                 flags.load_definitions.as_ref().map(|p| p.to_string_lossy().into_owned()),
             )?
             .set_override_option("log_level", flags.log_level.clone())?
-            .set_override_option("max_message_size", flags.max_message_size)?;
+            .set_override_option("max_message_size", flags.max_message_size)?
+            .set_override_option("plain_listener", flags.plain_listener)?
+            .set_override_option("tls_port", flags.tls_port)?
+            .set_override_option("tls_bind", flags.tls_bind.clone())?
+            .set_override_option("tls_cert", path(&flags.tls_cert))?
+            .set_override_option("tls_key", path(&flags.tls_key))?
+            .set_override_option("tls_ca", path(&flags.tls_ca))?
+            .set_override_option("tls_verify_peer", flags.tls_verify_peer)?
+            .set_override_option("tls_fail_if_no_peer_cert", flags.tls_fail_if_no_peer_cert)?
+            .set_override_option("tls_cert_login_from", flags.tls_cert_login_from.clone())?
+            .set_override_option("mgmt_tls", flags.mgmt_tls)?
+            .set_override_option("mgmt_tls_port", flags.mgmt_tls_port)?;
         b.build()?.try_deserialize()
     }
+}
+
+fn path(p: &Option<PathBuf>) -> Option<String> {
+    p.as_ref().map(|p| p.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -216,6 +291,33 @@ mod tests {
         assert_eq!(Config::default().loopback_user_list(), ["guest"]);
         let c = Config::load(None, env(&[("WARREN_LOOPBACK_USERS", "none")]), &none).unwrap();
         assert!(c.loopback_user_list().is_empty());
+    }
+
+    #[test]
+    fn tls_settings_layer_like_the_others() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!((c.tls_port, c.tls_cert.as_str(), c.plain_listener), (5671, "", true));
+        assert_eq!(c.tls_cert_login_from, "distinguished_name");
+        let e = env(&[
+            ("WARREN_TLS_PORT", "5999"),
+            ("WARREN_TLS_CERT", "/c.pem"),
+            ("WARREN_TLS_VERIFY_PEER", "true"),
+            ("WARREN_PLAIN_LISTENER", "false"),
+        ]);
+        let c = Config::load(None, e.clone(), &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.tls_port, c.tls_cert.as_str(), c.tls_verify_peer, c.plain_listener),
+            (5999, "/c.pem", true, false)
+        );
+        let flags = Overrides {
+            tls_cert: Some(PathBuf::from("/f.pem")),
+            tls_fail_if_no_peer_cert: Some(true),
+            tls_cert_login_from: Some("common_name".into()),
+            ..Default::default()
+        };
+        let c = Config::load(None, e, &flags).unwrap();
+        assert_eq!((c.tls_cert.as_str(), c.tls_fail_if_no_peer_cert), ("/f.pem", true));
+        assert_eq!(c.tls_cert_login_from, "common_name");
     }
 
     #[test]

@@ -11,8 +11,10 @@ use warren::config::{Config, Overrides};
 #[derive(Parser)]
 #[command(name = "warren", version, about = "An AMQP 0-9-1 message broker that RabbitMQ clients use unchanged")]
 #[command(after_help = "Settings are layered: defaults < config file < WARREN_* environment variables < flags.\n\
-Environment: WARREN_BIND, WARREN_PORT, WARREN_MGMT_BIND, WARREN_MGMT_PORT, WARREN_DATA_DIR, WARREN_LOAD_DEFINITIONS, WARREN_LOG_LEVEL,
-WARREN_DEFAULT_USER, WARREN_DEFAULT_PASS, WARREN_DEFAULT_VHOST (or RabbitMQ's RABBITMQ_DEFAULT_*), WARREN_LOOPBACK_USERS, WARREN_MAX_MESSAGE_SIZE
+Environment: WARREN_BIND, WARREN_PORT, WARREN_MGMT_BIND, WARREN_MGMT_PORT, WARREN_DATA_DIR, WARREN_LOAD_DEFINITIONS, WARREN_LOG_LEVEL, WARREN_MAX_MESSAGE_SIZE,
+WARREN_DEFAULT_USER, WARREN_DEFAULT_PASS, WARREN_DEFAULT_VHOST (or RabbitMQ's RABBITMQ_DEFAULT_*), WARREN_LOOPBACK_USERS,
+WARREN_PLAIN_LISTENER, WARREN_TLS_PORT, WARREN_TLS_BIND, WARREN_TLS_CERT, WARREN_TLS_KEY, WARREN_TLS_CA,
+WARREN_TLS_VERIFY_PEER, WARREN_TLS_FAIL_IF_NO_PEER_CERT, WARREN_TLS_CERT_LOGIN_FROM, WARREN_MGMT_TLS, WARREN_MGMT_TLS_PORT
 (RUST_LOG overrides the log filter).\n\
 With no subcommand, warren runs `serve`.")]
 struct Cli {
@@ -65,6 +67,43 @@ struct ServeArgs {
     /// Largest message body accepted, in octets [default: 16777216; env WARREN_MAX_MESSAGE_SIZE]
     #[arg(long, value_name = "OCTETS")]
     max_message_size: Option<u64>,
+    /// Do not run the plain AMQP listener (TLS only) [env WARREN_PLAIN_LISTENER=false]
+    #[arg(long)]
+    no_plain: bool,
+    /// AMQPS port, 0 for any free port; the listener runs only with --tls-cert and --tls-key
+    /// [default: 5671; env WARREN_TLS_PORT]
+    #[arg(long)]
+    tls_port: Option<u16>,
+    /// Address for the AMQPS listener [default: as --bind; env WARREN_TLS_BIND]
+    #[arg(long, value_name = "ADDR")]
+    tls_bind: Option<String>,
+    /// Server certificate chain, PEM [env WARREN_TLS_CERT]
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key, PEM [env WARREN_TLS_KEY]
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates are verified against [env WARREN_TLS_CA]
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Ask clients for a certificate and verify it against --tls-ca (RabbitMQ's verify_peer)
+    /// [env WARREN_TLS_VERIFY_PEER]
+    #[arg(long)]
+    tls_verify_peer: bool,
+    /// With --tls-verify-peer, refuse clients without a certificate [env WARREN_TLS_FAIL_IF_NO_PEER_CERT]
+    #[arg(long)]
+    tls_fail_if_no_peer_cert: bool,
+    /// SASL EXTERNAL's user name: the certificate subject (RFC 2253) or its CN
+    /// [default: distinguished_name; env WARREN_TLS_CERT_LOGIN_FROM]
+    #[arg(long, value_name = "SOURCE", value_parser = ["distinguished_name", "common_name"])]
+    tls_cert_login_from: Option<String>,
+    /// Also serve the management HTTP API over HTTPS, with --tls-cert and --tls-key
+    /// [env WARREN_MGMT_TLS]
+    #[arg(long)]
+    mgmt_tls: bool,
+    /// HTTPS management port, 0 for any free port [default: 15671; env WARREN_MGMT_TLS_PORT]
+    #[arg(long)]
+    mgmt_tls_port: Option<u16>,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +126,17 @@ fn main() -> ExitCode {
         load_definitions: args.load_definitions,
         log_level: args.log_level,
         max_message_size: args.max_message_size,
+        plain_listener: args.no_plain.then_some(false),
+        tls_port: args.tls_port,
+        tls_bind: args.tls_bind,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_ca: args.tls_ca,
+        tls_verify_peer: args.tls_verify_peer.then_some(true),
+        tls_fail_if_no_peer_cert: args.tls_fail_if_no_peer_cert.then_some(true),
+        tls_cert_login_from: args.tls_cert_login_from,
+        mgmt_tls: args.mgmt_tls.then_some(true),
+        mgmt_tls_port: args.mgmt_tls_port,
     };
     let config = match Config::load(args.config.as_deref(), std::env::vars(), &overrides) {
         Ok(c) => c,

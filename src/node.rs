@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::config::Config;
-use crate::mgmt::MgmtListener;
+use crate::mgmt::{ListenerInfo, MgmtListener};
 use crate::server::Listener;
 
 /// How long connections get to close on shutdown before the store is flushed anyway.
@@ -17,15 +17,26 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// every client told 320 CONNECTION_FORCED, everything written to the store synced.
 pub async fn serve(config: Config) -> std::io::Result<()> {
     let listener = Listener::bind(&config).await?;
-    let amqp = listener.local_addr()?;
-    info!(addr = %amqp, data_dir = %config.data_dir.display(), "warren listening for AMQP 0-9-1");
+    let mut listeners = Vec::new();
+    if let Some(addr) = listener.plain_addr() {
+        info!(%addr, data_dir = %config.data_dir.display(), "warren listening for AMQP 0-9-1");
+        listeners.push(ListenerInfo { protocol: "amqp", addr });
+    }
+    if let Some(addr) = listener.tls_addr() {
+        info!(%addr, data_dir = %config.data_dir.display(), "warren listening for AMQP 0-9-1 over TLS");
+        listeners.push(ListenerInfo { protocol: "amqp/ssl", addr });
+    }
     let broker = listener.broker().clone();
     if !config.load_definitions.is_empty() {
         crate::mgmt::load_definitions(&broker, std::path::Path::new(&config.load_definitions))
             .map_err(std::io::Error::other)?;
     }
-    let mgmt = MgmtListener::bind(broker.clone(), &config.mgmt_bind, config.mgmt_port, amqp).await?;
+    let https = crate::server::tls::https_config(&config)?.map(|tls| (config.mgmt_tls_port, tls));
+    let mgmt = MgmtListener::bind_for(broker.clone(), &config.mgmt_bind, config.mgmt_port, listeners, https).await?;
     info!(addr = %mgmt.local_addr()?, "management HTTP API listening");
+    if let Some(addr) = mgmt.https_addr() {
+        info!(%addr, "management HTTP API listening over TLS");
+    }
     tokio::select! {
         result = listener.run() => result?,
         result = mgmt.run() => result?,

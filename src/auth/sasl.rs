@@ -8,6 +8,9 @@ use crate::protocol::FieldTable;
 
 /// The mechanisms offered in `connection.start`, space-separated as the field wants them.
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+/// The mechanisms offered on a TLS connection: `EXTERNAL` too (the user named by the client
+/// certificate; the handshake handles it, as it carries no credentials to parse).
+pub const TLS_MECHANISMS: &str = "PLAIN AMQPLAIN EXTERNAL";
 
 /// Why a SASL response gives no credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]

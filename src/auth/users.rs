@@ -192,6 +192,19 @@ impl Users {
         }
         Ok(user)
     }
+
+    /// Checks a login without a password (SASL `EXTERNAL`, the name taken from a verified
+    /// client certificate): the user must exist, and loopback-only users still only log in
+    /// from loopback.
+    pub fn authenticate_external(&self, name: &str, peer: IpAddr) -> Result<Arc<User>, LoginRefused> {
+        let Some(user) = self.get(name) else {
+            return Err(LoginRefused::BadCredentials);
+        };
+        if self.is_loopback_only(name) && !peer.is_loopback() && !is_mapped_loopback(peer) {
+            return Err(LoginRefused::NotFromLoopback);
+        }
+        Ok(user)
+    }
 }
 
 fn is_mapped_loopback(ip: IpAddr) -> bool {

@@ -49,6 +49,8 @@ pub struct ConnectionInfo {
     pub protocol: &'static str,
     /// The SASL mechanism the client logged in with (`PLAIN`, `AMQPLAIN`).
     pub auth_mechanism: String,
+    /// Whether the connection runs over TLS (the AMQPS listener).
+    pub ssl: bool,
 }
 
 impl ConnectionInfo {
@@ -346,6 +348,7 @@ mod tests {
             heartbeat: 60,
             protocol: PROTOCOL,
             auth_mechanism: "PLAIN".into(),
+            ssl: false,
         }
     }
 

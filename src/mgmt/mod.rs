@@ -39,45 +39,137 @@ pub struct Mgmt {
 
 #[derive(Debug, Clone)]
 pub struct ListenerInfo {
-    /// RabbitMQ's protocol names: `amqp`, `http`.
+    /// RabbitMQ's protocol names: `amqp`, `amqp/ssl`, `http`.
     pub protocol: &'static str,
     pub addr: SocketAddr,
 }
 
-/// The HTTP listener, bound and ready to serve.
+/// The HTTP listener (and the HTTPS one, when asked), bound and ready to serve.
 pub struct MgmtListener {
     inner: TcpListener,
+    https: Option<HttpsListener>,
     mgmt: Arc<Mgmt>,
 }
 
 impl MgmtListener {
     /// Binds `addr` for the broker whose AMQP listener is at `amqp`.
     pub async fn bind(broker: Arc<Broker>, bind: &str, port: u16, amqp: SocketAddr) -> std::io::Result<MgmtListener> {
+        MgmtListener::bind_for(broker, bind, port, vec![ListenerInfo { protocol: "amqp", addr: amqp }], None).await
+    }
+
+    /// Binds `addr` for the broker whose other listeners (`amqp`, `amqp/ssl`) are `listeners`;
+    /// with `https` (a port and its TLS configuration), an HTTPS listener on `bind` too.
+    pub async fn bind_for(
+        broker: Arc<Broker>,
+        bind: &str,
+        port: u16,
+        mut listeners: Vec<ListenerInfo>,
+        https: Option<(u16, Arc<rustls::ServerConfig>)>,
+    ) -> std::io::Result<MgmtListener> {
         let inner = TcpListener::bind((bind, port)).await?;
         let http = inner.local_addr()?;
+        listeners.push(ListenerInfo { protocol: "http", addr: http });
+        let https = match https {
+            Some((port, config)) => {
+                let l = HttpsListener::new(TcpListener::bind((bind, port)).await?, config)?;
+                listeners.push(ListenerInfo { protocol: "https", addr: l.local });
+                Some(l)
+            }
+            None => None,
+        };
         let mgmt = Arc::new(Mgmt {
             broker,
             node: node_name(),
             started: Instant::now(),
-            listeners: vec![
-                ListenerInfo { protocol: "amqp", addr: amqp },
-                ListenerInfo { protocol: "http", addr: http },
-            ],
+            listeners,
             rates: rates::Rates::default(),
         });
-        Ok(MgmtListener { inner, mgmt })
+        Ok(MgmtListener { inner, https, mgmt })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.inner.local_addr()
     }
 
+    /// The HTTPS listener's address, if it runs.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().map(|l| l.local)
+    }
+
     /// Serves until the task is dropped.
     pub async fn run(self) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
         let sampler = tokio::spawn(rates::run_sampler(Arc::downgrade(&self.mgmt)));
         let app = api::router(self.mgmt);
         let _stop_sampling = AbortOnDrop(sampler);
-        axum::serve(self.inner, app.into_make_service_with_connect_info::<SocketAddr>()).await
+        let http = axum::serve(self.inner, app.clone().into_make_service_with_connect_info::<SocketAddr>());
+        match self.https {
+            None => http.await,
+            Some(https) => {
+                // (tap_io: axum gives the peer address of a custom listener's connections only so.)
+                let https = axum::serve(https.tap_io(|_| {}), app.into_make_service_with_connect_info::<SocketAddr>());
+                tokio::select! {
+                    r = http => r,
+                    r = https => r,
+                }
+            }
+        }
+    }
+}
+
+/// Accepts TCP connections and runs their TLS handshakes each on its own task (a slow client
+/// never holds up the others), handing the finished ones to axum.
+struct HttpsListener {
+    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+    _accepting: AbortOnDrop,
+}
+
+impl HttpsListener {
+    fn new(inner: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<HttpsListener> {
+        let local = inner.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (socket, peer) = match inner.accept().await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (tx, acceptor) = (tx.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let timeout = crate::server::tls::TLS_HANDSHAKE_TIMEOUT;
+                    match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send((stream, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTPS: TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "HTTPS: TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(HttpsListener { ready, local, _accepting: AbortOnDrop(accepting) })
+    }
+}
+
+impl axum::serve::Listener for HttpsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
     }
 }
 

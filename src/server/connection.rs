@@ -34,7 +34,7 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_protocol_header(&mut socket)).await {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => {
-            info!(%peer, "unsupported protocol header; answered with AMQP 0-9-1's and closed");
+            info!(%peer, "unsupported protocol header (TLS to the plain port?); answered with AMQP 0-9-1's and closed");
             let _ = socket.write_all(PROTOCOL_HEADER).await;
             let _ = socket.shutdown().await;
             return;
@@ -47,6 +47,7 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
         local: socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
         connected_at,
         stats: Arc::new(ConnectionStats::default()),
+        tls: socket.tls(),
     };
     let (read_half, write_half) = socket.into_halves();
     let outbound = Arc::new(Outbound::default());

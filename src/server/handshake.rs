@@ -22,6 +22,7 @@ use crate::protocol::{
 use crate::server::frames::{ConnError, FrameReader, Read};
 use crate::server::outbound::Outbound;
 use crate::server::session::{ClientCapabilities, Session};
+use crate::server::transport::TlsInfo;
 
 /// How long a client has for the whole handshake (RabbitMQ's `handshake_timeout`).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +34,8 @@ pub(super) struct Origin {
     /// When it was accepted (ms since the UNIX epoch).
     pub connected_at: u64,
     pub stats: Arc<ConnectionStats>,
+    /// On a TLS connection, what `EXTERNAL` needs; `None` on plain TCP.
+    pub tls: Option<TlsInfo>,
 }
 
 /// Reads the 8-byte protocol header: true for AMQP 0-9-1 (or a version we accept as it).
@@ -113,6 +116,25 @@ fn credentials(mechanism: &ShortStr, response: &LongStr) -> Result<(String, Stri
     })
 }
 
+/// SASL `EXTERNAL` on a TLS connection: the user named by the verified client certificate, which
+/// must exist (no password). The user name (or what stands for it in the log) and, when the
+/// login is refused, why (RabbitMQ's reasons).
+fn external_login(broker: &Broker, tls: &TlsInfo, peer: SocketAddr) -> (String, Option<String>) {
+    if !tls.verify_peer {
+        return (String::new(), Some("TLS configuration is unsafe (tls_verify_peer is off)".into()));
+    }
+    let Some(name) = &tls.cert_login else {
+        return (String::new(), Some("connection peer presented no TLS (x.509) certificate".into()));
+    };
+    let refused = broker.users.authenticate_external(name, peer.ip()).err().map(|why| match why {
+        crate::auth::LoginRefused::BadCredentials => {
+            format!("user '{name}' (from the client certificate) does not exist")
+        }
+        other => format!("{other:?}"),
+    });
+    (name.clone(), refused)
+}
+
 /// Runs `connection.start` to `connection.open-ok`.
 pub(super) async fn handshake(
     broker: &Arc<Broker>,
@@ -127,7 +149,7 @@ pub(super) async fn handshake(
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(),
-            mechanisms: LongStr::from(sasl::MECHANISMS),
+            mechanisms: LongStr::from(if origin.tls.is_some() { sasl::TLS_MECHANISMS } else { sasl::MECHANISMS }),
             locales: LongStr::from("en_US"),
         }),
     );
@@ -135,15 +157,25 @@ pub(super) async fn handshake(
         return Err(errors::expected_method("connection.start-ok").into());
     };
     let capabilities = client_capabilities(&start_ok.client_properties);
-    let (user, password) = credentials(&start_ok.mechanism, &start_ok.response)?;
     let mechanism = start_ok.mechanism.to_string_lossy();
-    if let Err(why) = broker.users.authenticate(&user, &password, peer.ip()) {
-        warn!(%peer, %user, mechanism = %start_ok.mechanism, reason = ?why, "login refused");
-        if !capabilities.authentication_failure_close {
-            return Err(ConnError::Gone("login refused (client cannot take connection.close for it)"));
+    let login = match &origin.tls {
+        Some(tls) if start_ok.mechanism.as_bytes() == b"EXTERNAL" => external_login(broker, tls, peer),
+        _ => {
+            let (user, password) = credentials(&start_ok.mechanism, &start_ok.response)?;
+            let refused = broker.users.authenticate(&user, &password, peer.ip()).err().map(|why| format!("{why:?}"));
+            (user, refused)
         }
-        return Err(errors::login_refused(&start_ok.mechanism).into());
-    }
+    };
+    let user = match login {
+        (user, None) => user,
+        (user, Some(why)) => {
+            warn!(%peer, %user, mechanism = %start_ok.mechanism, reason = %why, "login refused");
+            if !capabilities.authentication_failure_close {
+                return Err(ConnError::Gone("login refused (client cannot take connection.close for it)"));
+            }
+            return Err(errors::login_refused(&start_ok.mechanism).into());
+        }
+    };
 
     let limits = &broker.limits;
     outbound.send_method(
@@ -199,6 +231,7 @@ pub(super) async fn handshake(
         heartbeat: tune.heartbeat,
         protocol: PROTOCOL,
         auth_mechanism: mechanism,
+        ssl: origin.tls.is_some(),
     };
     Ok(Session {
         id,

@@ -9,6 +9,7 @@ mod handshake;
 pub mod listener;
 pub mod outbound;
 pub mod session;
+pub mod tls;
 pub mod transport;
 
 pub use listener::Listener;

@@ -1,6 +1,6 @@
 //! What a connection runs over: any byte stream that splits into a read half for the read loop
 //! and a write half for the writer task. Plain TCP splits into tokio's lock-free owned halves;
-//! any other stream (TLS, later) falls back to [`tokio::io::split`], which shares the stream
+//! any other stream (TLS, `tls.rs`) falls back to [`tokio::io::split`], which shares the stream
 //! behind a lock.
 //!
 //! The halves are boxed trait objects, so the connection code is written once and the cost is
@@ -31,6 +31,22 @@ pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + Sized + 'static {
 
     /// Our end's address (the listener's address the client reached).
     fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// What the TLS layer learnt, on a TLS connection; `None` on plain TCP.
+    fn tls(&self) -> Option<TlsInfo> {
+        None
+    }
+}
+
+/// A TLS connection's facts the handshake needs (SASL `EXTERNAL` is offered only on TLS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// Whether client certificates are verified (`tls_verify_peer`); `EXTERNAL` refuses
+    /// otherwise, as RabbitMQ does ("TLS configuration is unsafe").
+    pub verify_peer: bool,
+    /// The user name `EXTERNAL` logs in as: the verified client certificate's subject (RFC 2253
+    /// string) or its CN, per `tls_cert_login_from`; `None` without a client certificate.
+    pub cert_login: Option<String>,
 }
 
 impl Transport for TcpStream {

@@ -19,6 +19,8 @@ pub struct TestBroker {
     pub mgmt: SocketAddr,
     /// The in-process broker, for looking inside (queue state) where the protocol cannot.
     pub broker: Arc<warren::broker::Broker>,
+    /// The AMQPS listener, when the broker was started with TLS files ([`start_configured`]).
+    pub tls_addr: Option<SocketAddr>,
     tweak: fn(&mut Config),
     data: tempfile::TempDir,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -103,12 +105,13 @@ fn config(data_dir: &std::path::Path, tweak: fn(&mut Config)) -> Config {
 
 async fn serve(listener: Listener, tweak: fn(&mut Config), data: tempfile::TempDir) -> TestBroker {
     let addr = listener.local_addr().expect("addr");
+    let tls_addr = listener.tls_addr();
     let broker = listener.broker().clone();
     let mgmt = warren::mgmt::MgmtListener::bind(broker.clone(), "127.0.0.1", 0, addr).await.expect("bind the HTTP API");
     let mgmt_addr = mgmt.local_addr().expect("addr");
     let task = tokio::spawn(listener.run());
     let mgmt_task = tokio::spawn(mgmt.run());
-    TestBroker { addr, mgmt: mgmt_addr, broker, tweak, data, task, mgmt_task }
+    TestBroker { addr, mgmt: mgmt_addr, broker, tls_addr, tweak, data, task, mgmt_task }
 }
 
 /// Starts a broker on 127.0.0.1 with a random port and a temporary data directory.
@@ -121,6 +124,17 @@ pub async fn start_with(tweak: fn(&mut Config)) -> TestBroker {
     let data = tempfile::tempdir().expect("tempdir");
     let listener = Listener::bind(&config(data.path(), tweak)).await.expect("bind");
     serve(listener, tweak, data).await
+}
+
+/// Starts a broker with settings known only at run time (TLS files in a temporary directory,
+/// say), set by `set` on the test configuration (`port: 0`; set `tls_port` to 0 too). A restart
+/// does not apply them again.
+pub async fn start_configured(set: impl FnOnce(&mut Config)) -> TestBroker {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut c = config(data.path(), |_| {});
+    set(&mut c);
+    let listener = Listener::bind(&c).await.expect("bind");
+    serve(listener, |_| {}, data).await
 }
 
 /// The first error the connection reports (a close the broker sent, say), as lapin raises it.

@@ -49,7 +49,7 @@ fn connection_json(mgmt: &Mgmt, c: &ConnectionSnapshot) -> Value {
         "port": i.local.port(),
         "peer_host": i.peer.ip().to_string(),
         "peer_port": i.peer.port(),
-        "ssl": false,
+        "ssl": i.ssl,
         "channels": c.channels,
         "channel_max": i.channel_max,
         "frame_max": i.frame_max,
