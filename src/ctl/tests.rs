@@ -31,7 +31,7 @@ fn ctl_with_input(stub: &Stub, args: &[&str], stdin: &str) -> (String, Result<()
     (String::from_utf8(out).expect("utf-8 output"), result)
 }
 
-fn ctl(stub: &Stub, args: &[&str]) -> (String, Result<(), CtlError>) {
+pub(super) fn ctl(stub: &Stub, args: &[&str]) -> (String, Result<(), CtlError>) {
     ctl_with_input(stub, args, "")
 }
 
