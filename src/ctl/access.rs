@@ -22,32 +22,46 @@ const QUEUE_TYPES: [&str; 3] = ["classic", "quorum", "stream"];
 pub enum AccessCommand {
     /// Create a user, with no tags and no permissions (refused if the user exists)
     AddUser {
-        username: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
         /// "" for none: the user can then log in only by other means (x509, say)
-        #[arg(allow_hyphen_values = true)]
-        password: String,
+        #[arg(value_name = "PASSWORD", allow_hyphen_values = true)]
+        pass: String,
     },
     /// Delete a user and its permissions
-    DeleteUser { username: String },
+    DeleteUser {
+        #[arg(value_name = "USERNAME")]
+        user: String,
+    },
     /// Change a user's password (its tags stay)
     ChangePassword {
-        username: String,
-        #[arg(allow_hyphen_values = true)]
-        password: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
+        #[arg(value_name = "PASSWORD", allow_hyphen_values = true)]
+        pass: String,
     },
     /// Remove a user's password: it can no longer log in with one
-    ClearPassword { username: String },
+    ClearPassword {
+        #[arg(value_name = "USERNAME")]
+        user: String,
+    },
     /// Check a user's password; exits 65 if it is refused
     AuthenticateUser {
-        username: String,
-        #[arg(allow_hyphen_values = true)]
-        password: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
+        #[arg(value_name = "PASSWORD", allow_hyphen_values = true)]
+        pass: String,
     },
     /// Replace a user's tags (administrator, monitoring, policymaker, management, ...); none clears them
-    SetUserTags { username: String, tags: Vec<String> },
+    SetUserTags {
+        #[arg(value_name = "USERNAME")]
+        user: String,
+        tags: Vec<String>,
+    },
     /// Create a virtual host
     AddVhost {
-        vhost: String,
+        #[arg(value_name = "VHOST")]
+        name: String,
         #[arg(short = 'd', long)]
         description: Option<String>,
         /// Comma-separated, e.g. "qa,project-x"
@@ -58,10 +72,14 @@ pub enum AccessCommand {
         default_queue_type: Option<String>,
     },
     /// Delete a virtual host and everything in it
-    DeleteVhost { vhost: String },
+    DeleteVhost {
+        #[arg(value_name = "VHOST")]
+        name: String,
+    },
     /// Grant a user regular expressions of the resources it may configure, write and read in a vhost
     SetPermissions {
-        username: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
         #[arg(allow_hyphen_values = true)]
         conf: String,
         #[arg(allow_hyphen_values = true)]
@@ -70,12 +88,19 @@ pub enum AccessCommand {
         read: String,
     },
     /// Remove a user's permissions in a vhost
-    ClearPermissions { username: String },
+    ClearPermissions {
+        #[arg(value_name = "USERNAME")]
+        user: String,
+    },
     /// List a user's permissions in every virtual host
-    ListUserPermissions { username: String },
+    ListUserPermissions {
+        #[arg(value_name = "USERNAME")]
+        user: String,
+    },
     /// Restrict the routing keys a user may publish with (WRITE) and bind with (READ) on a topic exchange
     SetTopicPermissions {
-        username: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
         exchange: String,
         #[arg(allow_hyphen_values = true)]
         write: String,
@@ -83,7 +108,11 @@ pub enum AccessCommand {
         read: String,
     },
     /// Remove a user's topic permissions in a vhost: all of them, or those on EXCHANGE
-    ClearTopicPermissions { username: String, exchange: Option<String> },
+    ClearTopicPermissions {
+        #[arg(value_name = "USERNAME")]
+        user: String,
+        exchange: Option<String>,
+    },
     /// List the topic permissions of a virtual host
     #[command(after_help = columns::TOPIC_PERMISSIONS.help())]
     ListTopicPermissions,
@@ -99,23 +128,23 @@ pub enum AccessCommand {
 pub fn dispatch(ctx: &mut Ctx<'_>, command: &AccessCommand) -> Result<(), CtlError> {
     use AccessCommand as C;
     match command {
-        C::AddUser { username, password } => add_user(ctx, username, password),
-        C::DeleteUser { username } => delete_user(ctx, username),
-        C::ChangePassword { username, password } => change_password(ctx, username, password),
-        C::ClearPassword { username } => clear_password(ctx, username),
-        C::AuthenticateUser { username, password } => authenticate_user(ctx, username, password),
-        C::SetUserTags { username, tags } => set_user_tags(ctx, username, tags),
-        C::AddVhost { vhost, description, tags, default_queue_type } => {
-            add_vhost(ctx, vhost, description.as_deref(), tags.as_deref(), default_queue_type.as_deref())
+        C::AddUser { user, pass } => add_user(ctx, user, pass),
+        C::DeleteUser { user } => delete_user(ctx, user),
+        C::ChangePassword { user, pass } => change_password(ctx, user, pass),
+        C::ClearPassword { user } => clear_password(ctx, user),
+        C::AuthenticateUser { user, pass } => authenticate_user(ctx, user, pass),
+        C::SetUserTags { user, tags } => set_user_tags(ctx, user, tags),
+        C::AddVhost { name, description, tags, default_queue_type } => {
+            add_vhost(ctx, name, description.as_deref(), tags.as_deref(), default_queue_type.as_deref())
         }
-        C::DeleteVhost { vhost } => delete_vhost(ctx, vhost),
-        C::SetPermissions { username, conf, write, read } => set_permissions(ctx, username, conf, write, read),
-        C::ClearPermissions { username } => clear_permissions(ctx, username),
-        C::ListUserPermissions { username } => list_user_permissions(ctx, username),
-        C::SetTopicPermissions { username, exchange, write, read } => {
-            set_topic_permissions(ctx, username, exchange, write, read)
+        C::DeleteVhost { name } => delete_vhost(ctx, name),
+        C::SetPermissions { user, conf, write, read } => set_permissions(ctx, user, conf, write, read),
+        C::ClearPermissions { user } => clear_permissions(ctx, user),
+        C::ListUserPermissions { user } => list_user_permissions(ctx, user),
+        C::SetTopicPermissions { user, exchange, write, read } => {
+            set_topic_permissions(ctx, user, exchange, write, read)
         }
-        C::ClearTopicPermissions { username, exchange } => clear_topic_permissions(ctx, username, exchange.as_deref()),
+        C::ClearTopicPermissions { user, exchange } => clear_topic_permissions(ctx, user, exchange.as_deref()),
         C::ListTopicPermissions => {
             let vh = ctx.vhost();
             let banner = format!("Listing topic permissions for vhost \"{vh}\" ...");

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::stub::{Reply, Request, Stub};
-use super::tests::ctl;
+use super::tests::{ctl, parse};
 use super::{code, CtlError};
 
 const ALICE: &str = r#"{"name":"alice","password_hash":"HASH","hashing_algorithm":"rabbit_password_hashing_sha256",
@@ -82,6 +82,20 @@ fn get(path: &str) -> (String, String, Value) {
 
 fn delete(path: &str) -> (String, String, Value) {
     req("DELETE", path, Value::Null)
+}
+
+#[test]
+fn arguments_are_not_taken_for_the_global_options() {
+    // A positional named like a global option (username, password, vhost) would set that option.
+    let args = parse(&["add_user", "alice", "pw"]);
+    assert_eq!((args.global.username, args.global.password), (None, None));
+    let args = parse(&["authenticate_user", "-u", "admin", "alice", "pw"]);
+    assert_eq!((args.global.username.as_deref(), args.global.password), (Some("admin"), None));
+    assert_eq!(parse(&["add_vhost", "v1"]).global.vhost, "/");
+    assert_eq!(parse(&["delete_vhost", "v1"]).global.vhost, "/");
+    let stub = Stub::start(route);
+    ctl(&stub, &["delete_user", "alice"]).1.unwrap();
+    assert_eq!(stub.requests()[0].header("authorization"), Some("Basic Z3Vlc3Q6Z3Vlc3Q="));
 }
 
 #[test]

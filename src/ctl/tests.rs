@@ -14,7 +14,7 @@ struct Cli {
     ctl: CtlArgs,
 }
 
-fn parse(args: &[&str]) -> CtlArgs {
+pub(super) fn parse(args: &[&str]) -> CtlArgs {
     match Cli::try_parse_from(std::iter::once("ctl").chain(args.iter().copied())) {
         Ok(cli) => cli.ctl,
         Err(e) => panic!("{args:?}: {e}"),
