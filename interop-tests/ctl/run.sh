@@ -32,8 +32,8 @@ if [[ -z ${WARREN_BIN:-} ]]; then
   (cd "$root" && cargo build -q --bin warren) || { echo "ctl interop: cargo build failed"; exit 1; }
   # Another checkout sharing the target directory may have replaced debug/warren since cargo
   # last linked this one, and cargo does not copy a fresh binary again: relink to get ours.
-  if ! "$CARGO_TARGET_DIR/debug/warren" ctl --help >/dev/null 2>&1; then
-    touch "$root/src/main.rs"
+  if ! "$CARGO_TARGET_DIR/debug/warren" ctl set_vhost_limits --help >/dev/null 2>&1; then
+    touch "$root/src/main.rs" "$root/src/lib.rs" "$root"/src/ctl/*.rs
     (cd "$root" && cargo build -q --bin warren) || { echo "ctl interop: cargo build failed"; exit 1; }
   fi
   cp "$CARGO_TARGET_DIR/debug/warren" "$tmp/warren"
@@ -47,6 +47,8 @@ p=ctl-it-$$
 queue=$p-q
 held=$p-held
 policy=$p-pol
+user=$p-user
+vhost=$p-vh
 
 passed=0 failed=0
 ok() { passed=$((passed + 1)); echo "ok   $*"; }
@@ -97,6 +99,8 @@ cleanup() {
   for q in "$queue" "$held"; do http -X DELETE "$api/queues/%2F/$q" >/dev/null; done
   http -X DELETE "$api/policies/%2F/$policy" >/dev/null
   http -X DELETE "$api/operator-policies/%2F/$policy" >/dev/null
+  http -X DELETE "$api/users/$user" >/dev/null
+  http -X DELETE "$api/vhosts/$vhost" >/dev/null
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -223,6 +227,101 @@ holder=
 grep -q "^closed 320 CONNECTION_FORCED - closed by ctl-it" "$tmp/holder.out" && ok "the client got connection.close 320 with the reason" || bad "the client saw: $(cat "$tmp/holder.out")"
 run close_connection "no-such-connection-$p" "x"
 expect_error "close_connection of a connection that does not exist" 69
+
+# --- access control: a user and a vhost of this test's own
+run add_user "$user" "pw-$p"
+expect "add_user" 0 "Adding user \"$user\" ..."
+run add_user "$user" x
+expect_error "add_user of a user that exists" 70
+run authenticate_user "$user" "pw-$p"
+expect "authenticate_user (no management tag: the password still counts)" 0 "Success"
+run authenticate_user "$user" "wrong-$p"
+expect_error "authenticate_user with a wrong password" 65
+run set_user_tags "$user" monitoring management
+expect "set_user_tags" 0 "Setting tags for user \"$user\" to [monitoring, management] ..."
+run -q --formatter tsv list_users
+expect "list_users shows the tags" 0 "$user"$'\t'"[monitoring, management]"
+run -q authenticate_user "$user" "pw-$p"
+expect "set_user_tags kept the password" 0 "Success"
+run change_password "$user" "pw2-$p"
+expect "change_password" 0 "Changing password for user \"$user\" ..."
+run -q authenticate_user "$user" "pw2-$p"
+expect "authenticate_user with the new password" 0 "Success"
+run -q --formatter tsv list_users
+expect "change_password kept the tags" 0 "$user"$'\t'"[monitoring, management]"
+run clear_password "$user"
+expect "clear_password" 0 "Clearing password for user \"$user\" ..."
+run -q authenticate_user "$user" "pw2-$p"
+expect_error "authenticate_user after clear_password" 65
+run change_password "no-such-user-$p" x
+expect_error "change_password of a user that does not exist" 67
+
+run add_vhost "$vhost" --description "ctl interop" --tags a,b --default-queue-type classic
+expect "add_vhost" 0 "Adding vhost \"$vhost\" ..."
+run -q --formatter tsv list_vhosts name description
+expect "list_vhosts shows it" 0 "$vhost"$'\t'"ctl interop"
+run -p "$vhost" set_permissions "$user" "^$p-" ".*" ".*"
+expect "set_permissions" 0 "Setting permissions for user \"$user\" in vhost \"$vhost\" ..."
+run -q -p "$vhost" --formatter tsv list_permissions
+expect "list_permissions shows them" 0 "$user"$'\t'"^$p-"$'\t'".*"$'\t'".*"
+run -q --formatter tsv list_user_permissions "$user"
+expect "list_user_permissions" 0 "$vhost"$'\t'"^$p-"$'\t'".*"$'\t'".*"
+run set_permissions "no-such-user-$p" ".*" ".*" ".*"
+expect_error "set_permissions for a user that does not exist" 67
+run -p "no-such-vhost-$p" set_permissions "$user" ".*" ".*" ".*"
+expect_error "set_permissions in a vhost that does not exist" 65
+run -p "$vhost" set_topic_permissions "$user" amq.topic "^$p\\." ".*"
+expect "set_topic_permissions" 0 "Setting topic permissions on \"amq.topic\" for user \"$user\" in vhost \"$vhost\" ..."
+run -q -p "$vhost" set_topic_permissions "$user" "$p-logs" "w" "r"
+expect "set_topic_permissions on a second exchange" 0
+run -q -p "$vhost" --formatter tsv list_topic_permissions
+# (tsv escapes the pattern's backslash)
+expect "list_topic_permissions" 0 "$user"$'\t'"amq.topic"$'\t'"^$p\\\\."$'\t'".*"
+run -p "$vhost" clear_topic_permissions "$user" amq.topic
+expect "clear_topic_permissions on one exchange" 0 "Clearing topic permissions on \"amq.topic\" for user"
+run -q -p "$vhost" --formatter tsv list_topic_permissions
+[[ $out != *amq.topic* && $out == *"$p-logs"$'\t'"w"$'\t'"r"* ]] && ok "only that exchange's are gone" || bad "after clear_topic_permissions on amq.topic:"$'\n'"$out"
+run -p "$vhost" clear_topic_permissions "$user"
+expect "clear_topic_permissions (all)" 0 "Clearing topic permissions for user \"$user\" in vhost \"$vhost\" ..."
+run -q -p "$vhost" --formatter tsv list_topic_permissions
+[[ $out != *"$user"* ]] && ok "no topic permissions left" || bad "topic permissions left:"$'\n'"$out"
+run -p "$vhost" clear_permissions "$user"
+expect "clear_permissions" 0 "Clearing permissions for user \"$user\" in vhost \"$vhost\" ..."
+run -q --formatter tsv list_user_permissions "$user"
+[[ $rc == 0 && $out != *"$vhost"* ]] && ok "list_user_permissions is empty" || bad "list_user_permissions: $rc $out"
+run -q -p "$vhost" clear_permissions "$user"
+expect "clear_permissions with nothing to clear" 0
+run clear_permissions "no-such-user-$p"
+expect_error "clear_permissions of a user that does not exist" 67
+
+# vhost limits (a broker whose API lacks /vhost-limits must say so)
+limits() { curl -sS "$api/vhost-limits/$vhost"; }
+if [[ $(http "$api/vhost-limits/$vhost") == 404 ]]; then
+  run -p "$vhost" clear_vhost_limits
+  expect_error "clear_vhost_limits on an API without /vhost-limits" 69
+  echo "skip the other vhost limit checks: this API has no /vhost-limits"
+else
+  run -p "$vhost" set_vhost_limits '{"max-connections":64,"max-queues":10}'
+  expect "set_vhost_limits" 0 "Setting vhost limits to \"{\"max-connections\":64,\"max-queues\":10}\" for vhost \"$vhost\" ..."
+  [[ $(limits) == *'"max-connections":64'* && $(limits) == *'"max-queues":10'* ]] && ok "the limits are set" || bad "limits: $(limits)"
+  run -q -p "$vhost" set_vhost_limits '{"max-queues":5}'
+  expect "set_vhost_limits again" 0
+  [[ $(limits) == *'"max-queues":5'* && $(limits) != *max-connections* ]] && ok "set_vhost_limits replaced them" || bad "limits: $(limits)"
+  run -p "$vhost" set_vhost_limits '{"no-such-limit":1}'
+  expect_error "set_vhost_limits with a limit the broker rejects" 65
+  run -p "$vhost" clear_vhost_limits
+  expect "clear_vhost_limits" 0 "Clearing vhost \"$vhost\" limits ..."
+  [[ $(limits) == "[]" ]] && ok "no limits left" || bad "limits: $(limits)"
+fi
+
+run delete_user "$user"
+expect "delete_user" 0 "Deleting user \"$user\" ..."
+run delete_user "$user"
+expect_error "delete_user of a user that is gone" 67
+run delete_vhost "$vhost"
+expect "delete_vhost" 0 "Deleting vhost \"$vhost\" ..."
+run delete_vhost "$vhost"
+expect_error "delete_vhost of a vhost that is gone" 65
 
 echo
 echo "$passed passed, $failed failed"

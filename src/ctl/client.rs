@@ -179,6 +179,12 @@ impl Client {
         &self.endpoint
     }
 
+    /// The same API and time limit, as another user (`authenticate_user`).
+    pub fn as_user(&self, username: &str, password: &str) -> Client {
+        let endpoint = Endpoint { username: username.into(), password: password.into(), ..self.endpoint.clone() };
+        Client::new(endpoint, self.timeout)
+    }
+
     pub fn get_json(&self, path: &str) -> Result<Value, ClientError> {
         let body = self.get_text(path)?;
         serde_json::from_str(&body).map_err(|e| self.not_json(path, &e))

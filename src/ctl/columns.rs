@@ -222,6 +222,17 @@ pub static PERMISSIONS: Kind = Kind {
     defaults: &["user", "configure", "write", "read"],
 };
 
+/// `list_user_permissions`: one user's permissions in every virtual host.
+pub static USER_PERMISSIONS: Kind = Kind {
+    columns: &[same("configure"), same("read"), same("user"), same("vhost"), same("write")],
+    defaults: &["vhost", "configure", "write", "read"],
+};
+
+pub static TOPIC_PERMISSIONS: Kind = Kind {
+    columns: &[same("exchange"), same("read"), same("user"), same("vhost"), same("write")],
+    defaults: &["user", "exchange", "write", "read"],
+};
+
 pub static POLICIES: Kind = Kind {
     columns: &[same("apply-to"), same("definition"), same("name"), same("pattern"), same("priority"), same("vhost")],
     defaults: &["vhost", "name", "pattern", "apply-to", "definition", "priority"],
@@ -314,6 +325,8 @@ mod tests {
             &VHOSTS,
             &USERS,
             &PERMISSIONS,
+            &USER_PERMISSIONS,
+            &TOPIC_PERMISSIONS,
             &POLICIES,
         ] {
             assert_eq!(kind.select(&[]).unwrap().len(), kind.defaults.len());

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::client::{api_path, ApiError, Client, ClientError, Endpoint};
-use super::columns::{self, Kind};
+use super::columns::{self, Column, Kind};
 use super::error::{code, CtlError, BROKEN_PIPE};
 use super::format::{render, Formatter};
-use super::{status, CtlCommand, GlobalOpts, PolicyArgs};
+use super::{access, status, CtlCommand, GlobalOpts, PolicyArgs};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const AWAIT_STARTUP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -43,11 +43,11 @@ impl<'a> Ctx<'a> {
         Ok(Ctx { opts, client: Client::new(endpoint, timeout), out })
     }
 
-    fn vhost(&self) -> &'a str {
+    pub(super) fn vhost(&self) -> &'a str {
         &self.opts.vhost
     }
 
-    fn json(&self) -> bool {
+    pub(super) fn json(&self) -> bool {
         self.opts.formatter == Formatter::Json
     }
 
@@ -73,7 +73,7 @@ impl<'a> Ctx<'a> {
     /// A 404 of a command in a virtual host says `message` (exit 69, as rabbitmqctl's for a
     /// missing object), unless the virtual host itself is what is missing: that gets its own
     /// message and rabbitmqctl's code for it (65). Other errors as they are.
-    fn not_found(&self, e: ClientError, message: &str) -> CtlError {
+    pub(super) fn not_found(&self, e: ClientError, message: &str) -> CtlError {
         match e {
             ClientError::Api(ApiError { status: 404, .. }) if self.vhost_missing() => {
                 CtlError::data(format!("virtual host '{}' does not exist", self.vhost()))
@@ -84,11 +84,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// For a 404 where no object can be missing (a listing, a PUT): the API lacks the path.
-    fn no_such_endpoint(&self, path: &str) -> String {
+    pub(super) fn no_such_endpoint(&self, path: &str) -> String {
         format!("{}{path} not found; does this broker's management API have it?", self.client.endpoint().base)
     }
 
-    fn vhost_missing(&self) -> bool {
+    pub(super) fn vhost_missing(&self) -> bool {
         matches!(
             self.client.get_json(&api_path(&["vhosts", self.vhost()])),
             Err(ClientError::Api(ApiError { status: 404, .. }))
@@ -158,11 +158,18 @@ pub fn dispatch(ctx: &mut Ctx<'_>, command: &CtlCommand, input: &mut dyn Read) -
         CtlCommand::ClearOperatorPolicy { name } => clear_policy(ctx, PolicyKind::Operator, name),
         CtlCommand::ExportDefinitions { file } => export_definitions(ctx, file),
         CtlCommand::ImportDefinitions { file } => import_definitions(ctx, file, input),
+        CtlCommand::Access(c) => access::dispatch(ctx, c),
     }
 }
 
 /// GET a list and print it in the chosen columns. `segments[1]`, when there, is the vhost.
-fn list(ctx: &mut Ctx<'_>, kind: &Kind, segments: &[&str], banner: &str, requested: &[String]) -> Result<(), CtlError> {
+pub(super) fn list(
+    ctx: &mut Ctx<'_>,
+    kind: &Kind,
+    segments: &[&str],
+    banner: &str,
+    requested: &[String],
+) -> Result<(), CtlError> {
     // A wrong column is a usage error before anything is sent, as in rabbitmqctl.
     let columns = kind.select(requested)?;
     ctx.info(banner)?;
@@ -172,10 +179,15 @@ fn list(ctx: &mut Ctx<'_>, kind: &Kind, segments: &[&str], banner: &str, request
         ClientError::Api(ApiError { status: 404, .. }) => CtlError::new(code::UNAVAILABLE, ctx.no_such_endpoint(&path)),
         e => e.into(),
     })?;
+    print_rows(ctx, &columns, &path, answer)
+}
+
+/// Prints `answer` (what `path` answered: a JSON list) in `columns`.
+pub(super) fn print_rows(ctx: &mut Ctx<'_>, columns: &[Column], path: &str, answer: Value) -> Result<(), CtlError> {
     let Value::Array(objects) = answer else {
         return Err(CtlError::new(code::SOFTWARE, format!("{path} answered something other than a JSON list")));
     };
-    let rows = columns::project(&objects, &columns);
+    let rows = columns::project(&objects, columns);
     let headers = ctx.headers();
     ctx.print(&render(ctx.opts.formatter, &rows, headers))
 }

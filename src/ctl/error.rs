@@ -6,6 +6,7 @@
 //! | 64 (usage) | bad command line: unknown command, option or column, missing argument |
 //! | 65 (data error) | the input or the request was invalid: malformed JSON, the API answered 400 or another 4xx not listed here, or the virtual host does not exist |
 //! | 66 (no input) | the file to import cannot be read |
+//! | 67 (no such user) | the user named does not exist (`delete_user`, `change_password`, `set_permissions`, ...) |
 //! | 69 (unavailable) | the API cannot be reached (refused, unknown host), answered 503, or the object was not found (404; rabbitmqctl also exits 69 for a missing queue or policy) |
 //! | 70 (software) | the API answered 5xx or something that is not its JSON |
 //! | 73 (can't create) | the export file cannot be written |
@@ -20,6 +21,7 @@ pub mod code {
     pub const USAGE: u8 = 64;
     pub const DATA: u8 = 65;
     pub const NO_INPUT: u8 = 66;
+    pub const NO_USER: u8 = 67;
     pub const UNAVAILABLE: u8 = 69;
     pub const SOFTWARE: u8 = 70;
     pub const CANT_CREATE: u8 = 73;

@@ -5,9 +5,12 @@
 //! Warren and against RabbitMQ; it is only an HTTP client and knows nothing of the broker's
 //! insides. `client` does the HTTP (base URL, basic auth, percent-encoded path segments, error
 //! answers), `columns` maps rabbitmqctl's column names to API fields, `format` prints rows as a
-//! table, TSV or JSON, `commands` and `status` hold one function per command, and `error` the
-//! exit codes (rabbitmqctl's sysexits; documented there).
+//! table, TSV or JSON, `commands`, `access` (users, vhosts, permissions, limits) and `status` hold
+//! one function per command, and `error` the exit codes (rabbitmqctl's sysexits; documented there).
 
+mod access;
+#[cfg(test)]
+mod access_tests;
 mod client;
 mod columns;
 mod commands;
@@ -30,7 +33,7 @@ pub use format::Formatter;
 /// `warren ctl [OPTIONS] <COMMAND>`; the options may also follow the command.
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "Exit codes (as rabbitmqctl's): 0 ok, 64 usage, 65 data error (invalid input, HTTP 400, \
-no such vhost), 66 input file unreadable, 69 broker unreachable or object not found, 70 unexpected answer \
+no such vhost), 66 input file unreadable, 67 no such user, 69 broker unreachable or object not found, 70 unexpected answer \
 (HTTP 5xx), 73 output file unwritable, 75 timeout, 77 authentication or permission refused (HTTP 401/403).")]
 pub struct CtlArgs {
     #[command(flatten)]
@@ -153,6 +156,9 @@ pub enum CtlCommand {
         #[arg(value_name = "FILE|-")]
         file: String,
     },
+    /// Users, virtual hosts, permissions and limits (rabbitmqctl's access control commands)
+    #[command(flatten)]
+    Access(access::AccessCommand),
 }
 
 #[derive(Args, Debug, Clone)]

@@ -14,7 +14,7 @@ struct Cli {
     ctl: CtlArgs,
 }
 
-fn parse(args: &[&str]) -> CtlArgs {
+pub(super) fn parse(args: &[&str]) -> CtlArgs {
     match Cli::try_parse_from(std::iter::once("ctl").chain(args.iter().copied())) {
         Ok(cli) => cli.ctl,
         Err(e) => panic!("{args:?}: {e}"),
@@ -31,7 +31,7 @@ fn ctl_with_input(stub: &Stub, args: &[&str], stdin: &str) -> (String, Result<()
     (String::from_utf8(out).expect("utf-8 output"), result)
 }
 
-fn ctl(stub: &Stub, args: &[&str]) -> (String, Result<(), CtlError>) {
+pub(super) fn ctl(stub: &Stub, args: &[&str]) -> (String, Result<(), CtlError>) {
     ctl_with_input(stub, args, "")
 }
 
