@@ -13,7 +13,7 @@ use super::connections::consumer_json;
 use super::{object_name, vhost, vhost_for_change, vhosts_of, AppState};
 use crate::auth::access::{Perm, Resource};
 use crate::broker::definitions::QueueSpec;
-use crate::broker::queue::Queue;
+use crate::broker::queue::{Queue, QueueInfo};
 use crate::broker::timer::now_ms;
 use crate::broker::VHost;
 use crate::mgmt::auth::Caller;
@@ -27,7 +27,11 @@ use crate::mgmt::Mgmt;
 /// (how long the head has waited, from when Warren took it) beside RabbitMQ's
 /// `head_message_timestamp` (its `timestamp` property).
 pub fn queue_json(mgmt: &Mgmt, vhost: &VHost, q: &Queue) -> Value {
-    let info = q.info();
+    queue_json_of(mgmt, vhost, q, &q.info())
+}
+
+/// [`queue_json`] from a snapshot the caller already took (one lock, not two).
+fn queue_json_of(mgmt: &Mgmt, vhost: &VHost, q: &Queue, info: &QueueInfo) -> Value {
     let policy = q.policy_view();
     let now = now_ms();
     let mut o = json!({
@@ -55,7 +59,7 @@ pub fn queue_json(mgmt: &Mgmt, vhost: &VHost, q: &Queue) -> Value {
         "message_bytes": info.ready_bytes,
         "message_bytes_ready": info.ready_bytes,
     });
-    let m = o.as_object_mut().expect("a json! object");
+    let Value::Object(m) = &mut o else { return o };
     m.insert("message_stats".into(), mgmt.rates.queue_stats(&vhost.name, &q.name, info.counters));
     // RabbitMQ's utilisation is a time average of "consumers could take more"; Warren gives the
     // instant value: 1 while consumers keep the queue empty, else 0.
@@ -107,10 +111,11 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     let vh = vhost(&m, &v)?;
     let q = vh.queue(&object_name(&name)?).map_err(|_| ApiError::not_found())?;
-    let mut o = queue_json(&m, &vh, &q);
+    let info = q.info();
+    let mut o = queue_json_of(&m, &vh, &q, &info);
     let channels = super::connections::channel_index(&m);
     let details: Vec<Value> =
-        q.info().consumers.iter().map(|c| consumer_json(&m, &channels, &vh.name, &q.name, c)).collect();
+        info.consumers.iter().map(|c| consumer_json(&m, &channels, &vh.name, &q.name, c)).collect();
     if let Value::Object(map) = &mut o {
         map.insert("consumer_details".into(), Value::Array(details));
         // Per-channel rate breakdowns, which Warren does not keep: present and empty.
