@@ -68,7 +68,7 @@ impl Rates {
         let mut seen: HashMap<Key, Counters> = HashMap::new();
         for v in mgmt.broker.vhosts() {
             for q in v.queues() {
-                seen.insert((v.name.clone(), q.name.clone()), q.info().counters);
+                seen.insert((v.name.clone(), q.name.clone()), q.counters());
             }
         }
         let total = seen.values().fold(Counters::default(), |a, c| a + *c);

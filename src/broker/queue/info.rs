@@ -97,6 +97,12 @@ impl Queue {
         }
     }
 
+    /// What went through the queue so far (the rate sampler's read: no consumer list copied).
+    pub fn counters(&self) -> Counters {
+        let st = self.lock();
+        Counters { acked: self.acked.load(Ordering::Relaxed), ..st.counters }
+    }
+
     /// Up to `count` ready messages from position `offset` on, in the order consumers would get
     /// them, left where they are: no redelivered flag, no delivery counted. Paged bodies are
     /// read from the store after the queue lock is released.
