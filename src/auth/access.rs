@@ -14,6 +14,7 @@ use regex::bytes::Regex;
 
 use super::permissions::Permission;
 use super::topic_permissions::TopicPermission;
+use crate::protocol::FieldTable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Perm {
@@ -133,6 +134,34 @@ impl Access {
             .or_else(|_| self.check(Perm::Configure, resource, name))
     }
 
+    /// `exchange.declare`, however it reaches the broker (AMQP or the HTTP API): configure on
+    /// the exchange; with an `alternate-exchange`, also write on that one and read on this one.
+    pub fn check_exchange_declare(&self, name: &[u8], arguments: &FieldTable) -> Result<(), Refused> {
+        self.check(Perm::Configure, Resource::Exchange, name)?;
+        if let Some(ae) = arguments.get("alternate-exchange").and_then(|v| v.as_bytes()) {
+            self.check(Perm::Write, Resource::Exchange, ae)?;
+            self.check(Perm::Read, Resource::Exchange, name)?;
+        }
+        Ok(())
+    }
+
+    /// `queue.declare`: configure on the queue; with an `x-dead-letter-exchange`, also write
+    /// on that exchange and read on the queue.
+    pub fn check_queue_declare(&self, name: &[u8], arguments: &FieldTable) -> Result<(), Refused> {
+        self.check(Perm::Configure, Resource::Queue, name)?;
+        if let Some(dlx) = arguments.get("x-dead-letter-exchange").and_then(|v| v.as_bytes()) {
+            self.check(Perm::Write, Resource::Exchange, dlx)?;
+            self.check(Perm::Read, Resource::Queue, name)?;
+        }
+        Ok(())
+    }
+
+    /// A binding or unbinding: write on its destination, read on its source exchange.
+    pub fn check_binding(&self, destination: Resource, destination_name: &[u8], source: &[u8]) -> Result<(), Refused> {
+        self.check(Perm::Write, destination, destination_name)?;
+        self.check(Perm::Read, Resource::Exchange, source)
+    }
+
     /// Whether any topic rule names this exchange (publishers skip the key check otherwise).
     pub fn has_topic_rules(&self, exchange: &[u8]) -> bool {
         self.topics.iter().any(|t| t.exchange == exchange)
@@ -186,6 +215,24 @@ mod tests {
             Access::new(&perm("(", "(", "("), &[]).check(Perm::Read, Resource::Queue, b"(").is_err(),
             "bad pattern denies"
         );
+    }
+
+    #[test]
+    fn declares_check_their_alternate_and_dead_letter_exchanges_and_bindings_both_ends() {
+        let a = Access::new(&perm("^app-", "^app-", "^app-"), &[]);
+        let mut args = FieldTable::new();
+        args.insert(ShortStr::from_static("alternate-exchange"), crate::protocol::FieldValue::from("other"));
+        let refused = a.check_exchange_declare(b"app-x", &args).unwrap_err();
+        assert_eq!(
+            refused,
+            Refused::Resource { perm: Perm::Write, resource: Resource::Exchange, name: "other".into() }
+        );
+        let mut args = FieldTable::new();
+        args.insert(ShortStr::from_static("x-dead-letter-exchange"), crate::protocol::FieldValue::from("app-dlx"));
+        assert!(a.check_queue_declare(b"app-q", &args).is_ok());
+        assert!(a.check_queue_declare(b"q", &FieldTable::new()).is_err());
+        let refused = a.check_binding(Resource::Queue, b"app-q", b"amq.direct").unwrap_err();
+        assert!(matches!(refused, Refused::Resource { perm: Perm::Read, resource: Resource::Exchange, .. }));
     }
 
     #[test]

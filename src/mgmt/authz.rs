@@ -60,7 +60,18 @@ impl Caller {
         }
     }
 
-    /// `perm` on a queue or exchange of `vhost`, or RabbitMQ's API answer (401 `Access refused.`).
+    /// One of [`Access`]'s checks against the caller's permissions in `vhost` (compiled once
+    /// for the call), or RabbitMQ's API answer (401 `Access refused.`).
+    pub fn check(
+        &self,
+        mgmt: &Mgmt,
+        vhost: &ShortStr,
+        f: impl FnOnce(&Access) -> Result<(), Refused>,
+    ) -> Result<(), ApiError> {
+        f(&self.access(mgmt, vhost)).map_err(refused)
+    }
+
+    /// `perm` on a queue or exchange of `vhost`.
     pub fn allow(
         &self,
         mgmt: &Mgmt,
@@ -69,7 +80,7 @@ impl Caller {
         resource: Resource,
         name: &[u8],
     ) -> Result<(), ApiError> {
-        self.access(mgmt, vhost).check(perm, resource, name).map_err(refused)
+        self.check(mgmt, vhost, |a| a.check(perm, resource, name))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::access::{Perm, Resource};
+use crate::auth::access::{Access, Perm, Refused, Resource};
 use crate::broker::connections::ConnectionEntry;
 use crate::broker::{errors, Broker, VHost};
 use crate::protocol::AmqpError;
@@ -39,21 +39,25 @@ pub struct Session {
 }
 
 impl Session {
-    /// `perm` on a queue or exchange of this vhost, or RabbitMQ's 403.
+    /// One of [`Access`]'s checks against this connection's permissions, refused with
+    /// RabbitMQ's 403.
+    pub fn check(&self, f: impl FnOnce(&Access) -> Result<(), Refused>) -> Result<(), AmqpError> {
+        f(&self.access).map_err(|r| errors::access_refused(&r, &self.vhost.name, &self.user))
+    }
+
+    /// `perm` on a queue or exchange of this vhost.
     pub fn allow(&self, perm: Perm, resource: Resource, name: &[u8]) -> Result<(), AmqpError> {
-        self.access.check(perm, resource, name).map_err(|r| errors::access_refused(&r, &self.vhost.name, &self.user))
+        self.check(|a| a.check(perm, resource, name))
     }
 
     /// A passive declare: any one permission on the target.
     pub fn allow_any(&self, resource: Resource, name: &[u8]) -> Result<(), AmqpError> {
-        self.access.check_any(resource, name).map_err(|r| errors::access_refused(&r, &self.vhost.name, &self.user))
+        self.check(|a| a.check_any(resource, name))
     }
 
     /// A routing key (`Write`) or binding key (`Read`) on a topic exchange, where the user has
     /// topic permissions for it.
     pub fn allow_topic(&self, perm: Perm, exchange: &[u8], key: &[u8]) -> Result<(), AmqpError> {
-        self.access
-            .check_topic(perm, exchange, key)
-            .map_err(|r| errors::access_refused(&r, &self.vhost.name, &self.user))
+        self.check(|a| a.check_topic(perm, exchange, key))
     }
 }

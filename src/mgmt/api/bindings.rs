@@ -15,7 +15,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 use super::{exchange_name, object_name, vhost, vhost_for_change, vhosts_of, AppState};
-use crate::auth::access::{Perm, Resource};
+use crate::auth::access::Resource;
 use crate::broker::exchange::{Binding, Destination};
 use crate::broker::VHost;
 use crate::mgmt::auth::Caller;
@@ -258,8 +258,7 @@ fn allow_binding(m: &crate::mgmt::Mgmt, caller: &Caller, e: &Ends) -> ApiResult<
         Destination::Queue(q) => (Resource::Queue, q.name.as_bytes()),
         Destination::Exchange(x) => (Resource::Exchange, x.name.as_bytes()),
     };
-    caller.allow(m, &e.vhost.name, Perm::Write, kind, name)?;
-    caller.allow(m, &e.vhost.name, Perm::Read, Resource::Exchange, e.source.as_bytes())
+    caller.check(m, &e.vhost.name, |a| a.check_binding(kind, name, e.source.as_bytes()))
 }
 
 pub async fn create(

@@ -138,11 +138,7 @@ pub async fn declare(
         return Err(ApiError::bad_request("queue name must not be empty"));
     }
     let mut arguments = arguments_field(&body)?;
-    caller.allow(&m, &vh.name, Perm::Configure, Resource::Queue, name.as_bytes())?;
-    if let Some(dlx) = arguments.get("x-dead-letter-exchange").and_then(|d| d.as_bytes()) {
-        caller.allow(&m, &vh.name, Perm::Write, Resource::Exchange, dlx)?;
-        caller.allow(&m, &vh.name, Perm::Read, Resource::Queue, name.as_bytes())?;
-    }
+    caller.check(&m, &vh.name, |a| a.check_queue_declare(name.as_bytes(), &arguments))?;
     // rabbitmqadmin's `queue_type=` (RabbitMQ moves it into the arguments too).
     if let Some(t) = str_field(&body, "type")?.or(str_field(&body, "queue_type")?) {
         arguments.insert(short_str("x-queue-type")?, crate::protocol::FieldValue::from(t));

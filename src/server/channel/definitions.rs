@@ -22,12 +22,7 @@ impl Channel {
             self.reply(m.no_wait, Method::ExchangeDeclareOk(ExchangeDeclareOk {}));
             return Ok(());
         }
-        session.allow(Perm::Configure, Resource::Exchange, m.exchange.as_bytes())?;
-        // An alternate exchange: written to through this one, as RabbitMQ's table says.
-        if let Some(ae) = m.arguments.get("alternate-exchange").and_then(|v| v.as_bytes()) {
-            session.allow(Perm::Write, Resource::Exchange, ae)?;
-            session.allow(Perm::Read, Resource::Exchange, m.exchange.as_bytes())?;
-        }
+        session.check(|a| a.check_exchange_declare(m.exchange.as_bytes(), &m.arguments))?;
         let kind = ExchangeKind::parse(m.kind.as_bytes()).ok_or_else(|| errors::unknown_exchange_type(&m.kind))?;
         vhost.declare_exchange(ExchangeSpec {
             name: m.exchange,
@@ -81,12 +76,7 @@ impl Channel {
         if m.passive {
             session.allow_any(Resource::Queue, name.as_bytes())?;
         } else {
-            session.allow(Perm::Configure, Resource::Queue, name.as_bytes())?;
-            // A dead-letter exchange: written to by this queue's dead letters.
-            if let Some(dlx) = m.arguments.get("x-dead-letter-exchange").and_then(|v| v.as_bytes()) {
-                session.allow(Perm::Write, Resource::Exchange, dlx)?;
-                session.allow(Perm::Read, Resource::Queue, name.as_bytes())?;
-            }
+            session.check(|a| a.check_queue_declare(name.as_bytes(), &m.arguments))?;
         }
         let spec = QueueSpec {
             name,
@@ -151,8 +141,7 @@ impl Channel {
         key: &ShortStr,
     ) -> Result<(), AmqpError> {
         let session = self.session();
-        session.allow(Perm::Write, destination_kind, destination.as_bytes())?;
-        session.allow(Perm::Read, Resource::Exchange, source.as_bytes())?;
+        session.check(|a| a.check_binding(destination_kind, destination.as_bytes(), source.as_bytes()))?;
         if session.access.has_topic_rules(source.as_bytes()) {
             if let Ok(x) = session.vhost.exchange(source) {
                 if x.routing_kind() == ExchangeKind::Topic {
