@@ -183,8 +183,27 @@ pub async fn of_source(
     respond(all.into_iter().filter(|b| b["source"] == name.to_string_lossy()).collect(), &q)
 }
 
-fn to_destination(all: Vec<Value>, kind: &str, name: &ShortStr) -> Vec<Value> {
-    all.into_iter().filter(|b| b["destination_type"] == kind && b["destination"] == name.to_string_lossy()).collect()
+/// The bindings that lead to one queue or exchange of vhost `v` (404 when it does not exist).
+fn to_destination(
+    m: &crate::mgmt::Mgmt,
+    v: &str,
+    name: &ShortStr,
+    to_queue: bool,
+    q: &ListQuery,
+) -> ApiResult<Json<Value>> {
+    let vh = vhost(m, v)?;
+    let exists = if to_queue { vh.queue(name).is_ok() } else { vh.exchange(name).is_ok() };
+    if !exists {
+        return Err(ApiError::not_found());
+    }
+    let kind = if to_queue { "queue" } else { "exchange" };
+    let all = vhost_bindings(&vh);
+    respond(
+        all.into_iter()
+            .filter(|b| b["destination_type"] == kind && b["destination"] == name.to_string_lossy())
+            .collect(),
+        q,
+    )
 }
 
 pub async fn of_exchange_destination(
@@ -192,10 +211,7 @@ pub async fn of_exchange_destination(
     Path((v, name)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let vh = vhost(&m, &v)?;
-    let name = exchange_name(&name)?;
-    vh.exchange(&name).map_err(|_| ApiError::not_found())?;
-    respond(to_destination(vhost_bindings(&vh), "exchange", &name), &q)
+    to_destination(&m, &v, &exchange_name(&name)?, false, &q)
 }
 
 pub async fn of_queue(
@@ -203,10 +219,7 @@ pub async fn of_queue(
     Path((v, name)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let vh = vhost(&m, &v)?;
-    let name = object_name(&name)?;
-    vh.queue(&name).map_err(|_| ApiError::not_found())?;
-    respond(to_destination(vhost_bindings(&vh), "queue", &name), &q)
+    to_destination(&m, &v, &object_name(&name)?, true, &q)
 }
 
 /// The two ends of `/bindings/{v}/e/{source}/{q|e}/{destination}`.

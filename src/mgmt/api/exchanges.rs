@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{exchange_name, vhost, vhost_for_change, vhosts_of, AppState};
+use super::{exchange_name, vhost, vhost_for_change, AppState};
 use crate::auth::access::{Perm, Resource};
 use crate::broker::definitions::ExchangeSpec;
 use crate::broker::exchange::{Exchange, ExchangeKind};
@@ -40,12 +40,7 @@ pub fn exchange_json(vhost: &VHost, x: &Exchange) -> Value {
 }
 
 fn list(mgmt: &crate::mgmt::Mgmt, only: Option<&str>, q: &ListQuery) -> ApiResult<Response> {
-    let mut items = Vec::new();
-    for v in vhosts_of(mgmt, only)? {
-        items.extend(v.exchanges().into_iter().map(|x| (v.clone(), x)));
-    }
-    let names = |(v, x): &(Arc<VHost>, Arc<Exchange>)| (v.name.to_string_lossy(), x.name.to_string_lossy());
-    listing::respond_built(items, names, |(v, x)| exchange_json(v, x), q)
+    super::list_objects(mgmt, only, q, VHost::exchanges, |x| &x.name, exchange_json)
 }
 
 pub async fn list_all(State(m): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Response> {

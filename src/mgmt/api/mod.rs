@@ -22,6 +22,7 @@ use axum::Router;
 
 use super::auth::require_login;
 use super::error::{ApiError, ApiResult};
+use super::listing;
 use super::Mgmt;
 use crate::broker::VHost;
 use crate::protocol::ShortStr;
@@ -162,6 +163,24 @@ fn exchange_name(name: &str) -> ApiResult<ShortStr> {
 
 fn object_name(name: &str) -> ApiResult<ShortStr> {
     ShortStr::try_from(name).map_err(|_| ApiError::not_found())
+}
+
+/// A list of one kind of vhost object (queues, exchanges), from the vhosts the caller sees:
+/// names first, so that only the objects a page shows are built (`listing::respond_built`).
+fn list_objects<T>(
+    mgmt: &Mgmt,
+    only: Option<&str>,
+    q: &listing::ListQuery,
+    objects: impl Fn(&VHost) -> Vec<Arc<T>>,
+    name: impl Fn(&T) -> &ShortStr,
+    build: impl Fn(&VHost, &T) -> serde_json::Value,
+) -> ApiResult<axum::response::Response> {
+    let mut items = Vec::new();
+    for v in vhosts_of(mgmt, only)? {
+        items.extend(objects(&v).into_iter().map(|o| (v.clone(), o)));
+    }
+    let names = |(v, o): &(Arc<VHost>, Arc<T>)| (v.name.to_string_lossy(), name(o).to_string_lossy());
+    listing::respond_built(items, names, |(v, o)| build(v, o), q)
 }
 
 /// The vhosts a list covers: all of them, or the one in the path.

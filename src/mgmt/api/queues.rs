@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::connections::consumer_json;
-use super::{object_name, vhost, vhost_for_change, vhosts_of, AppState};
+use super::{object_name, vhost, vhost_for_change, AppState};
 use crate::auth::access::{Perm, Resource};
 use crate::broker::definitions::QueueSpec;
 use crate::broker::queue::{Queue, QueueInfo};
@@ -82,14 +82,7 @@ fn queue_json_of(mgmt: &Mgmt, vhost: &VHost, q: &Queue, info: &QueueInfo) -> Val
 }
 
 fn list(mgmt: &Mgmt, only: Option<&str>, q: &ListQuery) -> ApiResult<Response> {
-    let mut items = Vec::new();
-    for v in vhosts_of(mgmt, only)? {
-        items.extend(v.queues().into_iter().map(|queue| (v.clone(), queue)));
-    }
-    let names = |(v, queue): &(std::sync::Arc<VHost>, std::sync::Arc<Queue>)| {
-        (v.name.to_string_lossy(), queue.name.to_string_lossy())
-    };
-    listing::respond_built(items, names, |(v, queue)| queue_json(mgmt, v, queue), q)
+    super::list_objects(mgmt, only, q, VHost::queues, |queue| &queue.name, |v, queue| queue_json(mgmt, v, queue))
 }
 
 pub async fn list_all(State(m): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Response> {
