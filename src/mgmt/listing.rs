@@ -61,13 +61,7 @@ pub fn respond(mut items: Vec<Value>, q: &ListQuery) -> ApiResult<Value> {
     let filtered = items.len();
     let page_count = filtered.div_ceil(page_size);
     // Page 1 of an empty list is fine; any other page past the end is an error.
-    if page > 1 && page > page_count {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "page_out_of_range",
-            format!("Page out of range, page: {page} page size: {page_size}, len: {filtered}"),
-        ));
-    }
+    check_in_range(page, page_size, filtered)?;
     let page_items: Vec<Value> = items.into_iter().skip((page - 1) * page_size).take(page_size).collect();
     let page_items = trim(page_items);
     Ok(serde_json::json!({
@@ -111,13 +105,7 @@ pub fn respond_built<T>(
     let filtered = keyed.len();
     let (skip, take) = match page {
         Some((page, page_size)) => {
-            if page > 1 && page > filtered.div_ceil(page_size) {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "page_out_of_range",
-                    format!("Page out of range, page: {page} page size: {page_size}, len: {filtered}"),
-                ));
-            }
+            check_in_range(page, page_size, filtered)?;
             ((page - 1) * page_size, page_size)
         }
         None => (0, filtered),
@@ -172,6 +160,18 @@ pub fn select(item: Value, columns: Option<&str>) -> Value {
         Some(c) => select_columns(&item, &parse_columns(c)),
         None => item,
     }
+}
+
+/// Page 1 of an empty list is fine; any other page past the end is RabbitMQ's 400.
+fn check_in_range(page: usize, page_size: usize, filtered: usize) -> ApiResult<()> {
+    if page > 1 && page > filtered.div_ceil(page_size) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "page_out_of_range",
+            format!("Page out of range, page: {page} page size: {page_size}, len: {filtered}"),
+        ));
+    }
+    Ok(())
 }
 
 pub fn is_true(v: Option<&str>) -> bool {

@@ -24,21 +24,19 @@ use crate::protocol::{BasicProperties, ShortStr};
 pub const RABBITMQ_COMPAT_VERSION: &str = "3.13.7";
 pub const PRODUCT_NAME: &str = "Warren";
 pub const PRODUCT_VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const CLUSTER_NAME_PREFIX: &str = "";
 
-const EXCHANGE_TYPES: [(&str, &str); 7] = [
+const EXCHANGE_TYPES: [(&str, &str); 6] = [
     ("direct", "AMQP direct exchange, as per the AMQP specification"),
     ("fanout", "AMQP fanout exchange, as per the AMQP specification"),
     ("headers", "AMQP headers exchange, as per the AMQP specification"),
     ("topic", "AMQP topic exchange, as per the AMQP specification"),
     ("x-delayed-message", "Delayed Message Exchange (the rabbitmq-delayed-message-exchange plugin's)"),
     ("x-message-deduplication", "Message Deduplication Exchange (the rabbitmq-message-deduplication plugin's)"),
-    ("x-local-random", "Not supported"),
 ];
 
 /// The node's cluster name: the node name, as RabbitMQ defaults it.
 fn cluster_name_of(m: &Mgmt) -> String {
-    format!("{CLUSTER_NAME_PREFIX}{}", m.node)
+    m.node.clone()
 }
 
 pub async fn overview(State(m): State<AppState>, Query(c): Query<listing::Columns>) -> ApiResult<Json<Value>> {
@@ -67,7 +65,6 @@ pub async fn overview(State(m): State<AppState>, Query(c): Query<listing::Column
         .collect();
     let exchange_types: Vec<Value> = EXCHANGE_TYPES
         .iter()
-        .filter(|(name, _)| *name != "x-local-random")
         .map(|(name, description)| json!({"name": name, "description": description, "enabled": true}))
         .collect();
     let o = json!({
