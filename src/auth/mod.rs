@@ -2,16 +2,18 @@
 //!
 //! - [`password`]: RabbitMQ's salted password hashes (SHA-256, SHA-512, MD5), byte for byte.
 //! - [`users`]: the user table logins read, changeable at run time and kept in the store.
-//! - [`permissions`]: per user and vhost, the configure/write/read patterns (kept and listed;
-//!   not yet enforced on AMQP operations).
+//! - [`permissions`]: per user and vhost, the configure/write/read patterns.
 //! - [`topic_permissions`]: per user, vhost and exchange, the write/read patterns over routing
-//!   keys (kept and listed; not yet enforced either).
+//!   keys.
+//! - [`access`]: both compiled for one connection, and the checks of every AMQP operation.
+//! - [`limits`]: vhost and user limits (connections, channels, queues) and their counts.
 //! - [`sasl`]: the user name and password out of `PLAIN` and `AMQPLAIN` responses.
 //!
 //! These tables are changed only through the broker's metadata door (`broker::definitions`),
 //! which keeps users, vhosts and permissions consistent with each other.
 
 pub mod access;
+pub mod limits;
 pub mod password;
 pub mod permissions;
 pub mod sasl;

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::password::{HashingAlgorithm, PasswordHash};
 use super::LoginRefused;
+use crate::auth::limits::LimitSet;
 use crate::store::{MetadataStore, StoreError, UserRecord};
 
 /// The user RabbitMQ creates on a blank node, and its password.
@@ -27,6 +28,8 @@ pub struct User {
     /// Management rights (`administrator`, `monitoring`, `policymaker`, `management`,
     /// `impersonator`) and any other label; they do not govern AMQP access.
     pub tags: Vec<String>,
+    /// `max-connections` and `max-channels` (see `broker::limits`).
+    pub limits: LimitSet,
 }
 
 /// Why a stored user cannot be loaded.
@@ -40,7 +43,7 @@ pub enum BadUserRecord {
 
 impl User {
     pub fn new(name: impl Into<String>, password: PasswordHash, tags: Vec<String>) -> User {
-        User { name: name.into(), password, tags }
+        User { name: name.into(), password, tags, limits: LimitSet::default() }
     }
 
     /// A user whose password is hashed with the default algorithm (SHA-256) and a fresh salt.
@@ -58,6 +61,7 @@ impl User {
             password_hash: self.password.to_base64(),
             hashing_algorithm: self.password.algorithm().name().to_string(),
             tags: self.tags.clone(),
+            limits: self.limits.to_map(),
         }
     }
 
@@ -65,7 +69,7 @@ impl User {
         let algorithm = HashingAlgorithm::parse(&r.hashing_algorithm)
             .ok_or_else(|| BadUserRecord::UnknownAlgorithm(r.hashing_algorithm.clone()))?;
         let password = PasswordHash::from_base64(algorithm, &r.password_hash).map_err(|_| BadUserRecord::NotBase64)?;
-        Ok(User { name: r.name.clone(), password, tags: r.tags.clone() })
+        Ok(User { name: r.name.clone(), password, tags: r.tags.clone(), limits: LimitSet::from_map(r.limits.clone()) })
     }
 }
 
@@ -156,12 +160,27 @@ impl Users {
         self.loopback_users.read().unwrap_or_else(|e| e.into_inner()).iter().any(|u| u == name)
     }
 
-    /// Creates or replaces a user (hash and tags as given); true if it was created.
-    pub(crate) fn put(&self, user: User) -> Result<bool, StoreError> {
+    /// Creates or replaces a user (hash and tags as given; the limits it carries are set over
+    /// those it had, which stay, as RabbitMQ keeps them); true if it was created.
+    pub(crate) fn put(&self, mut user: User) -> Result<bool, StoreError> {
+        if let Some(old) = self.get(&user.name) {
+            user.limits = old.limits.clone().merged(&user.limits);
+        }
         if let Some(store) = &self.store {
             store.save_user(&user.record())?;
         }
         Ok(self.write().insert(user.name.clone(), Arc::new(user)).is_none())
+    }
+
+    /// Replaces a user's limits; false if there is no such user.
+    pub(crate) fn set_limits(&self, name: &str, limits: LimitSet) -> Result<bool, StoreError> {
+        let Some(old) = self.get(name) else { return Ok(false) };
+        let user = User { limits, ..(*old).clone() };
+        if let Some(store) = &self.store {
+            store.save_user(&user.record())?;
+        }
+        self.write().insert(user.name.clone(), Arc::new(user));
+        Ok(true)
     }
 
     /// Deletes a user; in the store its permissions go in the same write. False if there was

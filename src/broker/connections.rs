@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, Weak};
 use dashmap::DashMap;
 use tokio::sync::watch;
 
+use crate::auth::limits::Tally;
 use crate::protocol::{FieldTable, ShortStr};
 
 /// The protocol every connection speaks, as RabbitMQ names it in `protocol`.
@@ -215,12 +216,22 @@ pub struct ConnectionSnapshot {
     pub stats: StatsSnapshot,
 }
 
+/// What one user has open, counted against its `max-connections` and `max-channels`.
+#[derive(Debug, Default)]
+pub struct UserTallies {
+    pub connections: Tally,
+    pub channels: Tally,
+}
+
 /// Every live connection of the broker.
 #[derive(Default)]
 pub struct Connections {
     entries: DashMap<u64, Arc<ConnectionEntry>>,
     /// Connection tasks running, handshake or not (what shutdown waits for).
     live: AtomicUsize,
+    /// Per user that logged in since start-up (a few words each; never removed, so that a
+    /// place taken is always given back to the tally it came from).
+    users: DashMap<String, Arc<UserTallies>>,
 }
 
 impl Connections {
@@ -283,6 +294,14 @@ impl Connections {
             e.request_close(reason);
         }
         chosen.len()
+    }
+
+    /// What `user` has open.
+    pub fn user_tallies(&self, user: &str) -> Arc<UserTallies> {
+        if let Some(t) = self.users.get(user) {
+            return t.clone();
+        }
+        self.users.entry(user.to_string()).or_default().clone()
     }
 
     /// Counts a connection task until the guard drops.

@@ -225,6 +225,39 @@ pub fn vhost_not_found(vhost: impl Display) -> AmqpError {
     hard(ReplyCode::NotAllowed, format!("vhost {vhost} not found")).in_method(10, 40)
 }
 
+/// 530 at `connection.open`: the vhost's `max-connections` is reached.
+pub fn vhost_connection_limit(vhost: impl Display, user: impl Display, limit: usize) -> AmqpError {
+    hard(
+        ReplyCode::NotAllowed,
+        format!("access to vhost '{vhost}' refused for user '{user}': connection limit ({limit}) is reached"),
+    )
+    .in_method(10, 40)
+}
+
+/// 530 at `connection.open`: the user's `max-connections` is reached.
+pub fn user_connection_limit(user: impl Display, limit: usize) -> AmqpError {
+    hard(
+        ReplyCode::NotAllowed,
+        format!("connection refused for user '{user}': user connection limit ({limit}) is reached"),
+    )
+    .in_method(10, 40)
+}
+
+/// 530 at `channel.open`: the user's `max-channels` is reached (RabbitMQ 3.10's text, the
+/// limit in parentheses).
+pub fn user_channel_limit(user: impl Display, limit: usize) -> AmqpError {
+    hard(
+        ReplyCode::NotAllowed,
+        format!("number of channels opened for user '{user}' has reached the maximum allowed user limit of ({limit})"),
+    )
+    .in_method(20, 10)
+}
+
+/// 406: a new queue in a vhost whose `max-queues` is reached.
+pub fn queue_limit_reached(queue: impl Display, vhost: impl Display, limit: usize) -> AmqpError {
+    precondition(format!("cannot declare queue '{queue}': queue limit in vhost '{vhost}' ({limit}) is reached"))
+}
+
 /// 504: a frame other than `channel.open` on a channel that is not open.
 pub fn expected_channel_open() -> AmqpError {
     hard(ReplyCode::ChannelError, "expected 'channel.open'")

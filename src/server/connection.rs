@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
+use crate::auth::limits::MAX_CHANNELS;
 use crate::broker::alarms::AlarmSet;
 use crate::broker::connections::{ChannelView, ConnectionStats};
 use crate::broker::timer::now_ms;
@@ -55,9 +56,11 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
 
     let writer = tokio::spawn(outbound.clone().run_writer(write_half, origin.stats.clone()));
 
-    let session =
+    // `_admission` holds the connection's places in its vhost's and user's counts until this
+    // task ends.
+    let (session, _admission) =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&broker, &mut reader, &outbound, &origin)).await {
-            Ok(Ok(s)) => Arc::new(s),
+            Ok(Ok((s, admission))) => (Arc::new(s), admission),
             Ok(Err(e)) => {
                 fail_handshake(e, &mut reader, &outbound, peer).await;
                 outbound.close();
@@ -324,7 +327,13 @@ impl Connection {
         if channel > self.session.channel_max {
             return Err(errors::channel_max_exceeded(channel, self.session.channel_max).into());
         }
-        let ch = Channel::new(channel, self.session.clone());
+        let user = &self.session.user;
+        let limit = self.session.broker.users.get(user).and_then(|u| u.limits.limit(MAX_CHANNELS));
+        let place = self.session.user_tallies.channels.take(limit).map_err(|limit| {
+            warn!(peer = %self.peer, conn = self.session.id, %user, limit, "channel refused: user channel limit reached");
+            errors::user_channel_limit(user, limit)
+        })?;
+        let ch = Channel::new(channel, self.session.clone(), place);
         let view: Weak<dyn ChannelView> = Arc::downgrade(&ch.shared) as Weak<dyn ChannelView>;
         self.session.registry.add_channel(channel, view);
         self.channels.insert(channel, ch);

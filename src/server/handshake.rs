@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::warn;
 
 use crate::auth::access::Access;
+use crate::auth::limits::{Place, MAX_CONNECTIONS};
 use crate::auth::sasl::{self, SaslError};
 use crate::broker::connections::{ConnectionEntry, ConnectionInfo, ConnectionStats, PROTOCOL};
 use crate::broker::{errors, Broker};
@@ -141,7 +142,7 @@ pub(super) async fn handshake(
     reader: &mut FrameReader,
     outbound: &Arc<Outbound>,
     origin: &Origin,
-) -> Result<Session, ConnError> {
+) -> Result<(Session, Admission), ConnError> {
     let peer = origin.peer;
     outbound.send_method(
         0,
@@ -208,6 +209,17 @@ pub(super) async fn handshake(
     let Some(vhost) = broker.vhost(&open.virtual_host) else {
         return Err(errors::vhost_not_found(&open.virtual_host).into());
     };
+    // RabbitMQ's order: the vhost's connection limit, the user's, then the user's access.
+    let in_vhost = vhost.connections.take(vhost.limit(MAX_CONNECTIONS)).map_err(|limit| {
+        warn!(%peer, %user, vhost = %vhost.name, limit, "connection refused: vhost connection limit reached");
+        errors::vhost_connection_limit(&vhost.name, &user, limit)
+    })?;
+    let tallies = broker.connections().user_tallies(&user);
+    let user_limit = broker.users.get(&user).and_then(|u| u.limits.limit(MAX_CONNECTIONS));
+    let of_user = tallies.connections.take(user_limit).map_err(|limit| {
+        warn!(%peer, %user, limit, "connection refused: user connection limit reached");
+        errors::user_connection_limit(&user, limit)
+    })?;
     // Any permission entry, even '' '' '', lets a user open a vhost (RabbitMQ's rule).
     let Some(permission) = broker.permissions.get(&user, &vhost.name) else {
         warn!(%peer, %user, vhost = %vhost.name, "vhost access refused: no permissions there");
@@ -233,7 +245,7 @@ pub(super) async fn handshake(
         auth_mechanism: mechanism,
         ssl: origin.tls.is_some(),
     };
-    Ok(Session {
+    let session = Session {
         id,
         broker: broker.clone(),
         vhost,
@@ -245,5 +257,13 @@ pub(super) async fn handshake(
         heartbeat: tune.heartbeat,
         capabilities,
         registry: ConnectionEntry::new(info, origin.stats.clone()),
-    })
+        user_tallies: tallies,
+    };
+    Ok((session, Admission { _places: [in_vhost, of_user] }))
+}
+
+/// A connection's places in its vhost's and its user's connection counts, held until the
+/// connection's task ends.
+pub(super) struct Admission {
+    _places: [Place; 2],
 }

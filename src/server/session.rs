@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::access::{Access, Perm, Refused, Resource};
-use crate::broker::connections::ConnectionEntry;
+use crate::broker::connections::{ConnectionEntry, UserTallies};
 use crate::broker::{errors, Broker, VHost};
 use crate::protocol::AmqpError;
 use crate::server::outbound::Outbound;
@@ -36,6 +36,8 @@ pub struct Session {
     /// This connection's entry in the broker's registry: its channels, counters and close
     /// requests.
     pub registry: Arc<ConnectionEntry>,
+    /// The user's open connections and channels, for its `max-channels`.
+    pub user_tallies: Arc<UserTallies>,
 }
 
 impl Session {

@@ -9,6 +9,8 @@
 //! Plain strings and bytes only: what a password hash or a permission regex means is the
 //! broker's and `auth`'s business.
 
+use std::collections::BTreeMap;
+
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +33,8 @@ pub struct VHostRecord {
     pub tags: Vec<String>,
     pub default_queue_type: Option<String>,
     pub tracing: bool,
+    /// `max-connections`, `max-queues`, as set (negative: none).
+    pub limits: BTreeMap<String, i64>,
 }
 
 /// A user as RabbitMQ exports it: the password hash in base64 (empty: no password) and the
@@ -41,6 +45,8 @@ pub struct UserRecord {
     pub password_hash: String,
     pub hashing_algorithm: String,
     pub tags: Vec<String>,
+    /// `max-connections`, `max-channels`, as set (negative: none).
+    pub limits: BTreeMap<String, i64>,
 }
 
 /// What `user` may do in `vhost`: three regular expressions over resource names.
@@ -71,6 +77,7 @@ struct VHostValue {
     tags: Vec<String>,
     default_queue_type: Option<String>,
     tracing: bool,
+    limits: BTreeMap<String, i64>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -79,6 +86,7 @@ struct UserValue {
     password_hash: String,
     hashing_algorithm: String,
     tags: Vec<String>,
+    limits: BTreeMap<String, i64>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -125,6 +133,7 @@ impl VHostRecord {
             tags: self.tags.clone(),
             default_queue_type: self.default_queue_type.clone(),
             tracing: self.tracing,
+            limits: self.limits.clone(),
         })
     }
 }
@@ -148,6 +157,7 @@ impl UserRecord {
             password_hash: self.password_hash.clone(),
             hashing_algorithm: self.hashing_algorithm.clone(),
             tags: self.tags.clone(),
+            limits: self.limits.clone(),
         })
     }
 }
@@ -243,6 +253,7 @@ pub(super) fn decode_into(defs: &mut Definitions, kind: u8, rest: &[u8], v: &[u8
                 tags: v.tags,
                 default_queue_type: v.default_queue_type,
                 tracing: v.tracing,
+                limits: v.limits,
             });
         }
         USER => {
@@ -253,6 +264,7 @@ pub(super) fn decode_into(defs: &mut Definitions, kind: u8, rest: &[u8], v: &[u8
                 password_hash: v.password_hash,
                 hashing_algorithm: v.hashing_algorithm,
                 tags: v.tags,
+                limits: v.limits,
             });
         }
         PERMISSION => {
@@ -290,6 +302,7 @@ mod tests {
             tags: vec!["prod".into(), "eu".into()],
             default_queue_type: Some("quorum".into()),
             tracing: true,
+            limits: [("max-queues".to_string(), 10), ("max-connections".to_string(), -1)].into(),
         };
         let u = UserRecord {
             // Longer than a short string: SASL allows it.
@@ -297,6 +310,7 @@ mod tests {
             password_hash: "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR".into(),
             hashing_algorithm: "rabbit_password_hashing_sha256".into(),
             tags: vec!["administrator".into()],
+            limits: [("max-channels".to_string(), 0)].into(),
         };
         let p = PermissionRecord {
             user: u.name.clone(),

@@ -9,10 +9,11 @@
 
 use super::vhosts::VHostSpec;
 use super::{ExchangeSpec, QueueSpec};
+use crate::auth::limits::{LimitSet, MAX_QUEUES};
 use crate::auth::{Permission, TopicPermission, User};
 use crate::broker::exchange::Destination;
 use crate::broker::policy::{PolicyKind, PolicySpec};
-use crate::broker::Broker;
+use crate::broker::{errors, Broker};
 use crate::protocol::{FieldTable, ShortStr};
 
 /// A binding as a definitions file names it.
@@ -31,6 +32,8 @@ pub struct BindingSpec {
 pub struct DefinitionSet {
     pub users: Vec<User>,
     pub vhosts: Vec<(ShortStr, VHostSpec)>,
+    /// Each replaces the vhost's limits (RabbitMQ's `vhost-limits` parameter).
+    pub vhost_limits: Vec<(ShortStr, LimitSet)>,
     pub permissions: Vec<Permission>,
     pub topic_permissions: Vec<TopicPermission>,
     /// (vhost, name, policy): already validated when parsed.
@@ -45,6 +48,7 @@ pub struct DefinitionSet {
 pub struct Imported {
     pub users: usize,
     pub vhosts: usize,
+    pub vhost_limits: usize,
     pub permissions: usize,
     pub topic_permissions: usize,
     pub policies: usize,
@@ -83,6 +87,7 @@ impl Broker {
         for (v, _, _) in &set.policies {
             vhost(v)?;
         }
+        self.check_queue_limits(set)?;
         for (v, spec) in &set.exchanges {
             let vh = vhost(v)?;
             if vh.exchange(&spec.name).is_err() {
@@ -117,7 +122,36 @@ impl Broker {
         Ok(())
     }
 
-    /// Checks `set`, then applies it: users, vhosts, permissions, topic permissions, policies
+    /// `max-queues` as the file leaves it, against the queues each vhost would hold: a file
+    /// that would pass the limit is refused whole rather than applied up to that queue.
+    fn check_queue_limits(&self, set: &DefinitionSet) -> Result<(), String> {
+        let mut vhosts: Vec<&ShortStr> = set.queues.iter().map(|(v, _)| v).collect();
+        vhosts.sort();
+        vhosts.dedup();
+        for v in vhosts {
+            let max = match set.vhost_limits.iter().rev().find(|(lv, _)| lv == v) {
+                Some((_, limits)) => limits.limit(MAX_QUEUES),
+                None => self.vhost(v).and_then(|vh| vh.limit(MAX_QUEUES)),
+            };
+            let Some(max) = max else { continue };
+            let existing = self.vhost(v).map(|vh| vh.queues()).unwrap_or_default();
+            let mut new: Vec<&ShortStr> = set
+                .queues
+                .iter()
+                .filter(|(qv, q)| qv == v && !existing.iter().any(|e| e.name == q.name))
+                .map(|(_, q)| &q.name)
+                .collect();
+            new.sort();
+            new.dedup();
+            if existing.len() + new.len() > max {
+                let first_over = new.get(max.saturating_sub(existing.len())).map_or(String::new(), |n| n.to_string());
+                return Err(errors::queue_limit_reached(first_over, v, max).message.into_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `set`, then applies it: users, vhosts, vhost limits, permissions, topic permissions, policies
     /// (so that what is declared next is under them from the start, as RabbitMQ orders it),
     /// exchanges, queues, bindings. An error while applying (the store failing) stops there.
     pub fn import_definitions(&self, set: &DefinitionSet, acting_user: Option<&str>) -> Result<Imported, String> {
@@ -130,6 +164,10 @@ impl Broker {
         for (name, spec) in &set.vhosts {
             self.put_vhost(name.clone(), spec.clone(), acting_user).map_err(|e| e.to_string())?;
             done.vhosts += 1;
+        }
+        for (name, limits) in &set.vhost_limits {
+            self.set_vhost_limits(name, limits.clone()).map_err(|e| e.to_string())?;
+            done.vhost_limits += 1;
         }
         for p in &set.permissions {
             self.set_permission(p.clone()).map_err(|e| e.to_string())?;

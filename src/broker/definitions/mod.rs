@@ -6,12 +6,13 @@
 //! declare-ok promises the definition survives a crash), and applies them to the live model.
 //! Permission checks belong at this door.
 //!
-//! Vhosts, users, permissions and topic permissions have a door of the same kind on the
-//! broker: [`vhosts`], [`access`] and [`topic_access`], sharing [`metadata`].
+//! Vhosts, users, permissions, topic permissions and limits have a door of the same kind on the
+//! broker: [`vhosts`], [`access`], [`topic_access`] and [`limits`], sharing [`metadata`].
 
 pub mod access;
 mod equivalence;
 pub mod import;
+pub mod limits;
 pub mod metadata;
 mod policies;
 pub mod topic_access;
@@ -186,6 +187,7 @@ impl VHost {
         if spec.name.as_bytes().starts_with(b"amq.") && !spec.server_named {
             return Err(errors::reserved_prefix("queue", &spec.name));
         }
+        self.check_queue_limit(&spec.name)?;
         let mut q = Queue::new(
             spec.name.clone(),
             self.name.clone(),
@@ -227,6 +229,15 @@ impl VHost {
         // No explicit binding to the default exchange: routing there looks the queue up by name.
         q.touch();
         Ok((q, created))
+    }
+
+    /// `max-queues`: a new queue is refused once the vhost holds that many (a redeclare of an
+    /// existing one is not a new queue).
+    fn check_queue_limit(&self, name: &ShortStr) -> Result<(), AmqpError> {
+        match self.limit(crate::auth::limits::MAX_QUEUES) {
+            Some(max) if self.queues.len() >= max => Err(errors::queue_limit_reached(name, &self.name, max)),
+            _ => Ok(()),
+        }
     }
 
     /// Deletes a queue; returns the number of ready messages it held (0 if it was not there).

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::metadata::MetadataError;
+use crate::auth::limits::LimitSet;
 use crate::auth::Permission;
 use crate::broker::vhost::{VHost, VHostMetadata};
 use crate::broker::{errors, Broker};
@@ -22,13 +23,14 @@ pub struct VHostSpec {
     pub tracing: Option<bool>,
 }
 
-fn record(name: &ShortStr, meta: &VHostMetadata) -> VHostRecord {
+pub(super) fn record(name: &ShortStr, meta: &VHostMetadata) -> VHostRecord {
     VHostRecord {
         name: name.clone(),
         description: meta.description.clone(),
         tags: meta.tags.clone(),
         default_queue_type: meta.default_queue_type.clone(),
         tracing: meta.tracing,
+        limits: meta.limits.to_map(),
     }
 }
 
@@ -38,6 +40,7 @@ fn metadata_of(r: &VHostRecord) -> VHostMetadata {
         tags: r.tags.clone(),
         default_queue_type: r.default_queue_type.clone(),
         tracing: r.tracing,
+        limits: LimitSet::from_map(r.limits.clone()),
     }
 }
 
@@ -50,7 +53,7 @@ impl Broker {
     }
 
     /// Creates vhost `name`, or replaces the metadata of an existing one (description, tags
-    /// and default queue type as given; tracing only if given). Returns whether it was
+    /// and default queue type as given; tracing only if given; limits stay). Returns whether it was
     /// created. A new vhost gives `acting_user`, if that user exists, full permissions on it
     /// (RabbitMQ's `maybe_grant_full_permissions`: whoever creates a vhost through the API can
     /// use it).
@@ -63,6 +66,7 @@ impl Broker {
             tags: spec.tags,
             default_queue_type: spec.default_queue_type,
             tracing,
+            limits: existing.as_ref().map(|v| v.meta().limits).unwrap_or_default(),
         };
         if let Some(store) = self.metadata_store() {
             store.save_vhost(&record(&name, &meta))?;

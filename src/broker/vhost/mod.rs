@@ -21,6 +21,7 @@ use super::queue::{Queue, QueueEnv};
 use super::reply_to::ReplyConsumers;
 use super::timer::Timers;
 use super::NameHasher;
+use crate::auth::limits::{LimitSet, Tally};
 use crate::protocol::{AmqpError, FieldTable, ShortStr};
 use crate::store::{MetadataStore, StoreHandle};
 pub use route::RoutedQueues;
@@ -68,6 +69,8 @@ pub struct VHostMetadata {
     /// RabbitMQ's `undefined`. Kept and shown; Warren's queues are all classic so far.
     pub default_queue_type: Option<String>,
     pub tracing: bool,
+    /// `max-connections` and `max-queues` (see `broker::limits`).
+    pub limits: LimitSet,
 }
 
 pub struct VHost {
@@ -85,6 +88,8 @@ pub struct VHost {
     /// Set when the vhost is deleted: its connections are being closed, and until they are
     /// gone their declares must not write definitions for a vhost that no longer exists.
     deleted: AtomicBool,
+    /// Its open connections, counted against `max-connections`.
+    pub connections: Tally,
 }
 
 impl VHost {
@@ -100,6 +105,7 @@ impl VHost {
             self_ref,
             meta: Mutex::default(),
             deleted: AtomicBool::new(false),
+            connections: Tally::default(),
         };
         let predeclared: [(&'static str, ExchangeKind, bool); 7] = [
             ("", ExchangeKind::Direct, false),
@@ -147,6 +153,11 @@ impl VHost {
     /// Description, tags, default queue type and tracing flag.
     pub fn meta(&self) -> VHostMetadata {
         self.meta.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// One of its limits (`max-connections`, `max-queues`): `None` when there is none.
+    pub fn limit(&self, name: &str) -> Option<usize> {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner()).limits.limit(name)
     }
 
     pub(crate) fn set_meta(&self, meta: VHostMetadata) {

@@ -118,7 +118,7 @@ fn user_json(u: &User) -> Value {
         "password_hash": u.password.to_base64(),
         "hashing_algorithm": u.password.algorithm().name(),
         "tags": u.tags,
-        "limits": {},
+        "limits": u.limits.to_json(),
     })
 }
 

@@ -12,9 +12,11 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::bindings::vhost_bindings;
+use super::limits::{vhost_limits_parameter, COMPONENT};
 use super::overview::{PRODUCT_NAME, PRODUCT_VERSION, RABBITMQ_COMPAT_VERSION};
 use super::topic_permissions::topic_permission_json;
 use super::{vhost, AppState};
+use crate::auth::limits::{LimitOwner, LimitSet};
 use crate::auth::{HashingAlgorithm, PasswordHash, Permission, TopicPermission, User};
 use crate::broker::definitions::import::{BindingSpec, DefinitionSet};
 use crate::broker::definitions::vhosts::VHostSpec;
@@ -143,7 +145,7 @@ pub fn export_all(m: &Mgmt) -> Value {
         .iter()
         .map(|u| {
             json!({"name": u.name, "password_hash": u.password.to_base64(),
-                   "hashing_algorithm": u.password.algorithm().name(), "tags": u.tags, "limits": {}})
+                   "hashing_algorithm": u.password.algorithm().name(), "tags": u.tags, "limits": u.limits.to_json()})
         })
         .collect();
     let permissions: Vec<Value> = m
@@ -157,9 +159,9 @@ pub fn export_all(m: &Mgmt) -> Value {
     out.insert("users".into(), Value::Array(users));
     out.insert("permissions".into(), Value::Array(permissions));
     out.insert("topic_permissions".into(), Value::Array(topic_permissions));
-    for key in ["parameters", "global_parameters"] {
-        out.insert(key.into(), json!([]));
-    }
+    let parameters = m.broker.vhosts().iter().filter_map(|v| vhost_limits_parameter(v, true)).collect();
+    out.insert("parameters".into(), Value::Array(parameters));
+    out.insert("global_parameters".into(), json!([]));
     out.insert("policies".into(), Value::Array(policies));
     out.insert("vhosts".into(), Value::Array(vhosts));
     out.insert("queues".into(), Value::Array(queues));
@@ -183,7 +185,7 @@ pub async fn export_vhost_handler(
     let mut out = Map::new();
     out.insert("rabbit_version".into(), json!(RABBITMQ_COMPAT_VERSION));
     let defs = export_vhost(&vh, false);
-    out.insert("parameters".into(), json!([]));
+    out.insert("parameters".into(), Value::Array(vhost_limits_parameter(&vh, false).into_iter().collect()));
     out.insert("policies".into(), Value::Array(defs.policies));
     out.insert("queues".into(), Value::Array(defs.queues));
     out.insert("exchanges".into(), Value::Array(defs.exchanges));
@@ -242,7 +244,12 @@ pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> 
                 }
                 _ => Vec::new(),
             };
-            set.users.push(User::new(name, password, tags));
+            let mut user = User::new(name, password, tags);
+            if let Some(limits) = u.get("limits") {
+                user.limits = LimitSet::parse(LimitOwner::User, limits)
+                    .map_err(|e| ApiError::bad_request(format!("user '{}': {e}", user.name)))?;
+            }
+            set.users.push(user);
         }
         for v in items("vhosts")? {
             let name = name_of(&v, "name")?;
@@ -264,6 +271,10 @@ pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> 
                 default_queue_type: text("default_queue_type").filter(|t| t != "undefined"),
                 tracing: None,
             };
+            // RabbitMQ 4.x exports a vhost's limits with it; 3.x as a `vhost-limits` parameter.
+            if let Some(limits) = v.get("limits").filter(|l| l.as_object().is_some_and(|o| !o.is_empty())) {
+                set.vhost_limits.push((name.clone(), vhost_limits_of(&name, limits)?));
+            }
             set.vhosts.push((name, spec));
         }
         for p in items("permissions")? {
@@ -292,6 +303,16 @@ pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> 
                 read: field("read")?,
             });
         }
+    }
+    // Of the runtime parameters only `vhost-limits` means something here; the other components
+    // (federation, shovels) are not in Warren and their parameters are skipped.
+    for p in items("parameters")? {
+        if str_field(&p, "component")? != Some(COMPONENT) {
+            continue;
+        }
+        let v = vhost_of("parameter", &p)?;
+        let limits = vhost_limits_of(&v, p.get("value").unwrap_or(&Value::Null))?;
+        set.vhost_limits.push((v, limits));
     }
     for p in items("policies")? {
         let name = str_field(&p, "name")?.ok_or_else(|| crate::mgmt::json::key_missing("name"))?.to_string();
@@ -344,6 +365,10 @@ pub fn parse(doc: &Value, vhost: Option<&ShortStr>) -> ApiResult<DefinitionSet> 
         set.bindings.push((vhost_of("binding", &b)?, spec));
     }
     Ok(set)
+}
+
+fn vhost_limits_of(vhost: &ShortStr, value: &Value) -> ApiResult<LimitSet> {
+    LimitSet::parse(LimitOwner::VHost, value).map_err(|e| ApiError::bad_request(format!("vhost '{vhost}': {e}")))
 }
 
 fn import(m: &Mgmt, caller: &Caller, body: &Bytes, vhost: Option<&ShortStr>) -> ApiResult<StatusCode> {

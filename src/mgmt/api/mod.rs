@@ -7,6 +7,7 @@ mod bindings;
 mod connections;
 mod definitions;
 mod exchanges;
+mod limits;
 mod messages;
 mod overview;
 mod parameters;
@@ -17,7 +18,7 @@ mod topic_permissions;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderValue};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use super::auth::require_login;
@@ -103,6 +104,12 @@ pub fn router(mgmt: Arc<Mgmt>) -> Router {
             "/topic-permissions/{vhost}/{user}",
             get(topic_permissions::of_pair).put(topic_permissions::put).delete(topic_permissions::delete),
         )
+        .route("/vhost-limits", get(limits::all_vhosts))
+        .route("/vhost-limits/{vhost}", get(limits::of_vhost))
+        .route("/vhost-limits/{vhost}/{name}", put(limits::put_vhost_limit).delete(limits::delete_vhost_limit))
+        .route("/user-limits", get(limits::all_users))
+        .route("/user-limits/{user}", get(limits::of_user))
+        .route("/user-limits/{user}/{name}", put(limits::put_user_limit).delete(limits::delete_user_limit))
         .route("/parameters", get(parameters::list))
         .route("/parameters/{component}", get(parameters::list_component))
         .route("/parameters/{component}/{vhost}", get(parameters::list_component_vhost))

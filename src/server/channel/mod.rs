@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use tracing::debug;
 
+use crate::auth::limits::Place;
 use crate::broker::errors;
 use crate::protocol::methods::*;
 use crate::protocol::{AmqpError, ContentHeader, Frame, Method};
@@ -48,10 +49,12 @@ pub struct Channel {
     /// The last exchange this channel was allowed to publish to: a publisher sends to one
     /// exchange again and again, and a name comparison is cheaper than a regex per message.
     publish_allowed: Option<crate::protocol::ShortStr>,
+    /// The channel's place in its user's channel count (`max-channels`), until it is dropped.
+    _place: Place,
 }
 
 impl Channel {
-    pub fn new(id: u16, session: Arc<Session>) -> Channel {
+    pub fn new(id: u16, session: Arc<Session>, place: Place) -> Channel {
         let state = DeliveryState { open: true, ..Default::default() };
         let confirms = Confirms::new(id, session.outbound.clone());
         Channel {
@@ -67,6 +70,7 @@ impl Channel {
             content: Content::Idle,
             tx: None,
             publish_allowed: None,
+            _place: place,
         }
     }
 
