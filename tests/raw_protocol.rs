@@ -2,100 +2,14 @@
 
 mod common;
 
+use common::raw::Raw;
+
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use warren::protocol::methods::*;
-use warren::protocol::{decode_frame, encode_method, FieldTable, Frame, LongStr, Method, ShortStr, PROTOCOL_HEADER};
-
-struct Raw {
-    sock: TcpStream,
-    buf: BytesMut,
-}
-
-impl Raw {
-    async fn connect(addr: std::net::SocketAddr) -> Raw {
-        Raw { sock: TcpStream::connect(addr).await.unwrap(), buf: BytesMut::new() }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.sock.write_all(bytes).await.unwrap();
-    }
-
-    async fn send_method(&mut self, channel: u16, m: Method) {
-        let mut b = BytesMut::new();
-        encode_method(&mut b, channel, &m);
-        self.send(&b).await;
-    }
-
-    /// The next frame, or None when the server closed the socket.
-    async fn frame(&mut self) -> Option<Frame> {
-        loop {
-            if let Some(f) = decode_frame(&mut self.buf, 0).expect("server sends valid frames") {
-                return Some(f);
-            }
-            let n =
-                tokio::time::timeout(common::WAIT, self.sock.read_buf(&mut self.buf)).await.expect("timely").ok()?;
-            if n == 0 {
-                return None;
-            }
-        }
-    }
-
-    async fn method(&mut self) -> Method {
-        loop {
-            match self.frame().await.expect("a frame") {
-                Frame::Method { method, .. } => return method,
-                Frame::Heartbeat => continue,
-                other => panic!("expected a method, got {other:?}"),
-            }
-        }
-    }
-
-    /// Protocol header, start/start-ok, tune/tune-ok, open/open-ok, heartbeats off.
-    async fn handshake(addr: std::net::SocketAddr) -> Raw {
-        Raw::handshake_with_heartbeat(addr, 0).await
-    }
-
-    async fn handshake_with_heartbeat(addr: std::net::SocketAddr, heartbeat: u16) -> Raw {
-        let mut r = Raw::connect(addr).await;
-        r.send(PROTOCOL_HEADER).await;
-        let Method::ConnectionStart(start) = r.method().await else { panic!("expected start") };
-        assert_eq!((start.version_major, start.version_minor), (0, 9));
-        r.send_method(
-            0,
-            Method::ConnectionStartOk(ConnectionStartOk {
-                client_properties: FieldTable::new(),
-                mechanism: ShortStr::from_static("PLAIN"),
-                response: LongStr::from("\0guest\0guest"),
-                locale: ShortStr::from_static("en_US"),
-            }),
-        )
-        .await;
-        let Method::ConnectionTune(tune) = r.method().await else { panic!("expected tune") };
-        r.send_method(
-            0,
-            Method::ConnectionTuneOk(ConnectionTuneOk { channel_max: tune.channel_max, frame_max: 4096, heartbeat }),
-        )
-        .await;
-        r.send_method(0, Method::ConnectionOpen(ConnectionOpen { virtual_host: ShortStr::from_static("/") })).await;
-        assert!(matches!(r.method().await, Method::ConnectionOpenOk(_)));
-        r
-    }
-
-    async fn expect_connection_close(&mut self, code: u16) -> ConnectionClose {
-        match self.method().await {
-            Method::ConnectionClose(c) => {
-                assert_eq!(c.reply_code, code, "reply text: {}", c.reply_text);
-                self.send_method(0, Method::ConnectionCloseOk(ConnectionCloseOk {})).await;
-                c
-            }
-            other => panic!("expected connection.close {code}, got {other:?}"),
-        }
-    }
-}
+use warren::protocol::{Frame, Method, ShortStr, PROTOCOL_HEADER};
 
 #[tokio::test]
 async fn wrong_protocol_header_gets_ours_back_and_the_socket_closed() {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use crate::auth::limits::MAX_CHANNELS;
@@ -18,7 +18,7 @@ use crate::broker::{errors, Broker};
 use crate::protocol::methods::*;
 use crate::protocol::{decode_frame, AmqpError, Frame, Method, ShortStr, PROTOCOL_HEADER};
 use crate::server::channel::Channel;
-use crate::server::frames::{ConnError, FrameReader, Read};
+use crate::server::frames::{ConnError, FrameReader, Read, LINGER};
 pub use crate::server::handshake::HANDSHAKE_TIMEOUT;
 use crate::server::handshake::{handshake, read_protocol_header, Origin};
 use crate::server::outbound::Outbound;
@@ -38,6 +38,12 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
             info!(%peer, "unsupported protocol header (TLS to the plain port?); answered with AMQP 0-9-1's and closed");
             let _ = socket.write_all(PROTOCOL_HEADER).await;
             let _ = socket.shutdown().await;
+            // Read what else it sent (a TLS hello is longer than 8 octets) before closing, so
+            // that our header is not destroyed by a reset (see `FrameReader::drain`).
+            let mut rest = [0u8; 4096];
+            let _ =
+                tokio::time::timeout(LINGER, async { while matches!(socket.read(&mut rest).await, Ok(n) if n > 0) {} })
+                    .await;
             return;
         }
         Ok(Err(e)) => return debug!(%peer, error = %e, "connection lost before the protocol header"),
@@ -65,12 +71,14 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
                 fail_handshake(e, &mut reader, &outbound, peer).await;
                 outbound.close();
                 let _ = writer.await;
+                reader.drain().await;
                 return;
             }
             Err(_) => {
                 info!(%peer, "closing connection: handshake not completed within {HANDSHAKE_TIMEOUT:?}");
                 outbound.close();
                 let _ = writer.await;
+                reader.drain().await;
                 return;
             }
         };
@@ -103,6 +111,7 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
     }
     outbound.close();
     let _ = writer.await;
+    reader.drain().await;
 }
 
 /// Reads frames until `connection.close-ok` (or EOF, or a few seconds).
@@ -266,8 +275,10 @@ impl Connection {
                 Frame::Method { method: Method::ChannelCloseOk(_), .. } => {
                     self.closing.remove(&channel);
                 }
+                // The client's close crossed ours: answer it, and still wait for the close-ok of
+                // ours, which the client sends next (RabbitMQ does the same; forgetting the
+                // channel here made that close-ok a 504 that killed the whole connection).
                 Frame::Method { method: Method::ChannelClose(_), .. } => {
-                    self.closing.remove(&channel);
                     self.session.outbound.send_method(channel, &Method::ChannelCloseOk(ChannelCloseOk {}));
                 }
                 _ => {} // discarded until the client acknowledges the close
@@ -321,9 +332,14 @@ impl Connection {
     }
 
     fn open_channel(&mut self, channel: u16, frame: Frame) -> Result<(), ConnError> {
-        let Frame::Method { method: Method::ChannelOpen(_), .. } = frame else {
-            return Err(errors::expected_channel_open().into());
+        let method = match frame {
+            Frame::Method { method: Method::ChannelOpen(_), .. } => None,
+            Frame::Method { method, .. } => Some((method.class_id(), method.method_id())),
+            _ => Some((0, 0)),
         };
+        if let Some((class_id, method_id)) = method {
+            return Err(errors::expected_channel_open().in_method(class_id, method_id).into());
+        }
         if channel > self.session.channel_max {
             return Err(errors::channel_max_exceeded(channel, self.session.channel_max).into());
         }

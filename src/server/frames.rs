@@ -1,7 +1,7 @@
 //! Whole frames off a connection's read half, and the ways reading a connection can fail.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
@@ -49,7 +49,27 @@ impl FrameReader {
         self.stats.received(n);
         Ok(n > 0)
     }
+
+    /// Once our last frame is out and our half of the socket shut (FIN sent): reads and drops
+    /// whatever the client still sends, until it closes its side or [`LINGER`] passes. A socket
+    /// closed with unread input goes out with RST instead of FIN, and a RST can destroy the
+    /// `close-ok` still in flight, so the client reads a reset instead of its answer.
+    pub(super) async fn drain(&mut self) {
+        let _ = tokio::time::timeout(LINGER, async {
+            loop {
+                self.buf.clear();
+                if !matches!(self.fill().await, Ok(true)) {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
 }
+
+/// How long a closed connection keeps reading what its client still sends (see
+/// [`FrameReader::drain`]).
+pub(super) const LINGER: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub(super) enum ConnError {

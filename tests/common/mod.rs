@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod lifecycle;
+pub mod raw;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
