@@ -70,11 +70,14 @@ async function route() {
     const m = path.match(re);
     if (!m) continue;
     const params = m.slice(1).map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
-    mount(main);
+    // A view draws into its own element: one still loading when the user moves on writes into
+    // a detached node, not over the next view.
+    const here = h('div');
+    mount(main, here);
     try {
-      await view(main, context(generation), ...params);
+      await view(here, context(generation), ...params);
     } catch (e) {
-      if (e.status !== 401) mount(main, h('section', { class: 'panel' }, h('p', { class: 'error' }, e.message)));
+      if (e.status !== 401) mount(here, h('section', { class: 'panel' }, h('p', { class: 'error' }, e.message)));
     }
     return;
   }
@@ -83,11 +86,11 @@ async function route() {
 
 function drawHeader(path) {
   top.hidden = false;
-  const here = path.split('/')[0];
+  const current = path.split('/')[0];
   const tags = Array.isArray(me.tags) ? me.tags : String(me.tags || '').split(',');
   const admin = tags.some((t) => t === 'administrator' || t === 'policymaker');
   mount(document.getElementById('nav'), NAV.filter(([p]) => p !== 'admin' || admin)
-    .map(([p, label]) => h('a', { href: '#/' + p, class: p === here ? 'active' : '' }, label)));
+    .map(([p, label]) => h('a', { href: '#/' + p, class: p === current ? 'active' : '' }, label)));
   mount(document.getElementById('who'), 'User ', h('b', {}, me.name), ' ',
     h('button', { class: 'small', type: 'button', onclick: logout }, 'Log out'));
 }

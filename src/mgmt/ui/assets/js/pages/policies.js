@@ -1,7 +1,7 @@
 // Policies: list, add (or replace) and delete, per vhost.
 
 import { h, mount, section } from '../dom.js';
-import { get, put, del, seg } from '../api.js';
+import { put, del, seg } from '../api.js';
 import { table } from '../table.js';
 import { field, form, input, select, textarea, jsonObject, danger } from '../forms.js';
 import { vhostNames } from './queues.js';

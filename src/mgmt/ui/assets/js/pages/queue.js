@@ -3,10 +3,10 @@
 // exchange, as RabbitMQ's console does), purge and delete.
 
 import { h, mount, section, facts, link, toast } from '../dom.js';
-import { get, post, del, queuePath } from '../api.js';
+import { get, del, queuePath } from '../api.js';
 import { History, lineChart, SAMPLE_MS } from '../chart.js';
 import { num, rate, bytes, duration, json, exchangeLabel } from '../format.js';
-import { field, form, input, select, textarea, jsonObject, danger } from '../forms.js';
+import { field, form, input, select, danger } from '../forms.js';
 import { RATE_SERIES, DEPTH_SERIES } from './overview.js';
 import { exchangeHref } from './exchanges.js';
 import { publishForm } from './publish.js';
