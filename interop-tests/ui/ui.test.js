@@ -130,9 +130,14 @@ test('a message published from the page raises the depth', T, async () => {
   assert.equal(await ready(), 4);
   await page.getByRole('button', { name: 'Peek' }).click();
   await page.locator('#peeked .message').nth(3).locator('.payload', { hasText: 'from the console' }).waitFor();
-  // A few samples for the page's depth and rate charts before its screenshot.
+  await page.locator('section', { hasText: 'Peek at messages' }).evaluate((e) => e.scrollIntoView());
+  await shot(page, 'queue-peek');
+});
+
+test('a busy queue\'s page charts its rates and lists its consumer', T, async () => {
+  await page.goto(`${MGMT_URL}/#/queues/%2F/${encodeURIComponent(trafficQueue)}`);
+  await page.getByText(`ui-test-consumer.`).first().waitFor();
   await samples(page, 3);
-  await page.evaluate(() => window.scrollTo(0, 0));
   await shot(page, 'queue');
 });
 

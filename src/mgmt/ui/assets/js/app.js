@@ -74,6 +74,7 @@ async function route() {
     // a detached node, not over the next view.
     const here = h('div');
     mount(main, here);
+    window.scrollTo(0, 0);
     try {
       await view(here, context(generation), ...params);
     } catch (e) {

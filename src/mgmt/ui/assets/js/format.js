@@ -4,7 +4,8 @@ export const num = (n) => (n === undefined || n === null ? '' : nf.format(n));
 
 export function rate(r) {
   if (r === undefined || r === null) return '';
-  if (r === 0) return '0.0/s';
+  if (r === 0) return '0/s';
+  if (r < 1) return r.toFixed(2) + '/s';
   return (r < 10 ? r.toFixed(1) : nf.format(Math.round(r))) + '/s';
 }
 

@@ -15,14 +15,17 @@ export function select(name, options, value) {
     }));
 }
 
-export const field = (label, control, hint) =>
-  h('label', { class: 'field', for: control.id }, h('span', {}, label), control, hint ? h('small', {}, hint) : null);
+// wide: the field takes a whole row of a grid form.
+export const field = (label, control, hint, wide) =>
+  h('label', { class: wide ? 'field wide' : 'field', for: control.id }, h('span', {}, label), control, hint ? h('small', {}, hint) : null);
 
 // fields: nodes from field(); run(values) performs the call and returns a success message.
-export function form({ fields, submit, run, onDone, inline }) {
+// layout: 'inline' (one row that wraps), 'grid' (columns), or stacked.
+export function form({ fields, submit, run, onDone, inline, grid }) {
   const error = h('span', { class: 'form-error', role: 'alert' });
   const button = h('button', { type: 'submit', class: 'primary' }, submit);
-  const el = h('form', { class: inline ? 'form inline' : 'form' }, fields, h('div', { class: 'form-actions' }, button, error));
+  const layout = inline ? 'form inline' : grid ? 'form grid' : 'form';
+  const el = h('form', { class: layout }, fields, h('div', { class: 'form-actions' }, button, error));
   el.addEventListener('submit', async (e) => {
     e.preventDefault();
     mount(error);

@@ -6,13 +6,14 @@ import { field, form, input, select, textarea, jsonObject } from '../forms.js';
 export function publishForm({ vhost, exchange, routingKey = '', fixedKey = false, onDone }) {
   return form({
     submit: 'Publish message',
+    grid: true,
     fields: [
       field('Routing key', input('routing_key', { value: routingKey, readonly: fixedKey })),
       field('Delivery mode', select('delivery_mode', [['2', '2 – persistent'], ['1', '1 – transient']], '2')),
       field('Content type', input('content_type', { placeholder: 'text/plain' })),
       field('Headers', textarea('headers', { rows: 1, placeholder: '{"source": "console"}' }), 'JSON object'),
-      field('Other properties', textarea('properties', { rows: 1, placeholder: '{"priority": 1, "expiration": "60000"}' }), 'JSON object'),
-      field('Payload', textarea('payload', { rows: 4, class: 'mono' })),
+      field('Other properties', textarea('properties', { rows: 1, placeholder: '{"priority": 1}' }), 'JSON object'),
+      field('Payload', textarea('payload', { rows: 4, class: 'mono' }), null, true),
     ],
     run: async (v) => {
       const properties = { ...jsonObject(v.properties, 'Other properties'), delivery_mode: Number(v.delivery_mode) };
