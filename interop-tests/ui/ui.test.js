@@ -63,9 +63,9 @@ test('a wrong password is refused with the API reason', T, async () => {
   await page.goto(MGMT_URL + '/');
   await page.fill('#login-user', USER);
   await page.fill('#login-password', PASSWORD + '-wrong');
-  await shot(page, 'login');
   await page.click('#login button[type=submit]');
   await page.getByText('Login failed').waitFor();
+  await shot(page, 'login');
   assert.equal(await page.locator('#top').isVisible(), false, 'no console without a login');
 });
 

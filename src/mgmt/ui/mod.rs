@@ -16,7 +16,7 @@ use axum::Router;
 type Asset = (&'static str, &'static str, &'static [u8]);
 
 macro_rules! assets {
-    ($($path:literal => $kind:literal),* $(,)?) => {
+    ($($path:literal => $kind:expr),* $(,)?) => {
         &[$(($path, $kind, include_bytes!(concat!("assets/", $path)) as &[u8])),*]
     };
 }
@@ -62,7 +62,7 @@ fn find(path: &str) -> Option<&'static Asset> {
 }
 
 fn serve(path: &str, headers: &HeaderMap) -> Response {
-    let Some((_, kind, bytes)) = find(path) else {
+    let Some(&(_, kind, bytes)) = find(path) else {
         return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not Found")
             .into_response();
     };
@@ -73,7 +73,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
             t == etag || t == "*"
         })
     });
-    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { (*bytes).into_response() };
+    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { bytes.into_response() };
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -102,6 +102,7 @@ mod tests {
     fn every_module_an_asset_imports_is_embedded() {
         // A missing entry would only show in a browser as a module that fails to load.
         let import = regex::Regex::new(r#"(?m)^import .* from '(\.{1,2}/[^']+)';"#).unwrap();
+        let mut checked = 0;
         for (path, _, bytes) in ASSETS.iter().filter(|(p, _, _)| p.ends_with(".js")) {
             let text = std::str::from_utf8(bytes).unwrap();
             let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
@@ -118,8 +119,10 @@ mod tests {
                 }
                 let target = parts.join("/");
                 assert!(find(&target).is_some(), "{path} imports {target}, which is not embedded");
+                checked += 1;
             }
         }
+        assert!(checked > 30, "only {checked} imports seen: has the import style changed?");
     }
 
     #[test]
