@@ -16,11 +16,6 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Relative to where run.sh was called from, not to where the tests run.
 [[ -n ${UI_SCREENSHOTS:-} ]] && UI_SCREENSHOTS=$(realpath -m "$UI_SCREENSHOTS") && export UI_SCREENSHOTS
-export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-if [[ ! -x $CHROMIUM ]]; then
-  echo "ui tests: no browser at $CHROMIUM (apt-get install chromium, or set CHROMIUM)" >&2
-  exit 1
-fi
 stamp=$here/node_modules/.ui-lock.sha256
 want=$(sha256sum "$here/package.json" "$here/package-lock.json" | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
@@ -29,6 +24,11 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "$want" >"$stamp"
 fi
 [[ ${1:-} == setup ]] && exit 0
+export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [[ ! -x $CHROMIUM ]]; then
+  echo "ui tests: no browser at $CHROMIUM (apt-get install chromium, or set CHROMIUM)" >&2
+  exit 1
+fi
 cd "$here"
 limit=()
 command -v timeout >/dev/null && limit=(timeout --kill-after=15 600)

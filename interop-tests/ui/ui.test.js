@@ -45,6 +45,8 @@ before(async () => {
   page.setDefaultTimeout(20000);
   page.on('dialog', (d) => d.accept());
   page.on('pageerror', (e) => pageErrors.push(e.message));
+  // The page's Content-Security-Policy must not block any of its own scripts or styles.
+  page.on('console', (m) => { if (/Content Security Policy|Refused to/.test(m.text())) pageErrors.push(m.text()); });
 });
 
 after(async () => {
@@ -228,6 +230,6 @@ test('a 401 from the API sends the user back to the login form', T, async () => 
   await page.locator('#login-error', { hasText: 'Login failed' }).waitFor();
 });
 
-test('no script error happened on any page', T, () => {
+test('no script error and no CSP refusal on any page', T, () => {
   assert.deepEqual(pageErrors, []);
 });

@@ -32,7 +32,7 @@ async function users(body) {
     columns: [
       { label: 'Name', key: 'name' },
       { label: 'Tags', value: (u) => h('span', { class: 'tags' }, tagList(u.tags)) },
-      { label: 'Password', value: (u) => (u.password_hash ? u.hashing_algorithm : 'none') },
+      { label: 'Password hash', value: (u) => (u.password_hash ? u.hashing_algorithm : 'none') },
       { label: '', value: (u) => (u.name === session.user ? null : danger('Delete', `Delete the user ${u.name}?`, async () => {
         await del(`/users/${seg(u.name)}`);
         t.refresh();
@@ -45,7 +45,7 @@ async function users(body) {
     submit: 'Save user',
     fields: [
       field('Name', input('name', { required: true, autocomplete: 'off' })),
-      field('Password', input('password', { type: 'password', autocomplete: 'new-password' }), 'empty: no password login'),
+      field('Password', input('password', { type: 'password', autocomplete: 'new-password' }), 'empty: no password login (replaces the old one)'),
       field('Tags', input('tags', { placeholder: 'management', list: 'known-tags' }), 'comma-separated'),
       h('datalist', { id: 'known-tags' }, ['administrator', 'monitoring', 'policymaker', 'management', 'impersonator']
         .map((v) => h('option', { value: v }))),

@@ -77,7 +77,8 @@ export async function show(main, ctx, vhost, urlName) {
         ['Arguments', json(x.arguments) || 'none'], ['Policy', x.policy || 'none'],
       ])),
       section('Publish a message', publishForm({ vhost, exchange: name }))),
-    section('Bindings from this exchange', h('div', {}, outgoing, canBind ? bindForm(vhost, name, refresh) : null)),
+    section('Bindings from this exchange', h('div', {}, outgoing,
+      canBind ? [h('h3', {}, 'Add a binding'), bindForm(vhost, name, refresh)] : null)),
     section('Bindings to this exchange', incoming),
     canBind && !name.startsWith('amq.') ? section('Delete', h('div', { class: 'buttons' },
       danger('Delete exchange', `Delete the exchange ${label}?`, async () => {
