@@ -48,10 +48,8 @@ export function table({ columns, source, sort, empty = 'Nothing here.', tools })
       items = items.filter((i) => source.text(i).toLowerCase().includes(needle));
     }
     if (state.sort) {
-      const col = columns.find((c) => c.key === state.sort);
       const key = (i) => lookup(i, state.sort);
       items.sort((a, b) => compare(key(a), key(b)) * (state.reverse ? -1 : 1));
-      if (!col) state.sort = '';
     }
     const filtered = items.length;
     const pages = Math.max(1, Math.ceil(filtered / PAGE_SIZE));
