@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing Warren needs on a Debian machine with Rust:
 #   --build    clang/libclang (RocksDB's bindings) and a C++ toolchain
-#   --test     also: Debian's AMQP spec XML, the Python venv (pamqp, pika, pytest) and the
-#              Node clients for interop-tests/
+#   --test     also: Debian's AMQP spec XML, the Python venv (pamqp, pika, pytest), the
+#              Node clients for interop-tests/, and Debian's chromium with playwright-core for the
+#              web UI's browser test (interop-tests/ui)
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ want_test=false
 [[ ${1:-} == --test ]] && want_test=true
 
 apt_packages=(clang libclang-dev g++ make)
-$want_test && apt_packages+=(amqp-specs python3-venv nodejs npm)
+$want_test && apt_packages+=(amqp-specs python3-venv nodejs npm chromium)
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -25,6 +26,7 @@ for p in "${missing[@]}"; do
     python3-venv) python3 -c 'import venv, ensurepip' 2>/dev/null || filtered+=("$p") ;;
     nodejs) command -v node >/dev/null || filtered+=("$p") ;;
     npm) command -v npm >/dev/null || filtered+=("$p") ;;
+    chromium) [[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || filtered+=("$p") ;;
     *) filtered+=("$p") ;;
   esac
 done
@@ -42,6 +44,8 @@ $want_test || exit 0
 # The Python venv (pamqp, pika, pytest) and Node modules (amqplib) for the differential and
 # interop tests; run.sh owns that setup.
 interop-tests/run.sh setup
+# playwright-core (the driver only: it drives the chromium above and downloads no browser).
+interop-tests/ui/run.sh setup
 
 # rabbitmqadmin (RabbitMQ's own CLI, a single Python 3 script) for interop-tests/mgmt: taken from
 # Debian's rabbitmq-server package without installing it (no Erlang, no service started).

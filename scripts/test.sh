@@ -2,7 +2,8 @@
 # The whole test suite, exactly what CI runs (.ci/run calls this):
 # install what is missing, format check, clippy (-D warnings), the spec cross-check, and every
 # Rust test (unit, property, integration, the pamqp differential test), then the pika and
-# amqplib interop suites (with their broker-restart tests) against a Warren started on a free port.
+# amqplib interop suites (with their broker-restart tests), the management API suite and the web
+# UI's headless-Chromium test against a Warren started on a free port.
 #
 # CARGO_TARGET_DIR defaults to a cache outside the checkout: RocksDB takes ~10 minutes to build
 # from source, and a fresh clone should not pay that again. A clean run builds it once: clippy
@@ -103,6 +104,15 @@ if ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" MGMT_URL="http://127.0.0.
   PYTEST_ARGS="$deselect" interop-tests/run.sh mgmt \
   || ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" WARREN_MGMT_URL="http://guest:guest@127.0.0.1:$mgmt_port" \
     WARREN_BIN="$CARGO_TARGET_DIR/debug/warren" interop-tests/ctl/run.sh; then
+  echo "--- warren log (last 50 lines)"
+  tail -50 "$data/warren.log"
+  exit 1
+fi
+
+step "web UI in headless Chromium (interop-tests/ui) against Warren"
+# Warren's own console, so this one has no RabbitMQ reference run. Its screenshots land in
+# interop-tests/ui/screenshots (the README's, in docs/ui, are refreshed by hand).
+if ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" MGMT_URL="http://127.0.0.1:$mgmt_port" interop-tests/ui/run.sh; then
   echo "--- warren log (last 50 lines)"
   tail -50 "$data/warren.log"
   exit 1

@@ -46,6 +46,28 @@ async fn credentials_are_required_and_checked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_is_served_without_credentials_and_revalidated_by_etag() {
+    let b = common::start().await;
+    let ui = Http::new(b.mgmt).root();
+    let page = ui.get("/").await;
+    assert_eq!((page.status, page.header("content-type")), (200, Some("text/html; charset=utf-8")));
+    let html = page.body.as_str().expect("HTML");
+    assert!(html.contains(r#"<script type="module" src="/ui/js/app.js"></script>"#), "{html}");
+    assert!(page.header("content-security-policy").is_some_and(|c| c.contains("script-src 'self'")));
+    let js = ui.get("/ui/js/app.js").await;
+    assert_eq!((js.status, js.header("content-type")), (200, Some("text/javascript; charset=utf-8")));
+    assert_eq!(js.header("cache-control"), Some("no-cache"));
+    let etag = js.header("etag").expect("an ETag").to_string();
+    let again = ui.send("GET", "/ui/js/app.js", None, &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status, 304);
+    let css = ui.get("/ui/style.css").await;
+    assert_eq!((css.status, css.header("content-type")), (200, Some("text/css; charset=utf-8")));
+    assert_eq!(ui.get("/ui/js/missing.js").await.status, 404);
+    // The files are public; the data behind them is not.
+    assert_eq!(ui.get("/api/overview").await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_are_declared_shown_listed_purged_and_deleted() {
     let b = common::start().await;
     let http = Http::new(b.mgmt);

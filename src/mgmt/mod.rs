@@ -6,7 +6,8 @@
 //! It is a client of the broker like an AMQP channel is: every change goes through the
 //! definitions funnel (`broker::definitions`), every publish through `VHost::publish`. Handlers
 //! live in [`api`], one file per endpoint group; what every list shares (pagination, sorting,
-//! columns) is in [`listing`], JSON conventions in [`json`], errors in [`error`].
+//! columns) is in [`listing`], JSON conventions in [`json`], errors in [`error`]. The
+//! web UI, a page of ES modules over the same API, is [`ui`].
 
 pub mod api;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod json;
 pub mod listing;
 pub mod rates;
 mod time;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -30,6 +30,11 @@ impl Http {
         Http { base: self.base.clone(), auth: auth.map(|(u, p)| (u.to_string(), p.to_string())) }
     }
 
+    /// The same listener outside `/api` (the web UI's files), without credentials.
+    pub fn root(&self) -> Http {
+        Http { base: self.base.trim_end_matches("/api").to_string(), auth: None }
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.send("GET", path, None, &[]).await
     }

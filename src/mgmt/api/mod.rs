@@ -132,13 +132,14 @@ pub fn router(mgmt: Arc<Mgmt>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(mgmt.clone(), require_login));
     Router::new()
         .nest("/api", api)
+        .merge(super::ui::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::middleware::map_response(no_cache))
         .with_state(mgmt)
 }
 
 /// RabbitMQ sends `cache-control: no-cache` on every answer: monitoring must not read stale
-/// counts through a proxy.
+/// counts through a proxy. (The UI's files want the same: revalidated by their `ETag`.)
 async fn no_cache(mut response: axum::response::Response) -> axum::response::Response {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
