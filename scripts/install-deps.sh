@@ -2,7 +2,8 @@
 # Installs what building and testing Warren needs on a Debian machine with Rust:
 #   --build    clang/libclang (RocksDB's bindings) and a C++ toolchain
 #   --test     also: Debian's AMQP spec XML, the Python venv (pamqp, pika, pytest) and the
-#              Node clients for interop-tests/
+#              Node clients for interop-tests/, and the openssl CLI (interop-tests/tls makes its
+#              certificates with it)
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ want_test=false
 [[ ${1:-} == --test ]] && want_test=true
 
 apt_packages=(clang libclang-dev g++ make)
-$want_test && apt_packages+=(amqp-specs python3-venv nodejs npm)
+$want_test && apt_packages+=(amqp-specs python3-venv nodejs npm openssl)
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -25,6 +26,7 @@ for p in "${missing[@]}"; do
     python3-venv) python3 -c 'import venv, ensurepip' 2>/dev/null || filtered+=("$p") ;;
     nodejs) command -v node >/dev/null || filtered+=("$p") ;;
     npm) command -v npm >/dev/null || filtered+=("$p") ;;
+    openssl) command -v openssl >/dev/null || filtered+=("$p") ;;
     *) filtered+=("$p") ;;
   esac
 done
