@@ -8,10 +8,12 @@
 #   client.pem client.key  a client certificate, subject C=XX, O=Acme, OU=interop, CN=app
 #                          (EXTERNAL logs in as its RFC 2253 subject, CN=app,OU=interop,O=Acme,C=XX)
 #   nobody.pem nobody.key  a client certificate whose subject is no user (EXTERNAL is refused)
+#   tricky.pem tricky.key  a client certificate with a subject that needs escapes, non-ASCII, and
+#                          attributes that RabbitMQ names otherwise than openssl
 #   other-ca.pem           an unrelated CA (a client trusting only it refuses the broker)
 #   other-client.pem other-client.key  a client certificate issued by the unrelated CA (a
 #                          broker with verify_peer refuses it)
-#   client.dn nobody.dn    the subjects as `openssl x509 -noout -subject -nameopt RFC2253` prints
+#   client.dn nobody.dn tricky.dn  the subjects as `openssl x509 -noout -subject -nameopt RFC2253` prints
 #
 # Usage: make-pki.sh DIR
 set -euo pipefail
@@ -41,7 +43,7 @@ leaf() {
   local name=$1 issuer=$2 subject=$3
   shift 3
   key "$name.key"
-  ssl req -new -key "$name.key" -subj "$subject" -out "$name.csr"
+  ssl req -new -utf8 -key "$name.key" -subj "$subject" -out "$name.csr"
   {
     echo 'basicConstraints = critical, CA:FALSE'
     echo 'subjectKeyIdentifier = hash'
@@ -60,9 +62,12 @@ leaf server ca "/CN=localhost" 'keyUsage = critical, digitalSignature, keyEnciph
 client_ext=('keyUsage = critical, digitalSignature, keyEncipherment' 'extendedKeyUsage = clientAuth')
 leaf client ca "/C=XX/O=Acme/OU=interop/CN=app" "${client_ext[@]}"
 leaf nobody ca "/C=XX/O=Acme/CN=nobody" "${client_ext[@]}"
+# A subject where RabbitMQ's user name differs from openssl's RFC 2253 output (EMAILADDRESS, TITLE;
+# '~' escaped): the tests expect RabbitMQ's form.
+leaf tricky ca "/C=XX/O=Acme, Inc./OU=a\\+b/title=Dr/CN=José <x> ~;/emailAddress=app@example.com" "${client_ext[@]}"
 leaf other-client other-ca "/C=XX/O=Acme/OU=interop/CN=app" "${client_ext[@]}"
 rm -f ./*.srl
-for c in client nobody; do
+for c in client nobody tricky; do
   openssl x509 -in "$c.pem" -noout -subject -nameopt RFC2253 | sed 's/^subject=//' >"$c.dn"
 done
 chmod 0644 ./*.pem ./*.key ./*.dn # RabbitMQ runs as this user too, but keep them readable

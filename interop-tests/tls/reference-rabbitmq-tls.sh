@@ -14,7 +14,7 @@
 # TLS: the certificates of make-pki.sh in $BASE/pki (made on start when missing);
 #      ssl_options.verify = verify_peer, fail_if_no_peer_cert = true, TLS 1.3 and 1.2;
 #      auth_mechanisms PLAIN, AMQPLAIN, EXTERNAL (rabbitmq_auth_mechanism_ssl),
-#      ssl_cert_login_from = distinguished_name.
+#      ssl_cert_login_from = distinguished_name (env SSL_CERT_LOGIN_FROM=common_name for the CN).
 # Plugins: rabbitmq_management, rabbitmq_auth_mechanism_ssl.
 set -euo pipefail
 cmd=${1:-status}
@@ -74,7 +74,7 @@ ssl_options.versions.2 = tlsv1.2
 auth_mechanisms.1 = PLAIN
 auth_mechanisms.2 = AMQPLAIN
 auth_mechanisms.3 = EXTERNAL
-ssl_cert_login_from = distinguished_name
+ssl_cert_login_from = ${SSL_CERT_LOGIN_FROM:-distinguished_name}
 management.tcp.port = $MGMT_PORT
 management.tcp.ip = 127.0.0.1
 loopback_users.guest = true

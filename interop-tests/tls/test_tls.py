@@ -152,6 +152,25 @@ def test_external_logs_in_as_the_certificate_subject(connections, mgmt):
         tlslib.connect(context(), pika.PlainCredentials(user, ""))
 
 
+# RabbitMQ's user name for tricky.pem. openssl prints the subject as
+# emailAddress=app@example.com,CN=Jos\C3\A9 \<x\> ~\;,title=Dr,OU=a\+b,O=Acme\, Inc.,C=XX:
+# RabbitMQ 3.10 names some attribute types its own way (EMAILADDRESS, TITLE, GIVENNAME,
+# SERIALNUMBER, ...) and escapes '~' too. Warren follows RabbitMQ, where the users exist already.
+TRICKY_USER = r"EMAILADDRESS=app@example.com,CN=Jos\C3\A9 \<x\> \7E\;,TITLE=Dr,OU=a\+b,O=Acme\, Inc.,C=XX"
+
+
+def test_external_user_name_escapes_as_rabbitmq_does(connections, mgmt):
+    assert dn("tricky") != TRICKY_USER
+    mgmt.put_user_without_password(TRICKY_USER)
+    mgmt.permit(TRICKY_USER)
+    ch = connections(context(cert="tricky"), pika.credentials.ExternalCredentials()).channel()
+    ch.confirm_delivery()
+    queue = ch.queue_declare(unique("q"), exclusive=True).method.queue
+    ch.basic_publish("", queue, b"x", pika.BasicProperties(user_id=TRICKY_USER))
+    [(props, _)] = consume(ch, queue, 1)
+    assert props.user_id == TRICKY_USER
+
+
 def test_external_for_a_subject_that_is_no_user_is_refused():
     with pytest.raises(AMQPConnectionError) as e:  # pika: ProbableAuthenticationError
         tlslib.connect(context(cert="nobody"), pika.credentials.ExternalCredentials())

@@ -247,6 +247,29 @@ test('EXTERNAL logs in as the certificate subject', opts, async () => {
   }
 });
 
+// RabbitMQ's user name for tricky.pem (see TRICKY_USER in test_tls.py: not openssl's form).
+const TRICKY_USER = String.raw`EMAILADDRESS=app@example.com,CN=Jos\C3\A9 \<x\> \7E\;,TITLE=Dr,OU=a\+b,O=Acme\, Inc.,C=XX`;
+
+test('EXTERNAL user names escape as RabbitMQ does', opts, async () => {
+  assert.notEqual(dn('tricky'), TRICKY_USER);
+  try {
+    assert.ok([201, 204].includes(await api('PUT', ['users', TRICKY_USER], { password_hash: '', tags: '' })));
+    const permissions = { configure: '.*', write: '.*', read: '.*' };
+    assert.ok([201, 204].includes(await api('PUT', ['permissions', VHOST, TRICKY_USER], permissions)));
+    const conn = await connect(tlsOptions({ cert: 'tricky' }), amqp.credentials.external());
+    const ch = await conn.createConfirmChannel();
+    const { queue } = await ch.assertQueue(unique('q'), { exclusive: true });
+    ch.sendToQueue(queue, Buffer.from('x'), { userId: TRICKY_USER });
+    await ch.waitForConfirms();
+    const [msg] = await consume(ch, queue, 1);
+    assert.equal(msg.properties.userId, TRICKY_USER);
+    await conn.close();
+    conn.closed = true;
+  } finally {
+    await api('DELETE', ['users', TRICKY_USER]);
+  }
+});
+
 test('EXTERNAL for a subject that is no user is refused', opts, async () => {
   await assert.rejects(connect(tlsOptions({ cert: 'nobody' }), amqp.credentials.external()), (err) => {
     assert.match(err.message, /ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL/);
