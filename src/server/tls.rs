@@ -262,7 +262,7 @@ fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let last = s.chars().count().saturating_sub(1);
     for (i, c) in s.chars().enumerate() {
-        if c < ' ' || c >= '~' {
+        if !(' '..'~').contains(&c) {
             let mut utf8 = [0u8; 4];
             for b in c.encode_utf8(&mut utf8).bytes() {
                 out.push_str(&format!("\\{b:02X}"));
