@@ -198,3 +198,16 @@ def test_plain_amqp_to_the_tls_port_is_closed():
     assert time.monotonic() - started < 5
     # And the listener still serves.
     tlslib.connect(context()).close()
+
+
+def test_tls_to_the_plain_port_is_refused_at_once():
+    # The other way round: the plain listener answers a TLS ClientHello with the AMQP protocol
+    # header and closes, so the client's handshake fails instead of hanging.
+    if not tlslib.AMQP_URL:
+        pytest.skip("AMQP_URL (the plain listener) not given")
+    plain = pika.URLParameters(tlslib.AMQP_URL)
+    started = time.monotonic()
+    with socket.create_connection((plain.host, plain.port), timeout=WAIT_S) as sock:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            context().wrap_socket(sock, server_hostname=plain.host)
+    assert time.monotonic() - started < 5

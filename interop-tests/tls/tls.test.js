@@ -291,3 +291,19 @@ test('plain AMQP to the TLS port is closed', opts, async () => {
   // And the listener still serves.
   await connect(tlsOptions());
 });
+
+test('TLS to the plain port is refused at once', opts, async (t) => {
+  // The plain listener answers a TLS ClientHello with the AMQP protocol header and closes.
+  if (!AMQP_URL) return t.skip('AMQP_URL (the plain listener) not given');
+  const plain = new URL(AMQP_URL);
+  const started = Date.now();
+  await assert.rejects(
+    new Promise((resolve, reject) => {
+      const sock = tls.connect({ host: plain.hostname, port: Number(plain.port || 5672), ...tlsOptions() }, () =>
+        resolve(sock),
+      );
+      sock.once('error', reject);
+    }),
+  );
+  assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+});
