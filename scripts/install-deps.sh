@@ -2,8 +2,9 @@
 # Installs what building and testing Warren needs on a Debian machine with Rust:
 #   --build    clang/libclang (RocksDB's bindings) and a C++ toolchain
 #   --test     also: Debian's AMQP spec XML, the Python venv (pamqp, pika, pytest), the
-#              Node clients for interop-tests/, and Debian's chromium with playwright-core for the
-#              web UI's browser test (interop-tests/ui)
+#              Node clients for interop-tests/, Debian's chromium with playwright-core for the
+#              web UI's browser test (interop-tests/ui), and the openssl CLI (interop-tests/tls
+#              makes its certificates with it)
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ want_test=false
 [[ ${1:-} == --test ]] && want_test=true
 
 apt_packages=(clang libclang-dev g++ make)
-$want_test && apt_packages+=(amqp-specs python3-venv nodejs npm chromium)
+$want_test && apt_packages+=(amqp-specs python3-venv nodejs npm chromium openssl)
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -27,6 +28,7 @@ for p in "${missing[@]}"; do
     nodejs) command -v node >/dev/null || filtered+=("$p") ;;
     npm) command -v npm >/dev/null || filtered+=("$p") ;;
     chromium) [[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || filtered+=("$p") ;;
+    openssl) command -v openssl >/dev/null || filtered+=("$p") ;;
     *) filtered+=("$p") ;;
   esac
 done

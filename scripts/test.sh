@@ -3,7 +3,8 @@
 # install what is missing, format check, clippy (-D warnings), the spec cross-check, and every
 # Rust test (unit, property, integration, the pamqp differential test), then the pika and
 # amqplib interop suites (with their broker-restart tests), the management API suite and the web
-# UI's headless-Chromium test against a Warren started on a free port.
+# UI's headless-Chromium test against a Warren started on a free port, and the TLS suite
+# (interop-tests/tls, its own Warren with AMQPS).
 #
 # CARGO_TARGET_DIR defaults to a cache outside the checkout: RocksDB takes ~10 minutes to build
 # from source, and a fresh clone should not pay that again. A clean run builds it once: clippy
@@ -117,3 +118,7 @@ if ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" MGMT_URL="http://127.0.0.
   tail -50 "$data/warren.log"
   exit 1
 fi
+
+step "TLS interop (pika, amqplib over AMQPS, EXTERNAL) against Warren"
+# run.sh starts its own Warren with TLS on free ports and fresh certificates (openssl), and stops it.
+WARREN_BIN="$CARGO_TARGET_DIR/debug/warren" interop-tests/tls/run.sh warren

@@ -437,3 +437,65 @@ async fn external_is_refused_when_peers_are_not_verified() {
     assert!(mechanisms.contains("EXTERNAL"));
     refused_with(next, EXTERNAL_REFUSED);
 }
+
+/// A client certificate with `subject` (pushed in order: the last is the first RDN written; rcgen
+/// keeps one attribute per type).
+fn cert_with_subject(subject: &[(DnType, &str)]) -> CertificateDer<'static> {
+    let issuer = ca("Warren test CA");
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    for (t, v) in subject {
+        params.distinguished_name.push(t.clone(), *v);
+    }
+    params.signed_by(&KeyPair::generate().unwrap(), &issuer).unwrap().der().clone()
+}
+
+#[test]
+fn the_login_name_is_written_as_rabbitmq_writes_it() {
+    use warren::server::tls::{cert_login_name, CertLoginFrom};
+    let oid = |arcs: &[u64]| DnType::CustomDnType(arcs.to_vec());
+    // What RabbitMQ 3.10.8 answered for the same subjects (its "EXTERNAL login refused: user
+    // '...'" log line, and a user of that name then logging in): its names for attribute types
+    // where openssl's differ (EMAILADDRESS, GIVENNAME, TITLE, SERIALNUMBER, ...; the street
+    // address as its OID), and control characters, '~' and non-ASCII (per UTF-8 byte) as \XX.
+    let cert = cert_with_subject(&[
+        (DnType::CountryName, "XX"),
+        (DnType::StateOrProvinceName, "Some State"),
+        (DnType::OrganizationName, "Acme, Inc."),
+        (DnType::OrganizationalUnitName, "a+b"),
+        (DnType::CommonName, "José <x>; \"q\""),
+        (oid(&[1, 2, 840, 113549, 1, 9, 1]), "app@example.com"),
+    ]);
+    assert_eq!(
+        cert_login_name(&cert, CertLoginFrom::DistinguishedName).as_deref(),
+        Some(r#"EMAILADDRESS=app@example.com,CN=Jos\C3\A9 \<x\>\; \"q\",OU=a\+b,O=Acme\, Inc.,ST=Some State,C=XX"#)
+    );
+    let cert = cert_with_subject(&[
+        (oid(&[0, 9, 2342, 19200300, 100, 1, 25]), "example"),
+        (oid(&[0, 9, 2342, 19200300, 100, 1, 1]), "u1"),
+        (oid(&[2, 5, 4, 9]), "Main St"),
+        (DnType::LocalityName, "Town"),
+        (oid(&[2, 5, 4, 12]), "Dr"),
+        (oid(&[2, 5, 4, 5]), "42"),
+        (oid(&[2, 5, 4, 42]), "Jo"),
+        (oid(&[2, 5, 4, 4]), "Do"),
+        (oid(&[2, 5, 4, 43]), "JD"),
+        (oid(&[2, 5, 4, 65]), "ps"),
+        (DnType::CommonName, "#hash ~tilde"),
+    ]);
+    assert_eq!(
+        cert_login_name(&cert, CertLoginFrom::DistinguishedName).as_deref(),
+        Some(
+            r"CN=\#hash \7Etilde,PSEUDONYM=ps,INITIALS=JD,SN=Do,GIVENNAME=Jo,SERIALNUMBER=42,TITLE=Dr,L=Town,2.5.4.9=Main St,UID=u1,DC=example"
+        )
+    );
+    let cert = cert_with_subject(&[(oid(&[2, 5, 4, 44]), "III"), (DnType::CommonName, "tab\tx\\y=z")]);
+    assert_eq!(
+        cert_login_name(&cert, CertLoginFrom::DistinguishedName).as_deref(),
+        Some(r"CN=tab\09x\\y=z,GENERATIONQUALIFIER=III")
+    );
+    // common_name: the CN as it is, unescaped. (Several CNs are joined by ',', as RabbitMQ does;
+    // rcgen keeps one attribute per type, so that is not made here.)
+    let cert = cert_with_subject(&[(DnType::OrganizationName, "Acme"), (DnType::CommonName, "José a,b ~")]);
+    assert_eq!(cert_login_name(&cert, CertLoginFrom::CommonName).as_deref(), Some("José a,b ~"));
+}

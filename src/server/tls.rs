@@ -34,7 +34,7 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum CertLoginFrom {
     /// The whole subject, as an RFC 2253 string: `CN=app,O=Acme,C=XX`.
     DistinguishedName,
-    /// The subject's common name only.
+    /// The subject's common name only, unescaped (several: joined by `,`).
     CommonName,
 }
 
@@ -188,12 +188,19 @@ pub fn cert_login_name(der: &[u8], from: CertLoginFrom) -> Option<String> {
     let subject = cert.subject();
     match from {
         CertLoginFrom::DistinguishedName => Some(rfc2253(subject)),
-        CertLoginFrom::CommonName => subject.iter_common_name().next().map(|cn| attribute_value(cn)),
+        // As RabbitMQ does: the CN as it is (no escapes), several joined by ',' in subject order.
+        CertLoginFrom::CommonName => {
+            let cns: Vec<&str> = subject.iter_common_name().filter_map(|cn| cn.as_str().ok()).collect();
+            (!cns.is_empty()).then(|| cns.join(","))
+        }
     }
 }
 
-/// A name as RFC 2253 writes it (what `openssl x509 -subject -nameopt RFC2253` and RabbitMQ
-/// print): the RDNs last first, joined by `,`; the attributes of a multi-valued RDN by `+`.
+/// A name as RabbitMQ writes it for `ssl_cert_login_from = distinguished_name` (RFC 2253, as
+/// `openssl x509 -subject -nameopt RFC2253` prints it for the usual attributes): the RDNs last
+/// first, joined by `,`; the attributes of a multi-valued RDN by `+`. Where openssl and RabbitMQ
+/// differ, RabbitMQ (3.10) wins, since the users exist there already: its attribute names
+/// ([`attribute_type`]) and its escapes ([`escape`]).
 pub fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
     let rdns: Vec<String> = name
         .iter()
@@ -207,22 +214,26 @@ pub fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
     rdns.into_iter().rev().collect::<Vec<_>>().join(",")
 }
 
+/// RabbitMQ's names for attribute types (upper case where openssl writes `emailAddress`, `GN`,
+/// `title`, `serialNumber`); any other type, the street address among them, as its dotted OID.
 fn attribute_type(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
     let short = match oid.to_id_string().as_str() {
         "2.5.4.3" => "CN",
+        "2.5.4.4" => "SN",
+        "2.5.4.5" => "SERIALNUMBER",
         "2.5.4.6" => "C",
         "2.5.4.7" => "L",
         "2.5.4.8" => "ST",
-        "2.5.4.9" => "STREET",
         "2.5.4.10" => "O",
         "2.5.4.11" => "OU",
+        "2.5.4.12" => "TITLE",
+        "2.5.4.42" => "GIVENNAME",
+        "2.5.4.43" => "INITIALS",
+        "2.5.4.44" => "GENERATIONQUALIFIER",
+        "2.5.4.65" => "PSEUDONYM",
         "0.9.2342.19200300.100.1.25" => "DC",
         "0.9.2342.19200300.100.1.1" => "UID",
-        "1.2.840.113549.1.9.1" => "emailAddress",
-        "2.5.4.5" => "serialNumber",
-        "2.5.4.4" => "SN",
-        "2.5.4.42" => "GN",
-        "2.5.4.12" => "title",
+        "1.2.840.113549.1.9.1" => "EMAILADDRESS",
         other => return other.to_string(),
     };
     short.to_string()
@@ -244,10 +255,20 @@ fn attribute_value(attr: &x509_parser::x509::AttributeTypeAndValue<'_>) -> Strin
     }
 }
 
+/// RFC 2253's escapes (`\` before `,+"\<>;`, a leading `#` or space, a trailing space), and, as
+/// RabbitMQ and openssl do, control characters, `~` and everything above it as `\XX` per UTF-8
+/// byte (`é` is `\C3\A9`, `~` is `\7E`; openssl leaves `~` alone, RabbitMQ does not).
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let last = s.chars().count().saturating_sub(1);
     for (i, c) in s.chars().enumerate() {
+        if !(' '..'~').contains(&c) {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("\\{b:02X}"));
+            }
+            continue;
+        }
         let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
             || (i == 0 && (c == '#' || c == ' '))
             || (i == last && c == ' ');
@@ -324,6 +345,10 @@ mod tests {
         assert_eq!(escape("trail "), "trail\\ ");
         assert_eq!(escape("#x"), "\\#x");
         assert_eq!(escape("plain"), "plain");
+        // As RabbitMQ 3.10 writes them: control characters, '~' and non-ASCII (per UTF-8 byte)
+        assert_eq!(escape("tab\tx\\y=z"), "tab\\09x\\\\y=z");
+        assert_eq!(escape("#hash ~tilde"), "\\#hash \\7Etilde");
+        assert_eq!(escape("José"), "Jos\\C3\\A9");
     }
 
     #[test]
