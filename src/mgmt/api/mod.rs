@@ -8,7 +8,7 @@ mod connections;
 mod definitions;
 mod exchanges;
 mod messages;
-mod overview;
+pub mod overview;
 mod parameters;
 mod policies;
 mod queues;

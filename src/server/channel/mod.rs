@@ -48,6 +48,8 @@ pub struct Channel {
     /// The last exchange this channel was allowed to publish to: a publisher sends to one
     /// exchange again and again, and a name comparison is cheaper than a regex per message.
     publish_allowed: Option<crate::protocol::ShortStr>,
+    /// Counted in the broker's `publishers` gauge (it has published) until it closes.
+    publisher: bool,
 }
 
 impl Channel {
@@ -67,6 +69,7 @@ impl Channel {
             content: Content::Idle,
             tx: None,
             publish_allowed: None,
+            publisher: false,
         }
     }
 
@@ -212,6 +215,9 @@ impl Channel {
         }
         self.content = Content::Idle;
         self.tx = None;
+        if std::mem::take(&mut self.publisher) {
+            self.shared.session.broker.stats().publishers.dec();
+        }
         debug!(channel = self.shared.id, "channel closed");
     }
 }
