@@ -220,7 +220,7 @@ impl Broker {
     }
 
     /// The broker-wide counters over the process's life (Prometheus).
-    pub fn stats(&self) -> &stats::BrokerStats {
+    pub fn stats(&self) -> &Arc<stats::BrokerStats> {
         &self.vhost_env.stats
     }
 

@@ -78,6 +78,11 @@ pub struct BrokerStats {
     pub rejected_drop: Counter,
     /// Messages that died in a queue, by [`DEATH_REASONS`] order and strategy.
     dead_lettered: [[Counter; 2]; 4],
+    /// Octets and frames read and octets written by every connection (RabbitMQ sums its open
+    /// connections' counters, which drop when one closes; these never do).
+    pub recv_oct: Counter,
+    pub send_oct: Counter,
+    pub recv_cnt: Counter,
     /// Channels that have published at least once and are still open.
     pub publishers: Gauge,
     /// Time from a publish to its confirm, in microseconds.
@@ -111,6 +116,9 @@ impl Default for BrokerStats {
             rejected_requeue: Counter::default(),
             rejected_drop: Counter::default(),
             dead_lettered: Default::default(),
+            recv_oct: Counter::default(),
+            send_oct: Counter::default(),
+            recv_cnt: Counter::default(),
             publishers: Gauge::default(),
             confirm_latency_us: Histogram::new(&CONFIRM_LATENCY_BOUNDS_US),
         }

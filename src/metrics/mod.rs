@@ -60,8 +60,9 @@ impl Exporter {
         objects::write_queues(&mut e, &objects.queues, objects::QUEUE_CONSUMER_COUNT, per_object);
         objects::write_queues(&mut e, &objects.queues, objects::QUEUE_METRICS, per_object);
         objects::write_channels(&mut e, &objects.channels, objects::CHANNEL_METRICS, per_object);
-        objects::write_connections(&mut e, &objects.connections, objects::CONNECTION_COARSE, per_object);
-        objects::write_connections(&mut e, &objects.connections, objects::CONNECTION_METRICS, per_object);
+        node::write_channel_totals(&mut e, stats);
+        objects::write_connections(&mut e, &objects.connections, objects::CONNECTION_COARSE, per_object, stats);
+        objects::write_connections(&mut e, &objects.connections, objects::CONNECTION_METRICS, per_object, stats);
         node::write_counts(&mut e, &objects);
         node::write_identity(&mut e, self);
         node::write_global(&mut e, stats, &objects);
@@ -116,10 +117,22 @@ impl Exporter {
             objects::write_channels(&mut e, &objects.channels, objects::CHANNEL_METRICS, true);
         }
         if wants("connection_coarse_metrics") {
-            objects::write_connections(&mut e, &objects.connections, objects::CONNECTION_COARSE, true);
+            objects::write_connections(
+                &mut e,
+                &objects.connections,
+                objects::CONNECTION_COARSE,
+                true,
+                self.broker.stats(),
+            );
         }
         if wants("connection_metrics") {
-            objects::write_connections(&mut e, &objects.connections, objects::CONNECTION_METRICS, true);
+            objects::write_connections(
+                &mut e,
+                &objects.connections,
+                objects::CONNECTION_METRICS,
+                true,
+                self.broker.stats(),
+            );
         }
         node::write_identity(&mut e, self);
         e.finish()

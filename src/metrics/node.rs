@@ -191,6 +191,58 @@ pub fn write_global(e: &mut Exposition, s: &BrokerStats, objects: &Objects) {
     }
 }
 
+/// RabbitMQ's channel-level message counters, which its older Overview dashboards chart
+/// (`rate(rabbitmq_channel_messages_published_total[60s])`...). RabbitMQ sums them over the
+/// channels open now, so they drop when a channel closes; Warren takes them from the global
+/// counters, which never drop, so `rate()` sees no false resets.
+pub fn write_channel_totals(e: &mut Exposition, s: &BrokerStats) {
+    let totals = [
+        ("channel_messages_published_total", "Total number of messages published into an exchange on a channel", s.received.get()),
+        (
+            "channel_messages_confirmed_total",
+            "Total number of messages published into an exchange and confirmed on the channel",
+            s.confirmed.get(),
+        ),
+        (
+            "channel_messages_unroutable_returned_total",
+            "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable",
+            s.unroutable_returned.get(),
+        ),
+        (
+            "channel_messages_unroutable_dropped_total",
+            "Total number of messages published as non-mandatory into an exchange and dropped as unroutable",
+            s.unroutable_dropped.get(),
+        ),
+        (
+            "channel_get_ack_total",
+            "Total number of messages fetched with basic.get in manual acknowledgement mode",
+            s.delivered_get_manual_ack.get(),
+        ),
+        (
+            "channel_get_total",
+            "Total number of messages fetched with basic.get in automatic acknowledgement mode",
+            s.delivered_get_auto_ack.get(),
+        ),
+        (
+            "channel_messages_delivered_ack_total",
+            "Total number of messages delivered to consumers in manual acknowledgement mode",
+            s.delivered_consume_manual_ack.get(),
+        ),
+        (
+            "channel_messages_delivered_total",
+            "Total number of messages delivered to consumers in automatic acknowledgement mode",
+            s.delivered_consume_auto_ack.get(),
+        ),
+        ("channel_messages_redelivered_total", "Total number of messages redelivered to consumers", s.redelivered.get()),
+        ("channel_messages_acked_total", "Total number of messages acknowledged by consumers", s.acknowledged.get()),
+        ("channel_get_empty_total", "Total number of times basic.get operations fetched no message", s.get_empty.get()),
+        ("queue_messages_published_total", "Total number of messages published to queues", s.routed.get()),
+    ];
+    for (name, help, v) in totals {
+        e.single(name, Kind::Counter, help, v);
+    }
+}
+
 /// Warren's own node-wide families (unprefixed `warren_*`).
 pub fn write_warren(e: &mut Exposition, broker: &Broker) {
     let saved = e.prefix();

@@ -4,6 +4,7 @@
 
 use crate::broker::connections::{ChannelSnapshot, ConnectionSnapshot};
 use crate::broker::queue::QueueGauges;
+use crate::broker::stats::BrokerStats;
 use crate::broker::timer::now_ms;
 use crate::broker::Broker;
 
@@ -192,12 +193,15 @@ pub const CONNECTION_METRICS: &[(&str, Kind, &str, ConnectionValue)] = &[
 ];
 
 /// Connection families; RabbitMQ labels a connection's series `channel` (its process id),
-/// Warren with the connection's name.
+/// Warren with the connection's name. Aggregated, the counters are the broker's totals
+/// (closed connections included: a sum over open ones would fall when one closes), the
+/// gauges a sum over open connections.
 pub fn write_connections(
     e: &mut Exposition,
     rows: &[ConnectionSnapshot],
     families: &[(&str, Kind, &str, ConnectionValue)],
     per_object: bool,
+    stats: &BrokerStats,
 ) {
     for (name, kind, help, value) in families {
         e.family(name, *kind, help);
@@ -205,9 +209,15 @@ pub fn write_connections(
             for c in rows {
                 e.sample(name, &[("channel", &c.info.name)], value(c));
             }
-        } else {
-            e.sample(name, &[], rows.iter().map(value).sum::<u64>());
+            continue;
         }
+        let total = match *name {
+            "connection_incoming_bytes_total" => stats.recv_oct.get(),
+            "connection_outgoing_bytes_total" => stats.send_oct.get(),
+            "connection_incoming_packets_total" => stats.recv_cnt.get(),
+            _ => rows.iter().map(value).sum::<u64>(),
+        };
+        e.sample(name, &[], total);
     }
 }
 

@@ -46,7 +46,7 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
         peer,
         local: socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
         connected_at,
-        stats: Arc::new(ConnectionStats::default()),
+        stats: Arc::new(ConnectionStats::counted_in(broker.stats().clone())),
         tls: socket.tls(),
     };
     let (read_half, write_half) = socket.into_halves();
@@ -177,8 +177,7 @@ impl Connection {
             while let Some(frame) = decode_frame(&mut reader.buf, reader.frame_max)? {
                 frames += 1;
                 if self.handle(frame)? {
-                    self.session.registry.stats.read_batch(frames, self.published);
-                    self.session.broker.stats().received.add(std::mem::take(&mut self.published));
+                    self.session.registry.stats.read_batch(frames, std::mem::take(&mut self.published));
                     return Ok(());
                 }
             }
@@ -187,7 +186,6 @@ impl Connection {
             }
             let published = std::mem::take(&mut self.published);
             self.session.registry.stats.read_batch(frames, published);
-            self.session.broker.stats().received.add(published);
             if published > 0 && self.alarms.borrow().any() {
                 self.block(reader, &mut stop).await?;
             }
