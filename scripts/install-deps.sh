@@ -66,3 +66,19 @@ if ! command -v rabbitmqadmin >/dev/null && [[ ! -x $tools/rabbitmqadmin ]]; the
   fi
   rm -rf "$tmp"
 fi
+
+# promtool (Prometheus's checker) for interop-tests/prometheus: taken from Debian's prometheus
+# package without installing it, so no Prometheus server is installed or started.
+if ! command -v promtool >/dev/null && [[ ! -x $tools/promtool ]]; then
+  echo "fetching promtool from Debian's prometheus package ..." >&2
+  mkdir -p "$tools"
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get download prometheus >/dev/null 2>&1; }; }); then
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+    install -m 0755 "$tmp/x/usr/bin/promtool" "$tools/promtool"
+  else
+    echo "promtool unavailable: the Prometheus interop tests will fail" >&2
+  fi
+  rm -rf "$tmp"
+fi

@@ -17,6 +17,8 @@ export WARREN_PYTHON=${WARREN_PYTHON:-$PWD/interop-tests/.venv/bin/python}
 export WARREN_REQUIRE_DIFFERENTIAL=1
 # rabbitmqadmin for interop-tests/mgmt (install-deps.sh fetches it when it is not installed).
 export RABBITMQADMIN=${RABBITMQADMIN:-$(command -v rabbitmqadmin || echo "$HOME/.cache/warren-tools/rabbitmqadmin")}
+# promtool for interop-tests/prometheus (install-deps.sh fetches it when it is not installed).
+export PROMTOOL=${PROMTOOL:-$(command -v promtool || echo "$HOME/.cache/warren-tools/promtool")}
 
 step() { printf '\n=== %s\n' "$*"; }
 
@@ -44,18 +46,20 @@ step "interop tests (pika, amqplib) against Warren"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 mgmt_port=$(free_port)
+prometheus_port=$(free_port)
 data=$(mktemp -d)
 {
   echo '#!/usr/bin/env bash'
   echo '# start | stop | restart the Warren of the interop tests (written by scripts/test.sh)'
   echo 'set -euo pipefail'
-  printf 'bin=%q port=%q mgmt_port=%q dir=%q\n' "$CARGO_TARGET_DIR/debug/warren" "$port" "$mgmt_port" "$data"
+  printf 'bin=%q port=%q mgmt_port=%q prometheus_port=%q dir=%q\n' "$CARGO_TARGET_DIR/debug/warren" "$port" "$mgmt_port" "$prometheus_port" "$data"
   cat <<'SCRIPT'
 pidfile=$dir/warren.pid
 # kill -0 also succeeds for a zombie (no init reaping it), so look at the process state too.
 alive() { kill -0 "$1" 2>/dev/null && ! grep -qs '^[0-9]* (.*) Z' "/proc/$1/stat"; }
 start() {
-  "$bin" --bind 127.0.0.1 --port "$port" --mgmt-bind 127.0.0.1 --mgmt-port "$mgmt_port" --data-dir "$dir/data" --log-level warn </dev/null >>"$dir/warren.log" 2>&1 &
+  "$bin" --bind 127.0.0.1 --port "$port" --mgmt-bind 127.0.0.1 --mgmt-port "$mgmt_port" \
+    --prometheus-bind 127.0.0.1 --prometheus-port "$prometheus_port" --data-dir "$dir/data" --log-level warn </dev/null >>"$dir/warren.log" 2>&1 &
   local pid=$!
   echo "$pid" >"$pidfile"
   for _ in $(seq 1 300); do
@@ -105,6 +109,15 @@ if ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" MGMT_URL="http://127.0.0.
   PYTEST_ARGS="$deselect" interop-tests/run.sh mgmt \
   || ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" WARREN_MGMT_URL="http://guest:guest@127.0.0.1:$mgmt_port" \
     WARREN_BIN="$CARGO_TARGET_DIR/debug/warren" interop-tests/ctl/run.sh; then
+  echo "--- warren log (last 50 lines)"
+  tail -50 "$data/warren.log"
+  exit 1
+fi
+
+step "Prometheus endpoint interop (promtool, the Overview dashboard's metrics, alert rules) against Warren"
+# The same suite passes against RabbitMQ (PROM_URL=http://127.0.0.1:15681 with the reference broker).
+if ! PROM_URL="http://127.0.0.1:$prometheus_port" AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" \
+  interop-tests/prometheus/run.sh; then
   echo "--- warren log (last 50 lines)"
   tail -50 "$data/warren.log"
   exit 1

@@ -18,6 +18,10 @@ pub struct Config {
     pub mgmt_bind: String,
     /// Management HTTP API port (RabbitMQ's 15672); 0 picks a free one.
     pub mgmt_port: u16,
+    /// Address the Prometheus metrics endpoint listens on.
+    pub prometheus_bind: String,
+    /// Prometheus metrics port (RabbitMQ's `rabbitmq_prometheus`, 15692); 0 picks a free one.
+    pub prometheus_port: u16,
     /// Where RocksDB keeps definitions and messages.
     pub data_dir: PathBuf,
     /// A definitions file (RabbitMQ's format) imported at start-up, as RabbitMQ's
@@ -85,6 +89,8 @@ impl Default for Config {
             port: 5672,
             mgmt_bind: "0.0.0.0".to_string(),
             mgmt_port: 15672,
+            prometheus_bind: "0.0.0.0".to_string(),
+            prometheus_port: 15692,
             data_dir: PathBuf::from("./data"),
             load_definitions: String::new(),
             log_level: "info".to_string(),
@@ -119,6 +125,8 @@ pub struct Overrides {
     pub port: Option<u16>,
     pub mgmt_bind: Option<String>,
     pub mgmt_port: Option<u16>,
+    pub prometheus_bind: Option<String>,
+    pub prometheus_port: Option<u16>,
     pub data_dir: Option<PathBuf>,
     pub load_definitions: Option<PathBuf>,
     pub log_level: Option<String>,
@@ -171,6 +179,8 @@ impl Config {
             .set_default("port", d.port)?
             .set_default("mgmt_bind", d.mgmt_bind)?
             .set_default("mgmt_port", d.mgmt_port)?
+            .set_default("prometheus_bind", d.prometheus_bind)?
+            .set_default("prometheus_port", d.prometheus_port)?
             .set_default("data_dir", d.data_dir.to_string_lossy().into_owned())?
             .set_default("load_definitions", d.load_definitions)?
             .set_default("log_level", d.log_level)?
@@ -219,6 +229,8 @@ impl Config {
             .set_override_option("port", flags.port)?
             .set_override_option("mgmt_bind", flags.mgmt_bind.clone())?
             .set_override_option("mgmt_port", flags.mgmt_port)?
+            .set_override_option("prometheus_bind", flags.prometheus_bind.clone())?
+            .set_override_option("prometheus_port", flags.prometheus_port)?
             .set_override_option("data_dir", flags.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()))?
             .set_override_option(
                 "load_definitions",
@@ -272,6 +284,13 @@ mod tests {
         let c =
             Config::load(None, env(&[("WARREN_MGMT_PORT", "0"), ("WARREN_MGMT_BIND", "127.0.0.1")]), &none).unwrap();
         assert_eq!((c.mgmt_port, c.mgmt_bind.as_str()), (0, "127.0.0.1"));
+        assert_eq!((c.prometheus_port, c.prometheus_bind.as_str()), (15692, "0.0.0.0"));
+        let e = env(&[("WARREN_PROMETHEUS_PORT", "0"), ("WARREN_PROMETHEUS_BIND", "127.0.0.1")]);
+        let c = Config::load(None, e, &none).unwrap();
+        assert_eq!((c.prometheus_port, c.prometheus_bind.as_str()), (0, "127.0.0.1"));
+        let flags = Overrides { prometheus_port: Some(9999), ..Default::default() };
+        let c = Config::load(None, env(&[("WARREN_PROMETHEUS_PORT", "0")]), &flags).unwrap();
+        assert_eq!(c.prometheus_port, 9999);
 
         let flags = Overrides { port: Some(3333), ..Default::default() };
         let c =

@@ -16,12 +16,16 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+/// Striped counters and fixed-bucket histograms for the per-message path (`metrics` reads them).
+pub mod counters;
 /// `warren ctl`: a client of the management HTTP API (RabbitMQ's), independent of the broker.
 pub mod ctl;
 /// The codec lives in its own crate (`crates/warren-protocol`, no tokio, no RocksDB) so the load
 /// generator and the fuzz target build without the broker; re-exported here so that
 /// `crate::protocol::…` and `warren::protocol::…` stay the paths the broker, tests and benches use.
 pub use warren_protocol as protocol;
+/// The Prometheus endpoint (`--prometheus-port`, RabbitMQ's 15692).
+pub mod metrics;
 pub mod mgmt;
 pub mod node;
 pub mod server;

@@ -11,7 +11,8 @@ use warren::config::{Config, Overrides};
 #[derive(Parser)]
 #[command(name = "warren", version, about = "An AMQP 0-9-1 message broker that RabbitMQ clients use unchanged")]
 #[command(after_help = "Settings are layered: defaults < config file < WARREN_* environment variables < flags.\n\
-Environment: WARREN_BIND, WARREN_PORT, WARREN_MGMT_BIND, WARREN_MGMT_PORT, WARREN_DATA_DIR, WARREN_LOAD_DEFINITIONS, WARREN_LOG_LEVEL, WARREN_MAX_MESSAGE_SIZE,
+Environment: WARREN_BIND, WARREN_PORT, WARREN_MGMT_BIND, WARREN_MGMT_PORT, WARREN_PROMETHEUS_BIND, WARREN_PROMETHEUS_PORT,
+WARREN_DATA_DIR, WARREN_LOAD_DEFINITIONS, WARREN_LOG_LEVEL, WARREN_MAX_MESSAGE_SIZE,
 WARREN_DEFAULT_USER, WARREN_DEFAULT_PASS, WARREN_DEFAULT_VHOST (or RabbitMQ's RABBITMQ_DEFAULT_*), WARREN_LOOPBACK_USERS,
 WARREN_PLAIN_LISTENER, WARREN_TLS_PORT, WARREN_TLS_BIND, WARREN_TLS_CERT, WARREN_TLS_KEY, WARREN_TLS_CA,
 WARREN_TLS_VERIFY_PEER, WARREN_TLS_FAIL_IF_NO_PEER_CERT, WARREN_TLS_CERT_LOGIN_FROM, WARREN_MGMT_TLS, WARREN_MGMT_TLS_PORT
@@ -55,6 +56,12 @@ struct ServeArgs {
     /// Management HTTP API port, 0 for any free port [default: 15672; env WARREN_MGMT_PORT]
     #[arg(long)]
     mgmt_port: Option<u16>,
+    /// Address for the Prometheus metrics endpoint [default: 0.0.0.0; env WARREN_PROMETHEUS_BIND]
+    #[arg(long, value_name = "ADDR")]
+    prometheus_bind: Option<String>,
+    /// Prometheus metrics port, 0 for any free port [default: 15692; env WARREN_PROMETHEUS_PORT]
+    #[arg(long)]
+    prometheus_port: Option<u16>,
     /// Data directory (RocksDB) [default: ./data; env WARREN_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -122,6 +129,8 @@ fn main() -> ExitCode {
         port: args.port,
         mgmt_bind: args.mgmt_bind,
         mgmt_port: args.mgmt_port,
+        prometheus_bind: args.prometheus_bind,
+        prometheus_port: args.prometheus_port,
         data_dir: args.data_dir,
         load_definitions: args.load_definitions,
         log_level: args.log_level,

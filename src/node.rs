@@ -1,5 +1,5 @@
-//! A Warren node: the broker with its listeners — AMQP (`server`) and the management HTTP API
-//! (`mgmt`) — started together and shut down gracefully. The one place that knows both, so
+//! A Warren node: the broker with its listeners — AMQP (`server`), the management HTTP API
+//! (`mgmt`) and Prometheus metrics (`metrics`) — started together and shut down gracefully. The one place that knows both, so
 //! neither listener depends on the other (server → broker, mgmt → broker).
 
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::config::Config;
+use crate::metrics::PrometheusListener;
 use crate::mgmt::{ListenerInfo, MgmtListener};
 use crate::server::Listener;
 
@@ -37,9 +38,12 @@ pub async fn serve(config: Config) -> std::io::Result<()> {
     if let Some(addr) = mgmt.https_addr() {
         info!(%addr, "management HTTP API listening over TLS");
     }
+    let prometheus = PrometheusListener::bind(broker.clone(), &config.prometheus_bind, config.prometheus_port).await?;
+    info!(addr = %prometheus.local_addr()?, "Prometheus metrics listening");
     tokio::select! {
         result = listener.run() => result?,
         result = mgmt.run() => result?,
+        result = prometheus.run() => result?,
         signal = stop_signal() => info!("{signal}: shutting down"),
     }
     broker.begin_shutdown();

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, Weak};
 use dashmap::DashMap;
 use tokio::sync::watch;
 
+use super::stats::BrokerStats;
 use crate::auth::limits::Tally;
 use crate::protocol::{FieldTable, ShortStr};
 
@@ -63,23 +64,43 @@ impl ConnectionInfo {
 
 /// A connection's traffic counters, from its first byte (handshake included). Relaxed atomics:
 /// each is written by one task, once per batch, and read only for reporting.
-#[derive(Debug, Default)]
+/// Also added to the broker's totals (`global`), at the same batch granularity, so that the
+/// node-wide traffic counters keep what closed connections carried.
+#[derive(Default)]
 pub struct ConnectionStats {
     recv_oct: AtomicU64,
     send_oct: AtomicU64,
     recv_cnt: AtomicU64,
     published: AtomicU64,
+    global: Option<Arc<BrokerStats>>,
+}
+
+impl std::fmt::Debug for ConnectionStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionStats").field("snapshot", &self.snapshot()).finish()
+    }
 }
 
 impl ConnectionStats {
+    /// Counters of a connection of the broker whose totals are `global`.
+    pub fn counted_in(global: Arc<BrokerStats>) -> ConnectionStats {
+        ConnectionStats { global: Some(global), ..ConnectionStats::default() }
+    }
+
     /// Bytes read from the socket (once per read).
     pub fn received(&self, octets: usize) {
         self.recv_oct.fetch_add(octets as u64, Ordering::Relaxed);
+        if let Some(g) = &self.global {
+            g.recv_oct.add(octets as u64);
+        }
     }
 
     /// Bytes written to the socket (once per writer batch).
     pub fn sent(&self, octets: usize) {
         self.send_oct.fetch_add(octets as u64, Ordering::Relaxed);
+        if let Some(g) = &self.global {
+            g.send_oct.add(octets as u64);
+        }
     }
 
     /// Frames decoded and messages published in one read batch.
@@ -89,6 +110,10 @@ impl ConnectionStats {
         }
         if published > 0 {
             self.published.fetch_add(published, Ordering::Relaxed);
+        }
+        if let Some(g) = &self.global {
+            g.recv_cnt.add(frames);
+            g.received.add(published);
         }
     }
 

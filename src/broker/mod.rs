@@ -16,6 +16,7 @@ pub mod publish;
 pub mod queue;
 pub mod record;
 pub mod reply_to;
+pub mod stats;
 pub mod timer;
 pub mod vhost;
 
@@ -164,6 +165,7 @@ impl Broker {
             timers: Arc::new(timer::Timers::default()),
             delays: delays.clone(),
             replies: Arc::default(),
+            stats: Arc::default(),
         };
         let b = Broker {
             vhosts: DashMap::new(),
@@ -215,6 +217,16 @@ impl Broker {
 
     pub fn vhost(&self, name: &ShortStr) -> Option<Arc<VHost>> {
         self.vhosts.get(name).map(|v| v.clone())
+    }
+
+    /// The broker-wide counters over the process's life (Prometheus).
+    pub fn stats(&self) -> &Arc<stats::BrokerStats> {
+        &self.vhost_env.stats
+    }
+
+    /// The store writer's batch size and sync latency histograms (`None` without a store).
+    pub fn writer_stats(&self) -> Option<&crate::store::writer::WriterStats> {
+        self.storage.as_ref().map(|s| s.writer.stats())
     }
 
     /// Direct reply-to consumers (channels register theirs here).

@@ -198,7 +198,7 @@ pub fn load_definitions(broker: &Broker, path: &std::path::Path) -> Result<(), S
 
 /// `rabbit@<hostname>`, as RabbitMQ names a node by default: monitoring checks ask for
 /// `/api/nodes/rabbit@<host>`.
-fn node_name() -> String {
+pub fn node_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
     let host = if host.is_empty() { "localhost".to_string() } else { host };
     format!("rabbit@{host}")

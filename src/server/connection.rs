@@ -53,7 +53,7 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
         peer,
         local: socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
         connected_at,
-        stats: Arc::new(ConnectionStats::default()),
+        stats: Arc::new(ConnectionStats::counted_in(broker.stats().clone())),
         tls: socket.tls(),
     };
     let (read_half, write_half) = socket.into_halves();
@@ -87,6 +87,7 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
     info!(%peer, user = %session.user, vhost = %session.vhost.name, conn = session.id, "connection opened");
     let close_requests = session.registry.close_requests();
     guard.register(session.registry.clone());
+    broker.stats().connections_opened.inc();
 
     let mut conn = Connection {
         session: session.clone(),
@@ -99,6 +100,7 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
     let stop = Stop { shutdown: broker.shutdown_signal(), close_requests };
     let end = conn.run(&mut reader, heartbeat, stop).await;
     conn.teardown();
+    broker.stats().connections_closed.inc();
     match end {
         Ok(()) => info!(%peer, conn = session.id, "connection closed"),
         Err(ConnError::Amqp(e)) => {
@@ -187,7 +189,7 @@ impl Connection {
             while let Some(frame) = decode_frame(&mut reader.buf, reader.frame_max)? {
                 frames += 1;
                 if self.handle(frame)? {
-                    self.session.registry.stats.read_batch(frames, self.published);
+                    self.session.registry.stats.read_batch(frames, std::mem::take(&mut self.published));
                     return Ok(());
                 }
             }
@@ -292,7 +294,7 @@ impl Connection {
             Frame::Method { method: Method::ChannelClose(_), .. } => {
                 ch.close();
                 self.channels.remove(&channel);
-                self.session.registry.remove_channel(channel);
+                self.channel_gone(channel);
                 self.session.outbound.send_method(channel, &Method::ChannelCloseOk(ChannelCloseOk {}));
                 Ok(false)
             }
@@ -312,7 +314,7 @@ impl Connection {
     /// sent `channel.close`; frames for it are then dropped until `channel.close-ok`.
     fn close_channel_on_error(&mut self, channel: u16, e: AmqpError) {
         let Some(mut ch) = self.channels.remove(&channel) else { return };
-        self.session.registry.remove_channel(channel);
+        self.channel_gone(channel);
         info!(peer = %self.peer, conn = self.session.id, channel, error = %e, "closing channel");
         ch.flush_confirms();
         ch.close();
@@ -352,6 +354,7 @@ impl Connection {
         let ch = Channel::new(channel, self.session.clone(), place);
         let view: Weak<dyn ChannelView> = Arc::downgrade(&ch.shared) as Weak<dyn ChannelView>;
         self.session.registry.add_channel(channel, view);
+        self.session.broker.stats().channels_opened.inc();
         self.channels.insert(channel, ch);
         self.session.outbound.send_method(channel, &Method::ChannelOpenOk(ChannelOpenOk {}));
         Ok(())
@@ -379,12 +382,19 @@ impl Connection {
         }
     }
 
+    /// A channel is closed: out of the registry, counted.
+    fn channel_gone(&self, number: u16) {
+        self.session.registry.remove_channel(number);
+        self.session.broker.stats().channels_closed.inc();
+    }
+
     /// Whatever way the connection ends: channels closed (unacked messages requeued, consumers
     /// cancelled) and the connection's exclusive queues deleted. Safe to call twice.
     fn teardown(&mut self) {
-        for (number, mut ch) in self.channels.drain() {
+        let channels: Vec<(u16, Channel)> = self.channels.drain().collect();
+        for (number, mut ch) in channels {
             ch.close();
-            self.session.registry.remove_channel(number);
+            self.channel_gone(number);
         }
         for q in self.session.vhost.exclusive_queues_of(self.session.id) {
             self.session.vhost.remove_queue(&q);

@@ -18,6 +18,8 @@ pub struct TestBroker {
     pub addr: SocketAddr,
     /// The management HTTP API (`http://{mgmt}/api/...`).
     pub mgmt: SocketAddr,
+    /// The Prometheus endpoint (`http://{prometheus}/metrics`).
+    pub prometheus: SocketAddr,
     /// The in-process broker, for looking inside (queue state) where the protocol cannot.
     pub broker: Arc<warren::broker::Broker>,
     /// The AMQPS listener, when the broker was started with TLS files ([`start_configured`]).
@@ -26,6 +28,7 @@ pub struct TestBroker {
     data: tempfile::TempDir,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     mgmt_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    prometheus_task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl TestBroker {
@@ -65,9 +68,11 @@ impl TestBroker {
     /// Same, staying down for `down` first (for deadlines that pass while no broker runs): the
     /// old broker is gone — its timer stopped — before that pause starts.
     pub async fn restart_after(self, down: Duration) -> TestBroker {
-        let TestBroker { data, task, mgmt_task, tweak, broker, .. } = self;
+        let TestBroker { data, task, mgmt_task, prometheus_task, tweak, broker, .. } = self;
         mgmt_task.abort();
         let _ = mgmt_task.await;
+        prometheus_task.abort();
+        let _ = prometheus_task.await;
         let old = Arc::downgrade(&broker);
         drop(broker);
         task.abort();
@@ -110,9 +115,24 @@ async fn serve(listener: Listener, tweak: fn(&mut Config), data: tempfile::TempD
     let broker = listener.broker().clone();
     let mgmt = warren::mgmt::MgmtListener::bind(broker.clone(), "127.0.0.1", 0, addr).await.expect("bind the HTTP API");
     let mgmt_addr = mgmt.local_addr().expect("addr");
+    let prometheus =
+        warren::metrics::PrometheusListener::bind(broker.clone(), "127.0.0.1", 0).await.expect("bind Prometheus");
+    let prometheus_addr = prometheus.local_addr().expect("addr");
     let task = tokio::spawn(listener.run());
     let mgmt_task = tokio::spawn(mgmt.run());
-    TestBroker { addr, mgmt: mgmt_addr, broker, tls_addr, tweak, data, task, mgmt_task }
+    let prometheus_task = tokio::spawn(prometheus.run());
+    TestBroker {
+        addr,
+        mgmt: mgmt_addr,
+        prometheus: prometheus_addr,
+        broker,
+        tls_addr,
+        tweak,
+        data,
+        task,
+        mgmt_task,
+        prometheus_task,
+    }
 }
 
 /// Starts a broker on 127.0.0.1 with a random port and a temporary data directory.

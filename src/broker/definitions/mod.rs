@@ -165,6 +165,7 @@ impl VHost {
             if passive {
                 check_exclusive(&existing, Some(conn), false, &self.name)?;
                 existing.touch();
+                self.env.stats.queues_declared.inc();
                 return Ok((existing, false));
             }
             check_exclusive(
@@ -178,6 +179,7 @@ impl VHost {
             assert_flag("auto_delete", &what, spec.auto_delete, existing.auto_delete)?;
             assert_args_equivalent(QUEUE_EQUIVALENCE_ARGS, &what, &spec.arguments, &existing.arguments)?;
             existing.touch();
+            self.env.stats.queues_declared.inc();
             return Ok((existing, false));
         }
         if passive {
@@ -228,6 +230,10 @@ impl VHost {
         };
         // No explicit binding to the default exchange: routing there looks the queue up by name.
         q.touch();
+        self.env.stats.queues_declared.inc();
+        if created {
+            self.env.stats.queues_created.inc();
+        }
         Ok((q, created))
     }
 
@@ -256,7 +262,9 @@ impl VHost {
     /// Removes a queue from the vhost and its bindings (delete, auto-delete, exclusive owner
     /// gone, `x-expires`). Returns its ready message count.
     pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
-        self.queues.remove_if(&q.name, |_, v| Arc::ptr_eq(v, q));
+        if self.queues.remove_if(&q.name, |_, v| Arc::ptr_eq(v, q)).is_some() {
+            self.env.stats.queues_deleted.inc();
+        }
         let count = q.delete();
         self.remove_bindings_to(&Destination::Queue(q.clone()));
         if let (Some(store), true) = (self.metadata(), q.is_stored()) {

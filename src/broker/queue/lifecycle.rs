@@ -68,14 +68,25 @@ impl Queue {
     pub(super) fn kill(&self, dlx: bool, r: Ready, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
         match r {
             Ready::Resident(m) => self.kill_message(dlx, m, reason, dead),
-            Ready::Paged { seq, persisted, .. } => self.forget_paged(seq, persisted),
+            Ready::Paged { seq, persisted, .. } => {
+                self.count_death(reason, false);
+                self.forget_paged(seq, persisted)
+            }
         }
     }
 
     pub(super) fn kill_message(&self, dlx: bool, m: QueuedMessage, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
         self.forget(&m);
+        self.count_death(reason, dlx);
         if dlx {
             dead.push(DeadLetter { msg: m.msg, reason });
+        }
+    }
+
+    /// Counted in the broker's dead-letter totals, dead-lettered (`dlx`) or dropped.
+    pub(super) fn count_death(&self, reason: DeathReason, dlx: bool) {
+        if let Some(env) = &self.env {
+            env.stats.dead_lettered(reason, dlx);
         }
     }
 

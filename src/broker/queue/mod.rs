@@ -21,7 +21,7 @@ mod tests;
 
 pub use args::{consumer_priority, Overflow, QueueArgs};
 pub use consumers::{ConsumeRefused, Consumer, ConsumerSink, Offer};
-pub use info::{Counters, QueueInfo};
+pub use info::{Counters, QueueGauges, QueueInfo};
 pub use paging::Recovered;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +37,7 @@ use super::message::Message;
 use super::policy::PolicyView;
 use super::publish::PublishOutcome;
 use super::record;
+use super::stats::BrokerStats;
 use super::timer::{now_ms, Timers};
 use super::vhost::VHost;
 use crate::protocol::{FieldTable, ShortStr};
@@ -71,6 +72,7 @@ pub struct QueueEnv {
     pub vhost: Weak<VHost>,
     pub timers: Arc<Timers>,
     pub paging: Arc<Paging>,
+    pub stats: Arc<BrokerStats>,
 }
 
 /// What became of a message offered to the queue.
@@ -370,6 +372,7 @@ impl Queue {
             let dead_letter = st.args.overflow == Overflow::RejectPublishDlx && st.args.has_dlx();
             drop(st);
             if dead_letter {
+                self.count_death(DeathReason::Maxlen, true);
                 dead.push(DeadLetter { msg, reason: DeathReason::Maxlen });
             }
             return Enqueued::Rejected;

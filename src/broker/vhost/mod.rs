@@ -19,6 +19,7 @@ use super::memory::Paging;
 use super::policy::PolicyTable;
 use super::queue::{Queue, QueueEnv};
 use super::reply_to::ReplyConsumers;
+use super::stats::BrokerStats;
 use super::timer::Timers;
 use super::NameHasher;
 use crate::auth::limits::{LimitSet, Tally};
@@ -44,6 +45,8 @@ pub struct VHostEnv {
     pub delays: Arc<Delays>,
     /// Direct reply-to consumers, wherever the reply is published from.
     pub replies: Arc<ReplyConsumers>,
+    /// The broker's global counters (Prometheus).
+    pub stats: Arc<BrokerStats>,
 }
 
 impl VHostEnv {
@@ -56,6 +59,7 @@ impl VHostEnv {
             timers: Arc::default(),
             delays: Delays::new(None),
             replies: Arc::default(),
+            stats: Arc::default(),
         }
     }
 }
@@ -138,7 +142,12 @@ impl VHost {
     }
 
     pub(super) fn queue_env(&self) -> QueueEnv {
-        QueueEnv { vhost: self.self_ref.clone(), timers: self.env.timers.clone(), paging: self.env.paging.clone() }
+        QueueEnv {
+            vhost: self.self_ref.clone(),
+            timers: self.env.timers.clone(),
+            paging: self.env.paging.clone(),
+            stats: self.env.stats.clone(),
+        }
     }
 
     pub(super) fn metadata(&self) -> Option<&dyn MetadataStore> {
@@ -184,6 +193,7 @@ impl VHost {
         self.deleted.store(true, Ordering::Release);
         let queues: Vec<Arc<Queue>> = self.queues.iter().map(|q| q.value().clone()).collect();
         self.queues.clear();
+        self.env.stats.queues_deleted.add(queues.len() as u64);
         for q in queues {
             q.delete();
         }

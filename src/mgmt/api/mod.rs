@@ -9,7 +9,7 @@ mod definitions;
 mod exchanges;
 mod limits;
 mod messages;
-mod overview;
+pub mod overview;
 mod parameters;
 mod policies;
 mod queues;

@@ -152,6 +152,7 @@ impl Channel {
         // Queue first, then the channel: LOCKS.md forbids the other order (the queue's
         // arguments too are read under its lock, so before the channel's is taken).
         let Some((message, message_count)) = q.get() else {
+            session.broker.stats().get_empty.inc();
             self.send(Method::BasicGetEmpty(BasicGetEmpty {}));
             return Ok(());
         };
@@ -171,6 +172,7 @@ impl Channel {
         let counted = args.delivery_properties(&message, true);
         let properties = counted.as_ref().unwrap_or(&msg.properties);
         session.outbound.write(|buf| encode_content(buf, self.shared.id, &get_ok, properties, &msg.body, frame_max));
+        session.broker.stats().delivered(true, m.no_ack, message.redelivered);
         if m.no_ack {
             q.forget(&message);
         } else {

@@ -194,6 +194,7 @@ impl ConsumerSink for ChannelShared {
             let unacked = self.unacked(tag, queue.clone(), args, message.clone(), Some(consumer.tag.clone()));
             d.unacked.push_back(unacked);
         }
+        self.session.broker.stats().delivered(false, consumer.no_ack, message.redelivered);
         Offer::Taken
     }
 
@@ -240,6 +241,13 @@ impl Channel {
 
     pub(super) fn apply_settle(&mut self, op: Settle) -> Result<(), AmqpError> {
         let taken = self.take_unacked(op.tag, op.multiple)?;
+        let stats = self.shared.session.broker.stats();
+        let counter = match op.requeue {
+            None => &stats.acknowledged,
+            Some(true) => &stats.rejected_requeue,
+            Some(false) => &stats.rejected_drop,
+        };
+        counter.add(taken.len() as u64);
         self.settle(taken, op.requeue);
         Ok(())
     }

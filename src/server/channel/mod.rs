@@ -51,6 +51,8 @@ pub struct Channel {
     publish_allowed: Option<crate::protocol::ShortStr>,
     /// The channel's place in its user's channel count (`max-channels`), until it is dropped.
     _place: Place,
+    /// Counted in the broker's `publishers` gauge (it has published) until it closes.
+    publisher: bool,
 }
 
 impl Channel {
@@ -71,6 +73,7 @@ impl Channel {
             tx: None,
             publish_allowed: None,
             _place: place,
+            publisher: false,
         }
     }
 
@@ -216,6 +219,9 @@ impl Channel {
         }
         self.content = Content::Idle;
         self.tx = None;
+        if std::mem::take(&mut self.publisher) {
+            self.shared.session.broker.stats().publishers.dec();
+        }
         debug!(channel = self.shared.id, "channel closed");
     }
 }

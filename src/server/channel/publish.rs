@@ -55,6 +55,9 @@ impl Channel {
         if self.publish_allowed.as_ref() != Some(&method.exchange) {
             self.session().allow(Perm::Write, Resource::Exchange, method.exchange.as_bytes()).map_err(in_publish)?;
             self.publish_allowed = Some(method.exchange.clone());
+            if !std::mem::replace(&mut self.publisher, true) {
+                self.session().broker.stats().publishers.inc();
+            }
         }
         let session = self.session();
         let x = session.vhost.exchange(&method.exchange).map_err(in_publish)?;
@@ -103,7 +106,16 @@ impl Channel {
             return Ok(());
         };
         let shared = self.shared.clone();
+        let received = std::time::Instant::now();
+        self.session().broker.stats().received_confirm.inc();
         let outcome = PublishOutcome::new(move |ok, from_writer| {
+            let stats = shared.session.broker.stats();
+            if ok {
+                stats.confirmed.inc();
+            } else {
+                stats.confirm_nacked.inc();
+            }
+            stats.confirm_latency_us.observe(received.elapsed().as_micros() as u64);
             shared.confirms.settle(seq, ok);
             // From the writer thread nobody else will flush; in the read loop the end of the
             // batch does, coalescing the acks.
@@ -124,6 +136,12 @@ impl Channel {
         let publish = Publish { extra_keys: &keys, outcome, ..Publish::new(Arc::new(p.message)) };
         let published = session.vhost.publish(x, &publish);
         let message = &publish.message;
+        let stats = session.broker.stats();
+        match (published.unroutable(), p.method.mandatory) {
+            (false, _) => stats.routed.inc(),
+            (true, true) => stats.unroutable_returned.inc(),
+            (true, false) => stats.unroutable_dropped.inc(),
+        }
         if published.unroutable() && p.method.mandatory {
             let ret = Method::BasicReturn(BasicReturn {
                 reply_code: ReplyCode::NoRoute.value(),
