@@ -278,3 +278,18 @@ fn options_go_before_or_after_the_command() {
     let args = parse(&["--formatter", "pretty_table", "list_users"]);
     assert_eq!(args.global.formatter, Formatter::Table);
 }
+
+#[test]
+fn check_port_connectivity_needs_no_credentials() {
+    // The API refuses the credentials: still an answer, so the check passes.
+    let stub = Stub::start(|_| Reply::json(401, r#"{"error":"not_authorised","reason":"Login failed"}"#));
+    let amqp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = amqp.local_addr().unwrap().port().to_string();
+    let (out, result) = ctl(&stub, &["check_port_connectivity", "--amqp-port", &port]);
+    result.unwrap();
+    assert!(out.ends_with("Successfully connected to ports AMQP and HTTP\n"), "{out}");
+    // Nothing listens on the AMQP port: unavailable (69).
+    drop(amqp);
+    let (_, result) = ctl(&stub, &["-q", "check_port_connectivity", "--amqp-port", &port]);
+    assert_eq!(result.unwrap_err().code, code::UNAVAILABLE);
+}
