@@ -30,7 +30,8 @@ COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 ENV WARREN_BIND=0.0.0.0 \
     WARREN_MGMT_BIND=0.0.0.0 \
     WARREN_DATA_DIR=/var/lib/warren \
-    WARREN_LOOPBACK_USERS=none
+    WARREN_LOOPBACK_USERS=none \
+    NO_COLOR=1
 # `./warren.toml` is read when present: mount a config file at /etc/warren/warren.toml.
 WORKDIR /etc/warren
 VOLUME ["/var/lib/warren"]
@@ -38,7 +39,7 @@ EXPOSE 5672 5671 15672 15692
 # `warren ctl check_port_connectivity`: the AMQP port accepts connections and the management API
 # answers HTTP (a 401 counts), so it holds whatever RABBITMQ_DEFAULT_USER or a definitions file
 # did to the users. It follows WARREN_PORT and WARREN_MGMT_PORT when those are changed.
-HEALTHCHECK --interval=5s --timeout=5s --start-period=10s --retries=6 \
+HEALTHCHECK --interval=3s --timeout=5s --start-period=30s --retries=5 \
   CMD ["warren", "ctl", "-q", "check_port_connectivity"]
 USER warren
 ENTRYPOINT ["docker-entrypoint.sh"]

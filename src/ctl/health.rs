@@ -3,15 +3,16 @@
 //! `RABBITMQ_DEFAULT_USER` or replaced by a definitions file. Named after
 //! `rabbitmq-diagnostics check_port_connectivity`, which also checks the listeners only.
 //!
-//! It passes when the AMQP port accepts a TCP connection (Warren opens it only once the store is
-//! recovered) and the management API answers HTTP, where a 401 or 403 counts as an answer: the
-//! server is serving, whoever asks. The AMQP connection is closed before the protocol header, so
-//! the broker logs it at debug level only: a healthcheck every few seconds stays out of the log.
+//! It passes when the AMQP port accepts a TCP connection and the management API answers HTTP
+//! (Warren opens the API once the store is recovered and the definitions file loaded). The API is
+//! asked without credentials, so its 401 is the expected answer: the server is serving, whoever
+//! asks. Neither probe leaves a line in the broker's log at the default level (the AMQP
+//! connection is closed before the protocol header, and a request without credentials is not a
+//! refused login), so a healthcheck every few seconds does not fill it.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use super::client::{ApiError, ClientError};
 use super::commands::Ctx;
 use super::error::{code, CtlError};
 
@@ -26,9 +27,17 @@ pub(super) fn check_port_connectivity(ctx: &mut Ctx<'_>, amqp_port: u16) -> Resu
     };
     ctx.info(&format!("Testing TCP connections to the AMQP port {amqp_port} and the management API on {host} ..."))?;
     connect(&host, amqp_port, limit)?;
-    match ctx.client.get_json("/overview") {
-        Ok(_) | Err(ClientError::Api(ApiError { status: 401 | 403, .. })) => {}
-        Err(e) => return Err(e.into()),
+    let url = format!("{}/overview", ctx.client.endpoint().base);
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(limit)).build().into();
+    match agent.get(&url).call() {
+        Ok(answer) if answer.status().is_success() || matches!(answer.status().as_u16(), 401 | 403) => {}
+        Ok(answer) => {
+            return Err(CtlError::new(code::UNAVAILABLE, format!("{url} answered {}", answer.status())));
+        }
+        Err(e) => {
+            return Err(CtlError::new(code::UNAVAILABLE, format!("the management API at {url} does not answer: {e}")))
+        }
     }
     if ctx.json() {
         ctx.print("{\"result\":\"ok\"}\n")
