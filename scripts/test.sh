@@ -2,7 +2,9 @@
 # The whole test suite, exactly what CI runs (.ci/run calls this):
 # install what is missing, format check, clippy (-D warnings), the spec cross-check, and every
 # Rust test (unit, property, integration, the pamqp differential test), then the pika and
-# amqplib interop suites (with their broker-restart tests) against a Warren started on a free port.
+# amqplib interop suites (with their broker-restart tests) against a Warren started on a free port,
+# the management API suites, and the container image with the docker-compose stack (run for real
+# when Docker can be installed and started here; SKIPPED otherwise).
 #
 # CARGO_TARGET_DIR defaults to a cache outside the checkout: RocksDB takes ~10 minutes to build
 # from source, and a fresh clone should not pay that again. A clean run builds it once: clippy
@@ -107,3 +109,8 @@ if ! AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" MGMT_URL="http://127.0.0.
   tail -50 "$data/warren.log"
   exit 1
 fi
+
+step "container image and docker-compose stack (interop-tests/docker)"
+# Warren's image is built from the binary of the test build above (the Dockerfile's `prebuilt`
+# target); the script installs and starts Docker if it can, and says SKIPPED if it cannot.
+WARREN_BIN="$CARGO_TARGET_DIR/debug/warren" interop-tests/docker/run.sh
