@@ -109,7 +109,7 @@ say "docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), $("${c
 # man pages, docs or translations, also for packages installed later).
 if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
   mirror=$(grep -hoE '^(deb|URIs:) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
-    | grep -oE 'https?://[^ ]+' | head -1)
+    | grep -oE 'https?://[^ ]+' | head -1 || true)
   mirror=${mirror:-http://deb.debian.org/debian}
   say "building debian:bookworm-slim with debootstrap from $mirror (once) ..."
   rootfs=$work/rootfs
