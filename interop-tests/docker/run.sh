@@ -16,8 +16,8 @@
 # services run on free loopback ports, with a default user other than guest, and the test checks
 # that Warren turns healthy, the examples finish their retry-with-dead-letter run, the management
 # API answers through its published port, a persistent message survives
-# `compose restart warren`, and /metrics answers on the published metrics port and Prometheus
-# scrapes it. Everything it started is removed at the end (the images stay, as a build cache).
+# `compose restart warren`, a definitions file mounted at /etc/warren/definitions.json is loaded,
+# and /metrics answers on the published metrics port and Prometheus scrapes it. Everything it started is removed at the end (the images stay, as a build cache).
 #
 # If Docker cannot be installed or started, it prints `SKIPPED: <reason>` and exits 0.
 #
@@ -71,6 +71,7 @@ cleanup() {
     fi
     "${compose_cmd[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
   fi
+  docker rm -f -v "$project-definitions" >/dev/null 2>&1 || true
   docker image prune -f >/dev/null 2>&1 || true
   if [[ -n $started_dockerd ]]; then
     kill "$started_dockerd" 2>/dev/null || true
@@ -270,6 +271,37 @@ got=$(curl -fsS "${auth[@]}" -X POST -H 'content-type: application/json' \
   || fail "get from docker-test.durable after the restart"
 [[ $got == *"\"payload\":\"$body\""* ]] || fail "the persistent message did not survive the restart: $got"
 [[ $(queue_messages work.parking) == 4 ]] || fail "the parked jobs did not survive the restart"
+
+say "a definitions file mounted at /etc/warren/definitions.json is loaded at start-up"
+python3 - "$work/definitions.json" <<'PY'
+import base64, hashlib, json, os, sys
+salt = os.urandom(4)  # RabbitMQ's rabbit_password_hashing_sha256: base64(salt ++ sha256(salt ++ password))
+digest = hashlib.sha256(salt + b"defs-secret").digest()
+json.dump({
+    "users": [{"name": "defs-user", "password_hash": base64.b64encode(salt + digest).decode(),
+               "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]}],
+    "vhosts": [{"name": "/"}],
+    "permissions": [{"user": "defs-user", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
+    "queues": [{"name": "defs.queue", "vhost": "/", "durable": True, "auto_delete": False,
+                "arguments": {"x-max-length": 10}}],
+}, open(sys.argv[1], "w"))
+PY
+chmod 644 "$work/definitions.json"
+defs_container=$project-definitions
+docker run -d --rm --name "$defs_container" -v "$work/definitions.json:/etc/warren/definitions.json:ro" \
+  "$warren_image" >/dev/null || fail "docker run with a definitions file"
+defs_ok=""
+for _ in $(seq 1 100); do
+  if [[ $(docker inspect -f '{{.State.Health.Status}}' "$defs_container" 2>/dev/null) == healthy ]] \
+    || docker exec "$defs_container" warren ctl -q check_port_connectivity >/dev/null 2>&1; then
+    queues=$(docker exec "$defs_container" warren ctl -s -u defs-user --password defs-secret list_queues name arguments 2>&1) || true
+    [[ $queues == *defs.queue*x-max-length* ]] && defs_ok=1
+    break
+  fi
+  sleep 0.2
+done
+docker rm -f -v "$defs_container" >/dev/null 2>&1 || true
+[[ -n $defs_ok ]] || fail "the mounted definitions were not loaded (list_queues as defs-user: ${queues:-no answer})"
 
 say "/metrics through the published port $WARREN_METRICS_PORT, and Prometheus scraping it"
 if metrics=$(curl -fsS --max-time 10 "http://127.0.0.1:$WARREN_METRICS_PORT/metrics" 2>&1); then
