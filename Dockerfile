@@ -29,6 +29,7 @@ COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 # loopback-only rule.
 ENV WARREN_BIND=0.0.0.0 \
     WARREN_MGMT_BIND=0.0.0.0 \
+    WARREN_PROMETHEUS_BIND=0.0.0.0 \
     WARREN_DATA_DIR=/var/lib/warren \
     WARREN_LOOPBACK_USERS=none \
     NO_COLOR=1

@@ -10,6 +10,7 @@ Prints one line per problem and exits 1 if there is any.
 
 import json
 import pathlib
+import re
 import sys
 
 import yaml
@@ -100,8 +101,12 @@ for path in dashboards:
     for key in ("title", "uid", "panels", "schemaVersion"):
         if key not in doc:
             problem(f"{path}: no '{key}'")
-    if "__inputs" in doc or "${DS_" in path.read_text():
-        problem(f"{path}: uses export inputs (${{DS_...}}), which file provisioning does not fill in")
+    # ${NAME} in a datasource reference must be a datasource variable of the dashboard: file
+    # provisioning ignores an export's __inputs and fills in nothing else.
+    variables = {v.get("name"): v.get("type") for v in (doc.get("templating") or {}).get("list") or []}
+    for name in sorted(set(re.findall(r"\$\{(DS_[A-Za-z0-9_]+)\}", path.read_text()))):
+        if variables.get(name) != "datasource":
+            problem(f"{path}: ${{{name}}} is not a datasource variable of the dashboard (provisioning does not fill in __inputs)")
     ids = set()
     exprs = 0
     for panel in panels_of(doc):
