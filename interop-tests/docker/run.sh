@@ -147,6 +147,8 @@ prometheus_image=warren-test/prometheus:local
 docker build -q -t "$prometheus_image" -f "$here/prometheus.Dockerfile" "$here" >"$work/build.log" 2>&1 \
   || { cat "$work/build.log"; fail "docker build of the Prometheus stand-in"; }
 node_image=warren-test/node:local
+command -v node >/dev/null && command -v npm >/dev/null \
+  || fail "node and npm are needed for the Node stand-in (scripts/install-deps.sh --test installs them)"
 node_bin=$(readlink -f "$(command -v node)")
 npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
 # The host's Node is copied only when it needs nothing beyond the base image's libraries.
