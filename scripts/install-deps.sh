@@ -3,8 +3,9 @@
 #   --build    clang/libclang (RocksDB's bindings) and a C++ toolchain
 #   --test     also: Debian's AMQP spec XML, the Python venv (pamqp, pika, pytest), the
 #              Node clients for interop-tests/, Debian's chromium with playwright-core for the
-#              web UI's browser test (interop-tests/ui), and the openssl CLI (interop-tests/tls
-#              makes its certificates with it)
+#              web UI's browser test (interop-tests/ui), the openssl CLI (interop-tests/tls
+#              makes its certificates with it), and Docker Engine, docker-compose and
+#              debootstrap for interop-tests/docker (best effort: that test skips without them)
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +43,22 @@ if ((${#filtered[@]})); then
 fi
 
 $want_test || exit 0
+
+# The container test (interop-tests/docker/run.sh) needs Docker Engine, Compose and debootstrap;
+# without them it prints SKIPPED, so a failed install is only a warning here.
+docker_missing=()
+command -v dockerd >/dev/null || docker_missing+=(docker.io)
+command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || docker_missing+=(docker-compose)
+command -v debootstrap >/dev/null || docker_missing+=(debootstrap)
+if ((${#docker_missing[@]})); then
+  echo "installing ${docker_missing[*]} (for interop-tests/docker) ..." >&2
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -q "${docker_missing[@]}" >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q "${docker_missing[@]}" >/dev/null 2>&1; } \
+    || echo "warning: could not install ${docker_missing[*]}; interop-tests/docker will be skipped" >&2
+fi
 
 # The Python venv (pamqp, pika, pytest) and Node modules (amqplib) for the differential and
 # interop tests; run.sh owns that setup.

@@ -2,9 +2,11 @@
 # The whole test suite, exactly what CI runs (.ci/run calls this):
 # install what is missing, format check, clippy (-D warnings), the spec cross-check, and every
 # Rust test (unit, property, integration, the pamqp differential test), then the pika and
-# amqplib interop suites (with their broker-restart tests), the management API suite and the web
-# UI's headless-Chromium test against a Warren started on a free port, and the TLS suite
-# (interop-tests/tls, its own Warren with AMQPS).
+# amqplib interop suites (with their broker-restart tests), the management API, Prometheus
+# and web UI (headless Chromium) suites against a Warren started on a free port, the TLS suite
+# (interop-tests/tls, its own Warren with AMQPS), and the container image with the
+# docker-compose stack (run for real when Docker can be installed and started here; SKIPPED
+# otherwise).
 #
 # CARGO_TARGET_DIR defaults to a cache outside the checkout: RocksDB takes ~10 minutes to build
 # from source, and a fresh clone should not pay that again. A clean run builds it once: clippy
@@ -135,3 +137,8 @@ fi
 step "TLS interop (pika, amqplib over AMQPS, EXTERNAL) against Warren"
 # run.sh starts its own Warren with TLS on free ports and fresh certificates (openssl), and stops it.
 WARREN_BIN="$CARGO_TARGET_DIR/debug/warren" interop-tests/tls/run.sh warren
+
+step "container image and docker-compose stack (interop-tests/docker)"
+# Warren's image is built from the binary of the test build above (the Dockerfile's `prebuilt`
+# target); the script installs and starts Docker if it can, and says SKIPPED if it cannot.
+WARREN_BIN="$CARGO_TARGET_DIR/debug/warren" interop-tests/docker/run.sh

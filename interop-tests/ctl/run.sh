@@ -116,6 +116,12 @@ run --uri http://127.0.0.1:1 ping
 expect_error "ping an address nothing listens on" 69
 run --password "wrong-$p" ping
 expect_error "ping with a wrong password" 77
+# The container healthcheck: no credentials needed (a wrong password changes nothing).
+read -r amqp_host amqp_port < <(python3 -c 'import sys, urllib.parse as u; a = u.urlsplit(sys.argv[1]); print(a.hostname, a.port or 5672)' "$AMQP_URL")
+run --password "wrong-$p" --host "$amqp_host" check_port_connectivity --amqp-port "$amqp_port"
+expect "check_port_connectivity" 0 "Successfully connected"
+run --host 127.0.0.1 check_port_connectivity --amqp-port 1
+expect_error "check_port_connectivity with nothing on the AMQP port" 69
 
 # --- queues
 code=$(http -X PUT -d '{"durable":true,"arguments":{"x-max-length":100}}' "$api/queues/%2F/$queue")

@@ -13,7 +13,7 @@ use super::client::{api_path, ApiError, Client, ClientError, Endpoint};
 use super::columns::{self, Column, Kind};
 use super::error::{code, CtlError, BROKEN_PIPE};
 use super::format::{render, Formatter};
-use super::{access, status, CtlCommand, GlobalOpts, PolicyArgs};
+use super::{access, health, status, CtlCommand, GlobalOpts, PolicyArgs};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const AWAIT_STARTUP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -102,6 +102,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, command: &CtlCommand, input: &mut dyn Read) -
         CtlCommand::Status => status::status(ctx),
         CtlCommand::Ping => ping(ctx),
         CtlCommand::AwaitStartup => await_startup(ctx),
+        CtlCommand::CheckPortConnectivity { amqp_port } => health::check_port_connectivity(ctx, *amqp_port),
         CtlCommand::ListQueues(a) => {
             list(ctx, &columns::QUEUES, &["queues", vh], &format!("Listing queues for vhost {vh} ..."), &a.columns)
         }

@@ -16,6 +16,7 @@ mod columns;
 mod commands;
 mod error;
 mod format;
+mod health;
 mod status;
 #[cfg(test)]
 mod stub;
@@ -91,6 +92,13 @@ pub enum CtlCommand {
     /// Wait until the management API answers (for healthchecks and scripts); exits 75 if it
     /// does not within --timeout seconds (default 300)
     AwaitStartup,
+    /// Check that the AMQP port accepts connections and the management API answers, without
+    /// credentials (a 401 counts as an answer): the container image's HEALTHCHECK
+    CheckPortConnectivity {
+        /// AMQP port to connect to (on --host)
+        #[arg(long = "amqp-port", env = "WARREN_PORT", default_value_t = 5672)]
+        amqp_port: u16,
+    },
     /// List queues and their properties
     #[command(after_help = columns::QUEUES.help())]
     ListQueues(ListArgs),

@@ -278,3 +278,21 @@ fn options_go_before_or_after_the_command() {
     let args = parse(&["--formatter", "pretty_table", "list_users"]);
     assert_eq!(args.global.formatter, Formatter::Table);
 }
+
+#[test]
+fn check_port_connectivity_needs_no_credentials() {
+    // The API is asked without credentials; its 401 is an answer, so the check passes.
+    let stub = Stub::start(|req: &Request| {
+        assert!(!req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")), "credentials sent");
+        Reply::json(401, r#"{"error":"not_authorized","reason":"Not_Authorized"}"#)
+    });
+    let amqp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = amqp.local_addr().unwrap().port().to_string();
+    let (out, result) = ctl(&stub, &["check_port_connectivity", "--amqp-port", &port]);
+    result.unwrap();
+    assert!(out.ends_with("Successfully connected to ports AMQP and HTTP\n"), "{out}");
+    // Nothing listens on the AMQP port: unavailable (69).
+    drop(amqp);
+    let (_, result) = ctl(&stub, &["-q", "check_port_connectivity", "--amqp-port", &port]);
+    assert_eq!(result.unwrap_err().code, code::UNAVAILABLE);
+}
