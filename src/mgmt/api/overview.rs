@@ -104,26 +104,6 @@ pub async fn cluster_name(State(m): State<AppState>) -> Json<Value> {
     Json(json!({"name": cluster_name_of(&m)}))
 }
 
-/// Resident memory from `/proc/self/statm` (pages).
-fn resident_bytes() -> u64 {
-    let page = 4096;
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * page)
-}
-
-fn total_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
@@ -142,18 +122,19 @@ fn node_json(m: &Mgmt) -> Value {
     let alarms = m.broker.alarms.current();
     let (disk_free, disk_free_limit) = m.broker.disk_free().unwrap_or((0, 0));
     let fds = open_fds();
+    let (mem_used, mem_limit) = m.broker.memory();
     json!({
         "name": m.node,
         "type": "disc",
         "running": true,
         "os_pid": std::process::id().to_string(),
         "uptime": m.started.elapsed().as_millis() as u64,
-        "mem_used": resident_bytes(),
-        "mem_limit": total_memory(),
-        "mem_alarm": false,
+        "mem_used": mem_used,
+        "mem_limit": mem_limit,
+        "mem_alarm": alarms.memory,
         "disk_free": disk_free,
         "disk_free_limit": disk_free_limit,
-        "disk_free_alarm": alarms.any(),
+        "disk_free_alarm": alarms.disk(),
         "fd_used": fds,
         "fd_total": fd_limit(),
         "sockets_used": m.broker.connection_count(),
@@ -229,7 +210,9 @@ pub async fn check_alarms(State(m): State<AppState>) -> Response {
     if !alarms.any() {
         return ok();
     }
-    let alarm = json!([{"node": m.node, "resource": "disk"}]);
+    let resources = [(alarms.memory, "memory"), (alarms.disk(), "disk")];
+    let alarm: Vec<Value> =
+        resources.iter().filter(|(on, _)| *on).map(|(_, r)| json!({"node": m.node, "resource": r})).collect();
     failed("resource alarm(s) in effect", json!({"alarms": alarm}))
 }
 
