@@ -51,6 +51,9 @@ pub struct Channel {
     publish_allowed: Option<crate::protocol::ShortStr>,
     /// The channel's place in its user's channel count (`max-channels`), until it is dropped.
     _place: Place,
+    /// A queue this channel published to that holds back its publishers (`queue::flow`): the
+    /// connection waits for it after the read batch.
+    pub flow: Option<Arc<crate::broker::queue::Queue>>,
 }
 
 impl Channel {
@@ -71,6 +74,7 @@ impl Channel {
             tx: None,
             publish_allowed: None,
             _place: place,
+            flow: None,
         }
     }
 
