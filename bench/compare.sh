@@ -8,6 +8,8 @@
 #
 # Scenarios (S2 and S6 persistent, the others transient):
 #   S1  1 producer -> 1 queue -> 1 consumer, 16 B, auto-ack, unlimited rate
+#   S1m S1 with the client writing each message with its own syscall (`--write-per message`)
+#   S1f S1 with the client writing each frame with its own syscall (`--write-per frame`)
 #   S2  1 KiB persistent into a durable queue, confirms (window 100), manual acks, prefetch 100
 #   S3  1 producer -> fanout exchange -> 10 queues -> 10 consumers, 16 B, auto-ack
 #   S4  4 producers -> 4 queues -> 4 consumers, 16 B, auto-ack
@@ -72,6 +74,8 @@ WARREN=$CARGO_TARGET_DIR/release/warren
 describe() {
   case $1 in
     S1) echo "1 producer -> 1 queue -> 1 consumer, 16 B transient, auto-ack, unlimited rate" ;;
+    S1m) echo "S1, the client writing each message with its own syscall (as pika and the Java client do)" ;;
+    S1f) echo "S1, the client writing each frame with its own syscall" ;;
     S3) echo "fanout to 10 queues, 10 consumers, 16 B transient, auto-ack, unlimited rate" ;;
     S4) echo "4 producers -> 4 queues -> 4 consumers, 16 B transient, auto-ack, unlimited rate" ;;
     S5) echo "1,000 msg/s fixed rate, confirms (window 100), acks each, prefetch 100: latency" ;;
@@ -88,6 +92,8 @@ flags_of() {
   local d=$DURATION
   case $1 in
     S1) echo "--producers 1 --consumers 1 --size 16 --auto-ack --duration $d" ;;
+    S1m) echo "--producers 1 --consumers 1 --size 16 --auto-ack --write-per message --duration $d" ;;
+    S1f) echo "--producers 1 --consumers 1 --size 16 --auto-ack --write-per frame --duration $d" ;;
     S3) echo "--producers 1 --consumers 10 --fanout-queues 10 --size 16 --auto-ack --duration $d" ;;
     S4) echo "--producers 4 --consumers 4 --queue-pattern perf-s4-%d --queues 4 --size 16 --auto-ack --duration $d" ;;
     S5) echo "--producers 1 --consumers 1 --size 16 --rate 1000 --confirm 100 --prefetch 100 --duration $d" ;;

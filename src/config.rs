@@ -40,6 +40,10 @@ pub struct Config {
     /// Free disk space (bytes) under the data directory below which publishing connections are
     /// blocked until space returns (RabbitMQ's `disk_free_limit`, also 50 MB by default).
     pub disk_free_limit: u64,
+    /// Resident memory above which publishing connections are blocked (RabbitMQ's
+    /// `vm_memory_high_watermark`): a fraction of the available memory (RAM, or the cgroup's
+    /// limit), `0.6` by default, or an absolute size (`512MiB`, `2GB`, bytes).
+    pub memory_high_watermark: String,
     /// The user a first start creates (administrator, full permissions on `default_vhost`).
     /// `RABBITMQ_DEFAULT_USER`, which docker-compose files for RabbitMQ set, is read too.
     pub default_user: String,
@@ -98,6 +102,7 @@ impl Default for Config {
             queue_memory_window: 8192,
             transient_memory_limit: crate::broker::DEFAULT_TRANSIENT_MEMORY_LIMIT,
             disk_free_limit: 50_000_000,
+            memory_high_watermark: "0.6".to_string(),
             consumer_timeout: 30 * 60 * 1000,
             default_user: "guest".to_string(),
             default_pass: "guest".to_string(),
@@ -131,6 +136,7 @@ pub struct Overrides {
     pub load_definitions: Option<PathBuf>,
     pub log_level: Option<String>,
     pub max_message_size: Option<u64>,
+    pub memory_high_watermark: Option<String>,
     pub plain_listener: Option<bool>,
     pub tls_port: Option<u16>,
     pub tls_bind: Option<String>,
@@ -155,6 +161,11 @@ const RABBITMQ_ENV: [(&str, &str); 3] = [
 ];
 
 impl Config {
+    /// `memory_high_watermark`, parsed.
+    pub fn memory_watermark(&self) -> Result<crate::broker::vm_memory::Watermark, String> {
+        crate::broker::vm_memory::Watermark::parse(&self.memory_high_watermark)
+    }
+
     /// `loopback_users` as a list (`none`: empty).
     pub fn loopback_user_list(&self) -> Vec<String> {
         if self.loopback_users.trim() == "none" {
@@ -188,6 +199,7 @@ impl Config {
             .set_default("queue_memory_window", d.queue_memory_window as u64)?
             .set_default("transient_memory_limit", d.transient_memory_limit)?
             .set_default("disk_free_limit", d.disk_free_limit)?
+            .set_default("memory_high_watermark", d.memory_high_watermark)?
             .set_default("consumer_timeout", d.consumer_timeout)?
             .set_default("default_user", d.default_user)?
             .set_default("default_pass", d.default_pass)?
@@ -238,6 +250,7 @@ impl Config {
             )?
             .set_override_option("log_level", flags.log_level.clone())?
             .set_override_option("max_message_size", flags.max_message_size)?
+            .set_override_option("memory_high_watermark", flags.memory_high_watermark.clone())?
             .set_override_option("plain_listener", flags.plain_listener)?
             .set_override_option("tls_port", flags.tls_port)?
             .set_override_option("tls_bind", flags.tls_bind.clone())?
@@ -337,6 +350,21 @@ mod tests {
         let c = Config::load(None, e, &flags).unwrap();
         assert_eq!((c.tls_cert.as_str(), c.tls_fail_if_no_peer_cert), ("/f.pem", true));
         assert_eq!(c.tls_cert_login_from, "common_name");
+    }
+
+    #[test]
+    fn the_memory_watermark_is_relative_or_absolute() {
+        use crate::broker::vm_memory::Watermark;
+        let none = Overrides::default();
+        let c = Config::load(None, env(&[]), &none).unwrap();
+        assert_eq!(c.memory_watermark(), Ok(Watermark::Relative(0.6)));
+        let c = Config::load(None, env(&[("WARREN_MEMORY_HIGH_WATERMARK", "0.4")]), &none).unwrap();
+        assert_eq!(c.memory_watermark(), Ok(Watermark::Relative(0.4)));
+        let flags = Overrides { memory_high_watermark: Some("512MiB".into()), ..Default::default() };
+        let c = Config::load(None, env(&[("WARREN_MEMORY_HIGH_WATERMARK", "0.4")]), &flags).unwrap();
+        assert_eq!(c.memory_watermark(), Ok(Watermark::Absolute(512 << 20)));
+        let c = Config::load(None, env(&[("WARREN_MEMORY_HIGH_WATERMARK", "lots")]), &none).unwrap();
+        assert!(c.memory_watermark().is_err());
     }
 
     #[test]

@@ -74,6 +74,10 @@ struct ServeArgs {
     /// Largest message body accepted, in octets [default: 16777216; env WARREN_MAX_MESSAGE_SIZE]
     #[arg(long, value_name = "OCTETS")]
     max_message_size: Option<u64>,
+    /// Resident memory above which publishers are blocked: a fraction of RAM (or the cgroup
+    /// limit) or a size such as 512MiB [default: 0.6; env WARREN_MEMORY_HIGH_WATERMARK]
+    #[arg(long, value_name = "FRACTION|SIZE")]
+    memory_high_watermark: Option<String>,
     /// Do not run the plain AMQP listener (TLS only) [env WARREN_PLAIN_LISTENER=false]
     #[arg(long)]
     no_plain: bool,
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
         load_definitions: args.load_definitions,
         log_level: args.log_level,
         max_message_size: args.max_message_size,
+        memory_high_watermark: args.memory_high_watermark,
         plain_listener: args.no_plain.then_some(false),
         tls_port: args.tls_port,
         tls_bind: args.tls_bind,

@@ -3,7 +3,8 @@
 //! clears. Consumers, acks and `basic.get` on other connections keep working, so a backlog can
 //! drain while the broker cannot take more.
 //!
-//! Two sources raise them: free disk space under the data directory below `disk_free_limit`
+//! Three sources raise them: the process's resident memory above `memory_high_watermark`
+//! (RabbitMQ's memory alarm), free disk space under the data directory below `disk_free_limit`
 //! (RabbitMQ's disk alarm), and a store that failed a write (an I/O error, a full disk that
 //! the free-space check did not see coming). Publishes whose write failed are nacked; blocking
 //! stops the flood of further nacks until the store writes again.
@@ -12,6 +13,8 @@ use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AlarmSet {
+    /// The process uses more memory than the high watermark allows.
+    pub memory: bool,
     /// Free space under the data directory is below the limit.
     pub disk_free: bool,
     /// The last write to the store failed and no write has succeeded since.
@@ -20,12 +23,21 @@ pub struct AlarmSet {
 
 impl AlarmSet {
     pub fn any(&self) -> bool {
+        self.memory || self.disk()
+    }
+
+    /// A disk alarm: too little free space, or a store that cannot write.
+    pub fn disk(&self) -> bool {
         self.disk_free || self.store_failed
     }
 
-    /// The reason given in `connection.blocked` (RabbitMQ's text for its disk alarm).
+    /// The reason given in `connection.blocked` (RabbitMQ's texts for its two alarms).
     pub fn reason(&self) -> &'static str {
-        "low on disk"
+        if self.memory {
+            "low on memory"
+        } else {
+            "low on disk"
+        }
     }
 }
 
@@ -46,6 +58,25 @@ impl Alarms {
 
     pub fn subscribe(&self) -> watch::Receiver<AlarmSet> {
         self.state.subscribe()
+    }
+
+    pub fn set_memory(&self, on: bool, used: u64, limit: u64) {
+        self.state.send_if_modified(|s| {
+            if s.memory == on {
+                return false;
+            }
+            s.memory = on;
+            if on {
+                tracing::warn!(
+                    used,
+                    limit,
+                    "memory alarm: resident memory is above the high watermark; publishers are blocked"
+                );
+            } else {
+                tracing::warn!(used, limit, "memory alarm cleared; publishers are unblocked");
+            }
+            true
+        });
     }
 
     pub fn set_disk_free(&self, on: bool, free: u64, limit: u64) {

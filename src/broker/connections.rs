@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use dashmap::DashMap;
@@ -73,6 +73,30 @@ pub struct ConnectionStats {
     recv_cnt: AtomicU64,
     published: AtomicU64,
     global: Option<Arc<BrokerStats>>,
+    /// A [`ConnectionState`].
+    state: AtomicU8,
+}
+
+/// Whether a connection is being read, as RabbitMQ's `state` says it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnectionState {
+    #[default]
+    Running = 0,
+    /// Not read for now: a queue it publishes to is held back (`queue::flow`).
+    Flow = 1,
+    /// Not read until a resource alarm clears.
+    Blocked = 2,
+}
+
+impl ConnectionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Running => "running",
+            ConnectionState::Flow => "flow",
+            ConnectionState::Blocked => "blocked",
+        }
+    }
 }
 
 impl std::fmt::Debug for ConnectionStats {
@@ -117,8 +141,21 @@ impl ConnectionStats {
         }
     }
 
+    pub fn set_state(&self, state: ConnectionState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    pub fn state(&self) -> ConnectionState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => ConnectionState::Flow,
+            2 => ConnectionState::Blocked,
+            _ => ConnectionState::Running,
+        }
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
+            state: self.state(),
             recv_oct: self.recv_oct.load(Ordering::Relaxed),
             send_oct: self.send_oct.load(Ordering::Relaxed),
             recv_cnt: self.recv_cnt.load(Ordering::Relaxed),
@@ -138,6 +175,7 @@ pub struct StatsSnapshot {
     pub recv_cnt: u64,
     /// `basic.publish` methods received.
     pub messages_published: u64,
+    pub state: ConnectionState,
 }
 
 /// A channel's state as the management API shows it.

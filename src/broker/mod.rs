@@ -19,6 +19,7 @@ pub mod reply_to;
 pub mod stats;
 pub mod timer;
 pub mod vhost;
+pub mod vm_memory;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -64,6 +65,9 @@ pub struct Limits {
     /// How long a delivery may stay unacked before its channel is closed (RabbitMQ's
     /// `consumer_timeout`; 0 = never). A queue's `x-consumer-timeout` overrides it.
     pub consumer_timeout_ms: u64,
+    /// Resident memory above which publishers are blocked (RabbitMQ's
+    /// `vm_memory_high_watermark`).
+    pub memory_high_watermark: vm_memory::Watermark,
 }
 
 impl Default for Limits {
@@ -77,6 +81,7 @@ impl Default for Limits {
             transient_memory_limit: DEFAULT_TRANSIENT_MEMORY_LIMIT,
             disk_free_limit: 50_000_000,
             consumer_timeout_ms: 30 * 60 * 1000,
+            memory_high_watermark: vm_memory::Watermark::default(),
         }
     }
 }
@@ -105,6 +110,9 @@ pub struct Broker {
     pub alarms: alarms::Alarms,
     /// The disk alarm's threshold; starts as `limits.disk_free_limit`, changeable at run time.
     disk_free_limit: AtomicU64,
+    /// The memory alarm's threshold in bytes; from `limits.memory_high_watermark`, changeable
+    /// at run time.
+    memory_limit: AtomicU64,
     /// Wakes the resource monitor for an immediate check.
     recheck_resources: Arc<tokio::sync::Notify>,
 }
@@ -158,10 +166,17 @@ impl Broker {
     fn with_store(limits: Limits, storage: Option<Arc<StoreHandle>>, defs: &Definitions) -> Broker {
         let delays = delayed::Delays::new(storage.clone());
         let metadata = storage.as_ref().map(|s| s.metadata());
+        let memory_limit = limits.memory_high_watermark.limit(vm_memory::available_bytes());
+        // Transient messages are paged out well before the memory alarm would block publishers
+        // (RabbitMQ pages at half its watermark).
+        let transient_limit = match memory_limit {
+            0 => limits.transient_memory_limit,
+            m => limits.transient_memory_limit.min(m / 2),
+        };
         let vhost_env = VHostEnv {
             metadata: metadata.clone(),
             storage: storage.clone(),
-            paging: Arc::new(Paging::new(limits.queue_memory_window, limits.transient_memory_limit)),
+            paging: Arc::new(Paging::new(limits.queue_memory_window, transient_limit)),
             timers: Arc::new(timer::Timers::default()),
             delays: delays.clone(),
             replies: Arc::default(),
@@ -177,6 +192,7 @@ impl Broker {
             topic_permissions: TopicPermissions::new(metadata),
             metadata_changes: Mutex::new(()),
             disk_free_limit: AtomicU64::new(limits.disk_free_limit),
+            memory_limit: AtomicU64::new(memory_limit),
             limits,
             next_connection_id: AtomicU64::new(1),
             alarms: alarms::Alarms::default(),
@@ -274,18 +290,33 @@ impl Broker {
         self.recheck_resources.notify_one();
     }
 
-    /// Starts watching free disk space and the store's health (only with a store), raising and
-    /// clearing [`alarms`](Self::alarms). The task holds no strong reference: it ends with the
-    /// broker.
+    /// Changes the memory alarm's threshold (RabbitMQ's `set_vm_memory_high_watermark`) and
+    /// checks against it at once.
+    pub fn set_memory_high_watermark(&self, watermark: vm_memory::Watermark) {
+        let limit = watermark.limit(vm_memory::available_bytes());
+        self.memory_limit.store(limit, Ordering::Relaxed);
+        tracing::info!(%watermark, limit, "memory high watermark set");
+        self.recheck_resources.notify_one();
+    }
+
+    /// The process's resident memory and the memory alarm's threshold, in bytes.
+    pub fn memory(&self) -> (u64, u64) {
+        (vm_memory::resident_bytes(), self.memory_limit.load(Ordering::Relaxed))
+    }
+
+    /// Starts watching resident memory, and free disk space and the store's health (with a
+    /// store), raising and clearing [`alarms`](Self::alarms). The task holds no strong
+    /// reference: it ends with the broker.
     pub fn start_resource_monitor(self: &Arc<Self>) {
-        if self.storage.is_none() {
-            return;
-        }
         tokio::spawn(monitor_resources(Arc::downgrade(self)));
     }
 
-    /// One look at disk space and store health.
+    /// One look at memory, disk space and store health.
     fn check_resources(&self) {
+        let (used, limit) = self.memory();
+        if limit > 0 {
+            self.alarms.set_memory(used > limit, used, limit);
+        }
         let Some(storage) = &self.storage else { return };
         let store = &storage.store;
         let limit = self.disk_free_limit.load(Ordering::Relaxed);

@@ -43,7 +43,7 @@ impl<'a> Publish<'a> {
 }
 
 /// What became of a publish.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Published {
     /// Queues it was routed to (whether or not each took it: a full queue may refuse it).
     pub queues: usize,
@@ -51,6 +51,9 @@ pub struct Published {
     pub held: usize,
     /// Delivered to a direct reply-to consumer.
     pub replied: bool,
+    /// A queue it went to whose consumers cannot keep up: the publisher should wait for it
+    /// (see `queue::flow`).
+    pub flow: Option<Arc<Queue>>,
 }
 
 impl Published {
@@ -75,6 +78,7 @@ impl VHost {
             && self.env.replies.deliver(&p.message.routing_key, &p.message);
         // Encoded once, however many durable queues it goes to.
         let mut record: Option<Bytes> = None;
+        let mut flow = None;
         for q in &route.queues {
             if p.refuse.is_some_and(|refuse| refuse(q)) {
                 continue;
@@ -86,8 +90,11 @@ impl VHost {
                     o.fail();
                 }
             }
+            if flow.is_none() && q.flow.is_on() {
+                flow = Some(q.clone());
+            }
         }
-        Published { queues: route.queues.len(), held: route.delayed.len(), replied }
+        Published { queues: route.queues.len(), held: route.delayed.len(), replied, flow }
     }
 }
 

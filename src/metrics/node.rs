@@ -43,22 +43,13 @@ pub fn write_process(e: &mut Exposition, x: &Exporter, objects: &Objects) {
     let fds = process::open_fds().unwrap_or(0);
     e.single("process_open_fds", Kind::Gauge, "Open file descriptors", fds);
     e.single("process_open_tcp_sockets", Kind::Gauge, "Open TCP sockets", objects.connections.len());
-    e.single(
-        "process_resident_memory_bytes",
-        Kind::Gauge,
-        "Memory used in bytes",
-        process::resident_memory_bytes().unwrap_or(0),
-    );
+    let (memory_used, memory_limit) = broker.memory();
+    e.single("process_resident_memory_bytes", Kind::Gauge, "Memory used in bytes", memory_used);
     let (free, limit) = broker.disk_free().unwrap_or((0, 0));
     e.single("disk_space_available_bytes", Kind::Gauge, "Disk space available in bytes", free);
     e.single("process_max_fds", Kind::Gauge, "Open file descriptors limit", process::max_fds().unwrap_or(0));
     e.single("process_max_tcp_sockets", Kind::Gauge, "Open TCP sockets limit", process::max_fds().unwrap_or(0));
-    e.single(
-        "resident_memory_limit_bytes",
-        Kind::Gauge,
-        "Memory high watermark in bytes",
-        process::memory_limit_bytes().unwrap_or(0),
-    );
+    e.single("resident_memory_limit_bytes", Kind::Gauge, "Memory high watermark in bytes", memory_limit);
     e.single("disk_space_available_limit_bytes", Kind::Gauge, "Free disk space low watermark in bytes", limit);
     e.single("erlang_uptime_seconds", Kind::Gauge, "Node uptime", x.started.elapsed().as_secs_f64());
     let alarms = broker.alarms.current();
@@ -67,9 +58,14 @@ pub fn write_process(e: &mut Exposition, x: &Exporter, objects: &Objects) {
         "alarms_free_disk_space_watermark",
         Kind::Gauge,
         "is 1 if free disk space watermark alarm is in effect",
-        u64::from(alarms.disk_free),
+        u64::from(alarms.disk()),
     );
-    e.single("alarms_memory_used_watermark", Kind::Gauge, "is 1 if VM memory watermark alarm is in effect", 0u64);
+    e.single(
+        "alarms_memory_used_watermark",
+        Kind::Gauge,
+        "is 1 if VM memory watermark alarm is in effect",
+        u64::from(alarms.memory),
+    );
 }
 
 /// Churn totals (RabbitMQ's `connection_churn_metrics`).

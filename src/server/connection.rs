@@ -12,7 +12,8 @@ use tracing::{debug, info, warn};
 
 use crate::auth::limits::MAX_CHANNELS;
 use crate::broker::alarms::AlarmSet;
-use crate::broker::connections::{ChannelView, ConnectionStats};
+use crate::broker::connections::{ChannelView, ConnectionState, ConnectionStats};
+use crate::broker::queue::Queue;
 use crate::broker::timer::now_ms;
 use crate::broker::{errors, Broker};
 use crate::protocol::methods::*;
@@ -24,6 +25,9 @@ use crate::server::handshake::{handshake, read_protocol_header, Origin};
 use crate::server::outbound::Outbound;
 use crate::server::session::Session;
 use crate::server::transport::Transport;
+
+/// How often a publisher held back by flow control looks again at the queue it waits for.
+const FLOW_RECHECK: Duration = Duration::from_millis(100);
 
 /// How long we wait for `connection.close-ok` after closing a connection on an error.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -193,13 +197,18 @@ impl Connection {
                     return Ok(());
                 }
             }
+            let mut flow = Vec::new();
             for ch in self.channels.values_mut() {
                 ch.flush_confirms();
+                flow.extend(ch.flow.take());
             }
             let published = std::mem::take(&mut self.published);
             self.session.registry.stats.read_batch(frames, published);
             if published > 0 && self.alarms.borrow().any() {
                 self.block(reader, &mut stop).await?;
+            }
+            if !flow.is_empty() {
+                self.hold_back(flow, reader, &mut stop).await?;
             }
             // Back-pressure: a client that does not read what we send gets nothing more read.
             if self.session.outbound.is_congested() {
@@ -236,12 +245,38 @@ impl Connection {
         }
     }
 
+    /// Flow control: stops reading from a publisher while a queue it published to is held back
+    /// because its consumers cannot keep up (see `queue::flow`), so the backlog stays bounded.
+    async fn hold_back(
+        &mut self,
+        queues: Vec<Arc<Queue>>,
+        reader: &mut FrameReader,
+        stop: &mut Stop,
+    ) -> Result<(), ConnError> {
+        let stats = &self.session.registry.stats;
+        stats.set_state(ConnectionState::Flow);
+        for q in queues {
+            // Re-checked now and then: a queue deleted or left by its consumers meanwhile may
+            // not say so.
+            while q.flow.is_on() && !q.is_deleted() {
+                tokio::select! {
+                    _ = q.flow.wait_off(FLOW_RECHECK) => {}
+                    e = stop.wait() => return Err(e.into()),
+                }
+            }
+        }
+        stats.set_state(ConnectionState::Running);
+        reader.last_read = Instant::now();
+        Ok(())
+    }
+
     /// Stops reading from a publisher while a resource alarm is raised (RabbitMQ's flow for
     /// its disk and memory alarms), telling the client if it understands `connection.blocked`.
     async fn block(&mut self, reader: &mut FrameReader, stop: &mut Stop) -> Result<(), ConnError> {
         let reason = self.alarms.borrow().reason();
         info!(peer = %self.peer, conn = self.session.id, reason, "connection blocked: not reading until the alarm clears");
         let tell = self.session.capabilities.connection_blocked;
+        self.session.registry.stats.set_state(ConnectionState::Blocked);
         if tell {
             let blocked = ConnectionBlocked { reason: ShortStr::from_static(reason) };
             self.session.outbound.send_method(0, &Method::ConnectionBlocked(blocked));
@@ -257,6 +292,7 @@ impl Connection {
         if tell {
             self.session.outbound.send_method(0, &Method::ConnectionUnblocked(ConnectionUnblocked {}));
         }
+        self.session.registry.stats.set_state(ConnectionState::Running);
         info!(peer = %self.peer, conn = self.session.id, "connection unblocked");
         // The client's heartbeats went unread while blocked; they do not count as missed.
         reader.last_read = Instant::now();

@@ -31,7 +31,11 @@ impl Listener {
                 "plain_listener is off and no TLS listener is configured (tls_cert, tls_key): nothing to listen on",
             ));
         }
+        let memory_high_watermark = config.memory_watermark().map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("memory_high_watermark: {e}"))
+        })?;
         let limits = Limits {
+            memory_high_watermark,
             max_message_size: config.max_message_size,
             queue_memory_window: config.queue_memory_window,
             transient_memory_limit: config.transient_memory_limit,

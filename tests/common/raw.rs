@@ -56,6 +56,11 @@ impl Raw {
     }
 
     pub async fn handshake_with_heartbeat(addr: std::net::SocketAddr, heartbeat: u16) -> Raw {
+        Raw::handshake_with(addr, heartbeat, FieldTable::new()).await
+    }
+
+    /// The handshake with these client properties (`capabilities`, say).
+    pub async fn handshake_with(addr: std::net::SocketAddr, heartbeat: u16, client_properties: FieldTable) -> Raw {
         let mut r = Raw::connect(addr).await;
         r.send(PROTOCOL_HEADER).await;
         let Method::ConnectionStart(start) = r.method().await else { panic!("expected start") };
@@ -63,7 +68,7 @@ impl Raw {
         r.send_method(
             0,
             Method::ConnectionStartOk(ConnectionStartOk {
-                client_properties: FieldTable::new(),
+                client_properties,
                 mechanism: ShortStr::from_static("PLAIN"),
                 response: LongStr::from("\0guest\0guest"),
                 locale: ShortStr::from_static("en_US"),

@@ -85,6 +85,51 @@ pub struct Conn {
     pub wbuf: BytesMut,
     pub frame_max: u32,
     pub server: ServerInfo,
+    /// What one write syscall carries during the load (see [`WriteUnit`]).
+    pub write_unit: WriteUnit,
+    /// Octets of the unit being written that a short write left over.
+    unit_left: usize,
+}
+
+/// How much a load connection hands the kernel per write syscall. Warren perf batches (many
+/// messages per write); most client libraries write each message, or each frame, on its own,
+/// which costs a broker more reads and wake-ups per message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteUnit {
+    /// Everything encoded so far (up to 64 KiB of messages).
+    #[default]
+    Batch,
+    /// One message: a method frame with its content header and body frames (pika, the Java
+    /// client).
+    Message,
+    /// One frame.
+    Frame,
+}
+
+/// The length of the frame at the start of `buf` (all of `buf` if it is not a whole frame).
+fn frame_len(buf: &[u8]) -> usize {
+    match buf.get(3..7) {
+        Some(size) => (8 + u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize).min(buf.len()),
+        None => buf.len(),
+    }
+}
+
+impl WriteUnit {
+    /// The length of the unit at the start of `buf`.
+    fn len(self, buf: &[u8]) -> usize {
+        match self {
+            WriteUnit::Batch => buf.len(),
+            WriteUnit::Frame => frame_len(buf),
+            WriteUnit::Message => {
+                let mut end = frame_len(buf);
+                // Content header (2) and body (3) frames belong to the method before them.
+                while matches!(buf.get(end), Some(2 | 3)) {
+                    end += frame_len(&buf[end..]);
+                }
+                end
+            }
+        }
+    }
 }
 
 fn client_properties(name: &str) -> FieldTable {
@@ -126,6 +171,8 @@ impl Conn {
             wbuf: BytesMut::with_capacity(64 * 1024),
             frame_max: 0,
             server: ServerInfo::default(),
+            write_unit: WriteUnit::Batch,
+            unit_left: 0,
         };
         conn.wbuf.extend_from_slice(PROTOCOL_HEADER);
         conn.flush().await?;
@@ -323,18 +370,27 @@ impl Conn {
         self.wbuf = BytesMut::new();
     }
 
-    /// Writes as much of the write buffer as the socket takes now.
+    /// Writes as much of the write buffer as the socket takes now, one [`WriteUnit`] per
+    /// syscall.
     pub fn try_flush(&mut self) -> io::Result<()> {
         while !self.wbuf.is_empty() {
-            match self.stream.try_write(&self.wbuf) {
+            if self.unit_left == 0 {
+                self.unit_left = self.write_unit.len(&self.wbuf);
+            }
+            let end = self.unit_left.min(self.wbuf.len());
+            match self.stream.try_write(&self.wbuf[..end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wbuf.advance(n),
+                Ok(n) => {
+                    self.wbuf.advance(n);
+                    self.unit_left -= n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
         }
         // Fully written: start at the front of the allocation again.
         self.wbuf.clear();
+        self.unit_left = 0;
         Ok(())
     }
 
@@ -352,5 +408,28 @@ impl Conn {
     /// The next complete frame already in the read buffer.
     pub fn decode(&mut self) -> Result<Option<Frame>, ClientError> {
         Ok(decode_frame(&mut self.rbuf, self.frame_max)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_protocol::methods::{BasicAck, BasicPublish};
+    use warren_protocol::{encode_content, BasicProperties};
+
+    #[test]
+    fn write_units_split_the_buffer_at_frames_and_messages() {
+        let mut buf = BytesMut::new();
+        let publish = Method::BasicPublish(BasicPublish::default());
+        encode_content(&mut buf, 1, &publish, &BasicProperties::default(), &[7; 40], 16);
+        let one_message = buf.len();
+        encode_method(&mut buf, 1, &Method::BasicAck(BasicAck { delivery_tag: 1, multiple: false }));
+        let first_frame = frame_len(&buf);
+        assert!(first_frame < one_message && first_frame > 8);
+        assert_eq!(WriteUnit::Frame.len(&buf), first_frame);
+        // The method, its header and the body split over frames of at most 16 octets.
+        assert_eq!(WriteUnit::Message.len(&buf), one_message);
+        assert_eq!(WriteUnit::Batch.len(&buf), buf.len());
+        assert_eq!(WriteUnit::Message.len(&buf[one_message..]), buf.len() - one_message, "an ack alone");
     }
 }

@@ -133,14 +133,14 @@ pub(crate) async fn measure(
             delays: delays.clone(),
         })
         .collect();
-    let consumers = match open_load_connections(uri, "consumer", &consumer_plans).await {
+    let consumers = match open_load_connections(uri, "consumer", &consumer_plans, args.write_per).await {
         Ok(c) => c,
         Err(e) => {
             close_all(idle).await;
             return Err(e);
         }
     };
-    let producers = match open_load_connections(uri, "producer", &producer_plans).await {
+    let producers = match open_load_connections(uri, "producer", &producer_plans, args.write_per).await {
         Ok(p) => p,
         Err(e) => {
             close_all(consumers).await;

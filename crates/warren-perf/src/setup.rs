@@ -11,7 +11,7 @@ use warren_protocol::methods::*;
 use warren_protocol::{FieldTable, FieldValue, Method};
 
 use crate::args::{AmqpUri, Topology, WaitQueue};
-use crate::client::{self, short, ClientError, Conn};
+use crate::client::{self, short, ClientError, Conn, WriteUnit};
 use crate::consumer::{self, ConsumerPlan};
 use crate::producer::{self, ProducerPlan};
 
@@ -204,6 +204,7 @@ pub(crate) async fn open_load_connections<P: Prepare>(
     uri: &AmqpUri,
     role: &str,
     plans: &[P],
+    write_unit: WriteUnit,
 ) -> Result<Vec<Conn>, String> {
     let handles: Vec<_> = plans
         .iter()
@@ -213,6 +214,7 @@ pub(crate) async fn open_load_connections<P: Prepare>(
             tokio::spawn(async move {
                 let mut conn = Conn::open(&uri, &name).await?;
                 plan.prepare(&mut conn).await?;
+                conn.write_unit = write_unit;
                 Ok::<_, ClientError>(conn)
             })
         })

@@ -14,8 +14,12 @@ use crate::protocol::{FieldTable, ShortStr};
 pub enum Offer {
     /// Sent; the channel now tracks it (or it was no-ack).
     Taken,
-    /// No credit (prefetch reached, or the client is not reading); try other consumers.
+    /// No credit (prefetch reached, or the channel is closing); try other consumers.
     Busy,
+    /// The consumer's connection takes no more for now: its client reads slower than we
+    /// deliver. Try other consumers; a backlog that builds this way holds back publishers
+    /// ([`super::flow`]).
+    Congested,
 }
 
 /// The channel side of a consumer: implemented by the server's channel.
@@ -70,20 +74,36 @@ impl Queue {
     }
 
     pub(super) fn deliver(self: &Arc<Self>, st: &mut QueueState) {
+        let (mut congested, mut delivered) = (false, 0);
         while !st.consumers.is_empty() && self.head_resident(st) {
             let Some(Ready::Resident(front)) = st.ready.front() else { break };
             if let Some(active) = &st.active {
-                if active.sink.offer(active, self, &st.args, front) == Offer::Busy {
-                    break;
+                match active.sink.offer(active, self, &st.args, front) {
+                    Offer::Taken => {}
+                    Offer::Busy => break,
+                    Offer::Congested => {
+                        congested = true;
+                        break;
+                    }
                 }
                 Self::pop_delivered(st);
+                delivered += 1;
                 continue;
             }
-            let Some(skipped) = offer_by_priority(self, st, front) else { break };
-            // The next message starts with the consumer after the one that took this one.
-            st.round_robin = st.round_robin.wrapping_add(skipped + 1);
-            Self::pop_delivered(st);
+            match offer_by_priority(self, st, front) {
+                Ok(skipped) => {
+                    // The next message starts with the consumer after the one that took this one.
+                    st.round_robin = st.round_robin.wrapping_add(skipped + 1);
+                    Self::pop_delivered(st);
+                    delivered += 1;
+                }
+                Err(any_congested) => {
+                    congested = any_congested;
+                    break;
+                }
+            }
         }
+        self.flow.update(delivered, congested, st.ready.len());
     }
 
     /// Removes the head a consumer took, and counts the delivery.
@@ -156,9 +176,11 @@ impl Queue {
 
 /// Offers `message` to the highest-priority consumers first, round-robin within a priority;
 /// lower priorities only get it when every higher one is busy. Returns how many consumers of
-/// the taker's priority were skipped before it took the message.
-fn offer_by_priority(queue: &Arc<Queue>, st: &QueueState, message: &QueuedMessage) -> Option<usize> {
+/// the taker's priority were skipped before it took the message; when nobody took it, whether
+/// any consumer's connection was congested.
+fn offer_by_priority(queue: &Arc<Queue>, st: &QueueState, message: &QueuedMessage) -> Result<usize, bool> {
     let consumers = &st.consumers;
+    let mut congested = false;
     let mut start = 0;
     while start < consumers.len() {
         let priority = consumers[start].priority;
@@ -167,11 +189,13 @@ fn offer_by_priority(queue: &Arc<Queue>, st: &QueueState, message: &QueuedMessag
         for k in 0..len {
             let idx = start + (st.round_robin + k) % len;
             let c = &consumers[idx];
-            if c.sink.offer(c, queue, &st.args, message) == Offer::Taken {
-                return Some(k);
+            match c.sink.offer(c, queue, &st.args, message) {
+                Offer::Taken => return Ok(k),
+                Offer::Congested => congested = true,
+                Offer::Busy => {}
             }
         }
         start = end;
     }
-    None
+    Err(congested)
 }

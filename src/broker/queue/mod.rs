@@ -12,6 +12,7 @@
 
 mod args;
 mod consumers;
+pub mod flow;
 mod info;
 mod lifecycle;
 mod paging;
@@ -21,6 +22,7 @@ mod tests;
 
 pub use args::{consumer_priority, Overflow, QueueArgs};
 pub use consumers::{ConsumeRefused, Consumer, ConsumerSink, Offer};
+pub use flow::Flow;
 pub use info::{Counters, QueueGauges, QueueInfo};
 pub use paging::Recovered;
 
@@ -107,6 +109,8 @@ pub struct Queue {
     /// Identities of the messages held, for `x-message-deduplication` (a leaf lock: taken
     /// under the queue's, never the other way round).
     held: Option<Mutex<HeldIdentities>>,
+    /// Whether publishers must wait for its consumers (see [`flow`]).
+    pub flow: Flow,
 }
 
 struct QueueState {
@@ -174,6 +178,7 @@ impl Queue {
             store: None,
             env: None,
             held: args_dedup.then(Mutex::default),
+            flow: Flow::default(),
         }
     }
 
@@ -517,6 +522,7 @@ impl Queue {
             let mut st = self.lock();
             self.deleted.store(true, Ordering::Release);
             let count = st.ready.take_all().len() as u32;
+            self.flow.update(0, false, 0);
             if let Some(mut held) = self.identities() {
                 held.clear();
             }

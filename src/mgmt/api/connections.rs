@@ -41,7 +41,7 @@ fn connection_json(mgmt: &Mgmt, c: &ConnectionSnapshot) -> Value {
         "node": mgmt.node,
         "user": i.user,
         "vhost": i.vhost.to_string_lossy(),
-        "state": "running",
+        "state": c.stats.state.as_str(),
         "type": "network",
         "protocol": i.protocol,
         "auth_mechanism": i.auth_mechanism,

@@ -14,6 +14,7 @@ use crate::broker::definitions::QueueSpec;
 use crate::broker::message::Message;
 use crate::broker::publish::Publish;
 use crate::broker::timer::now_ms;
+use crate::metrics::process;
 use crate::mgmt::auth::Caller;
 use crate::mgmt::error::ApiResult;
 use crate::mgmt::listing;
@@ -104,60 +105,28 @@ pub async fn cluster_name(State(m): State<AppState>) -> Json<Value> {
     Json(json!({"name": cluster_name_of(&m)}))
 }
 
-/// Resident memory from `/proc/self/statm` (pages).
-fn resident_bytes() -> u64 {
-    let page = 4096;
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * page)
-}
-
-fn total_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
-}
-
-fn fd_limit() -> u64 {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
-        rl.rlim_cur
-    } else {
-        0
-    }
-}
-
 fn node_json(m: &Mgmt) -> Value {
     let alarms = m.broker.alarms.current();
     let (disk_free, disk_free_limit) = m.broker.disk_free().unwrap_or((0, 0));
-    let fds = open_fds();
+    let fds = process::open_fds().unwrap_or(0);
+    let fd_limit = process::max_fds().unwrap_or(0);
+    let (mem_used, mem_limit) = m.broker.memory();
     json!({
         "name": m.node,
         "type": "disc",
         "running": true,
         "os_pid": std::process::id().to_string(),
         "uptime": m.started.elapsed().as_millis() as u64,
-        "mem_used": resident_bytes(),
-        "mem_limit": total_memory(),
-        "mem_alarm": false,
+        "mem_used": mem_used,
+        "mem_limit": mem_limit,
+        "mem_alarm": alarms.memory,
         "disk_free": disk_free,
         "disk_free_limit": disk_free_limit,
-        "disk_free_alarm": alarms.any(),
+        "disk_free_alarm": alarms.disk(),
         "fd_used": fds,
-        "fd_total": fd_limit(),
+        "fd_total": fd_limit,
         "sockets_used": m.broker.connection_count(),
-        "sockets_total": fd_limit(),
+        "sockets_total": fd_limit,
         "proc_used": 0,
         "proc_total": 0,
         "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -229,7 +198,9 @@ pub async fn check_alarms(State(m): State<AppState>) -> Response {
     if !alarms.any() {
         return ok();
     }
-    let alarm = json!([{"node": m.node, "resource": "disk"}]);
+    let resources = [(alarms.memory, "memory"), (alarms.disk(), "disk")];
+    let alarm: Vec<Value> =
+        resources.iter().filter(|(on, _)| *on).map(|(_, r)| json!({"node": m.node, "resource": r})).collect();
     failed("resource alarm(s) in effect", json!({"alarms": alarm}))
 }
 

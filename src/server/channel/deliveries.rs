@@ -159,7 +159,7 @@ impl ConsumerSink for ChannelShared {
             // Register before re-checking, so a drain in between cannot be missed.
             out.wake_when_drained(queue);
             if out.is_congested() {
-                return Offer::Busy;
+                return Offer::Congested;
             }
         }
         let mut d = self.lock();

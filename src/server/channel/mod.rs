@@ -53,6 +53,9 @@ pub struct Channel {
     _place: Place,
     /// Counted in the broker's `publishers` gauge (it has published) until it closes.
     publisher: bool,
+    /// A queue this channel published to that holds back its publishers (`queue::flow`): the
+    /// connection waits for it after the read batch.
+    pub flow: Option<Arc<crate::broker::queue::Queue>>,
 }
 
 impl Channel {
@@ -74,6 +77,7 @@ impl Channel {
             publish_allowed: None,
             _place: place,
             publisher: false,
+            flow: None,
         }
     }
 

@@ -130,11 +130,14 @@ impl Channel {
 
     /// Publishes through the broker; returns the message to the client when it is `mandatory`
     /// and reached nothing.
-    pub(super) fn publish(&self, x: &Arc<Exchange>, p: Deferred, outcome: Option<&Arc<PublishOutcome>>) {
-        let session = &self.shared.session;
+    pub(super) fn publish(&mut self, x: &Arc<Exchange>, p: Deferred, outcome: Option<&Arc<PublishOutcome>>) {
         let keys: Vec<&[u8]> = p.extra_keys.iter().map(|k| &k[..]).collect();
         let publish = Publish { extra_keys: &keys, outcome, ..Publish::new(Arc::new(p.message)) };
-        let published = session.vhost.publish(x, &publish);
+        let published = self.shared.session.vhost.publish(x, &publish);
+        if published.flow.is_some() {
+            self.flow = published.flow.clone();
+        }
+        let session = &self.shared.session;
         let message = &publish.message;
         let stats = session.broker.stats();
         match (published.unroutable(), p.method.mandatory) {

@@ -5,6 +5,8 @@
 
 use clap::{Args, ValueEnum};
 
+pub use crate::client::WriteUnit;
+
 mod topology;
 mod uri;
 
@@ -127,6 +129,12 @@ pub struct PerfArgs {
     /// Acknowledge every N messages with one multiple=true basic.ack (0 or 1 = ack each)
     #[arg(short = 'A', long, default_value_t = 0, value_name = "N")]
     pub multi_ack_every: u32,
+
+    /// What one write syscall of a load connection carries: `batch` (as many messages as are
+    /// ready, up to 64 KiB), `message` (one publish or ack, as pika and the Java client write)
+    /// or `frame` (one frame)
+    #[arg(long, value_enum, default_value_t = WriteUnit::Batch, value_name = "UNIT")]
+    pub write_per: WriteUnit,
 
     /// basic.qos prefetch count per consumer (0 = unlimited)
     #[arg(short = 'q', long, default_value_t = 0, value_name = "N")]
