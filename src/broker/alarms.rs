@@ -60,52 +60,59 @@ impl Alarms {
         self.state.subscribe()
     }
 
-    pub fn set_memory(&self, on: bool, used: u64, limit: u64) {
+    /// Raises or clears one alarm; `log` runs once, when it changes.
+    fn set(&self, which: fn(&mut AlarmSet) -> &mut bool, on: bool, log: impl FnOnce(bool)) {
         self.state.send_if_modified(|s| {
-            if s.memory == on {
+            let flag = which(s);
+            if *flag == on {
                 return false;
             }
-            s.memory = on;
-            if on {
-                tracing::warn!(
+            *flag = on;
+            log(on);
+            true
+        });
+    }
+
+    pub fn set_memory(&self, on: bool, used: u64, limit: u64) {
+        self.set(
+            |s| &mut s.memory,
+            on,
+            |on| match on {
+                true => tracing::warn!(
                     used,
                     limit,
                     "memory alarm: resident memory is above the high watermark; publishers are blocked"
-                );
-            } else {
-                tracing::warn!(used, limit, "memory alarm cleared; publishers are unblocked");
-            }
-            true
-        });
+                ),
+                false => tracing::warn!(used, limit, "memory alarm cleared; publishers are unblocked"),
+            },
+        );
     }
 
     pub fn set_disk_free(&self, on: bool, free: u64, limit: u64) {
-        self.state.send_if_modified(|s| {
-            if s.disk_free == on {
-                return false;
-            }
-            s.disk_free = on;
-            if on {
-                tracing::warn!(free, limit, "disk alarm: free disk space is below the limit; publishers are blocked");
-            } else {
-                tracing::warn!(free, limit, "disk alarm cleared; publishers are unblocked");
-            }
-            true
-        });
+        self.set(
+            |s| &mut s.disk_free,
+            on,
+            |on| match on {
+                true => tracing::warn!(
+                    free,
+                    limit,
+                    "disk alarm: free disk space is below the limit; publishers are blocked"
+                ),
+                false => tracing::warn!(free, limit, "disk alarm cleared; publishers are unblocked"),
+            },
+        );
     }
 
     pub fn set_store_failed(&self, on: bool) {
-        self.state.send_if_modified(|s| {
-            if s.store_failed == on {
-                return false;
-            }
-            s.store_failed = on;
-            if on {
-                tracing::error!("store alarm: writes to the store fail; publishers are blocked until one succeeds");
-            } else {
-                tracing::warn!("store alarm cleared: the store writes again; publishers are unblocked");
-            }
-            true
-        });
+        self.set(
+            |s| &mut s.store_failed,
+            on,
+            |on| match on {
+                true => {
+                    tracing::error!("store alarm: writes to the store fail; publishers are blocked until one succeeds")
+                }
+                false => tracing::warn!("store alarm cleared: the store writes again; publishers are unblocked"),
+            },
+        );
     }
 }
