@@ -320,6 +320,26 @@ else
   [[ $(limits) == "[]" ]] && ok "no limits left" || bad "limits: $(limits)"
 fi
 
+# user limits: set_user_limits adds to a user's limits; every failure is 69, as rabbitmqctl's
+run set_user_limits "$user" '{"max-connections":3}'
+expect "set_user_limits" 0 "Setting user limits to \"{\"max-connections\":3}\" for user \"$user\" ..."
+run -q set_user_limits "$user" '{"max-channels":5}'
+expect "set_user_limits again" 0
+run -q list_user_limits --user "$user"
+expect "set_user_limits kept the first limit" 0 '{"max-channels":5,"max-connections":3}'
+run clear_user_limits "$user" max-channels
+expect "clear_user_limits one" 0 "Clearing \"max-channels\" limit for user \"$user\" ..."
+run -q list_user_limits --user "$user"
+expect "one limit left" 0 '{"max-connections":3}'
+run set_user_limits "$user" '{"max-queues":1}'
+expect_error "set_user_limits with a limit the broker rejects" 69
+run set_user_limits "no-such-user-$p" '{"max-channels":1}'
+expect_error "set_user_limits of a user that does not exist" 69
+run clear_user_limits "$user" all
+expect "clear_user_limits all" 0 "Clearing all limits for user \"$user\" ..."
+run -q list_user_limits --user "$user"
+expect "no user limits left" 0 '{}'
+
 run delete_user "$user"
 expect "delete_user" 0 "Deleting user \"$user\" ..."
 run delete_user "$user"

@@ -1,9 +1,9 @@
-//! rabbitmqctl's access control commands: users, virtual hosts, permissions, topic permissions
-//! and virtual host limits, each on the management API's paths (`/users`, `/vhosts`,
-//! `/permissions`, `/topic-permissions`, `/vhost-limits`). The banners, messages and exit codes
+//! rabbitmqctl's access control commands: users, virtual hosts, permissions and topic
+//! permissions, each on the management API's paths (`/users`, `/vhosts`, `/permissions`,
+//! `/topic-permissions`; limits are in [`super::limits`]). The banners, messages and exit codes
 //! are rabbitmqctl's; where the API does less than rabbitmqctl's RPC (keeping a user's tags or
-//! password hash, refusing an existing user, clearing one exchange's topic permissions, replacing
-//! all the limits), the command reads first and sends what makes the result the same.
+//! password hash, refusing an existing user, clearing one exchange's topic permissions), the
+//! command reads first and sends what makes the result the same.
 
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
@@ -116,13 +116,6 @@ pub enum AccessCommand {
     /// List the topic permissions of a virtual host
     #[command(after_help = columns::TOPIC_PERMISSIONS.help())]
     ListTopicPermissions,
-    /// Set the limits of a vhost, replacing any others: a JSON object, e.g. '{"max-connections":64,"max-queues":1000}'
-    SetVhostLimits {
-        #[arg(allow_hyphen_values = true)]
-        definition: String,
-    },
-    /// Remove every limit of a vhost
-    ClearVhostLimits,
 }
 
 pub fn dispatch(ctx: &mut Ctx<'_>, command: &AccessCommand) -> Result<(), CtlError> {
@@ -150,8 +143,6 @@ pub fn dispatch(ctx: &mut Ctx<'_>, command: &AccessCommand) -> Result<(), CtlErr
             let banner = format!("Listing topic permissions for vhost \"{vh}\" ...");
             list(ctx, &columns::TOPIC_PERMISSIONS, &["vhosts", vh, "topic-permissions"], &banner, &[])
         }
-        C::SetVhostLimits { definition } => set_vhost_limits(ctx, definition),
-        C::ClearVhostLimits => clear_vhost_limits(ctx),
     }
 }
 
@@ -411,43 +402,4 @@ fn clear_topic_permissions(ctx: &mut Ctx<'_>, user: &str, exchange: Option<&str>
         ctx.client.put_json(&path, &body)?;
     }
     Ok(())
-}
-
-/// The limits the vhost has now (`GET /vhost-limits/{vhost}`: `[{"vhost":..,"value":{..}}]`,
-/// or `[]` when it has none).
-fn current_limits(ctx: &Ctx<'_>) -> Result<Map<String, Value>, CtlError> {
-    let path = api_path(&["vhost-limits", ctx.vhost()]);
-    let answer = ctx.client.get_json(&path).map_err(|e| ctx.not_found(e, &ctx.no_such_endpoint(&path)))?;
-    Ok(answer.get(0).and_then(|entry| entry.get("value")).and_then(Value::as_object).cloned().unwrap_or_default())
-}
-
-fn delete_limit(ctx: &Ctx<'_>, name: &str) -> Result<(), CtlError> {
-    let path = api_path(&["vhost-limits", ctx.vhost(), name]);
-    ctx.client.delete(&path, &[]).map_err(|e| ctx.not_found(e, &ctx.no_such_endpoint(&path)))
-}
-
-/// rabbitmqctl replaces the vhost's limits with DEFINITION; the API sets one limit per PUT, so
-/// each is PUT and those not in DEFINITION are deleted after (a refused value changes nothing).
-fn set_vhost_limits(ctx: &mut Ctx<'_>, definition: &str) -> Result<(), CtlError> {
-    let Some(Value::Object(limits)) = serde_json::from_str(definition).ok() else {
-        return Err(CtlError::data(format!(
-            "the definition must be a JSON object, e.g. '{{\"max-connections\":64}}', not {definition}"
-        )));
-    };
-    let vh = ctx.vhost();
-    ctx.info(&format!("Setting vhost limits to \"{definition}\" for vhost \"{vh}\" ..."))?;
-    let before = current_limits(ctx)?;
-    for (name, value) in &limits {
-        let path = api_path(&["vhost-limits", vh, name]);
-        ctx.client
-            .put_json(&path, &json!({"value": value}))
-            .map_err(|e| ctx.not_found(e, &ctx.no_such_endpoint(&path)))?;
-    }
-    before.keys().filter(|name| !limits.contains_key(*name)).try_for_each(|name| delete_limit(ctx, name))
-}
-
-fn clear_vhost_limits(ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
-    let vh = ctx.vhost();
-    ctx.info(&format!("Clearing vhost \"{vh}\" limits ..."))?;
-    current_limits(ctx)?.keys().try_for_each(|name| delete_limit(ctx, name))
 }

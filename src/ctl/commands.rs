@@ -160,6 +160,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, command: &CtlCommand, input: &mut dyn Read) -
         CtlCommand::ExportDefinitions { file } => export_definitions(ctx, file),
         CtlCommand::ImportDefinitions { file } => import_definitions(ctx, file, input),
         CtlCommand::Access(c) => access::dispatch(ctx, c),
+        CtlCommand::Limits(c) => super::limits::dispatch(ctx, c),
     }
 }
 

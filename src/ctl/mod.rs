@@ -17,6 +17,7 @@ mod commands;
 mod error;
 mod format;
 mod health;
+mod limits;
 mod status;
 #[cfg(test)]
 mod stub;
@@ -167,6 +168,9 @@ pub enum CtlCommand {
     /// Users, virtual hosts, permissions and limits (rabbitmqctl's access control commands)
     #[command(flatten)]
     Access(access::AccessCommand),
+    /// Vhost and user limits (rabbitmqctl's limit commands)
+    #[command(flatten)]
+    Limits(limits::LimitsCommand),
 }
 
 #[derive(Args, Debug, Clone)]
