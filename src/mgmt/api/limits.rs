@@ -9,27 +9,19 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::admin::metadata_error;
-use super::AppState;
+use super::{vhost, vhost_for_change, AppState};
 use crate::auth::limits::{LimitOwner, LimitSet};
 use crate::broker::VHost;
 use crate::mgmt::error::{ApiError, ApiResult};
-use crate::mgmt::json::{body_object, key_missing, short_str};
+use crate::mgmt::json::{body_object, key_missing};
 use crate::mgmt::Mgmt;
 
 /// The component and the only name RabbitMQ keeps a vhost's limits under.
 pub const COMPONENT: &str = "vhost-limits";
 pub const PARAMETER_NAME: &str = "limits";
 
-fn vhost_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "vhost_not_found")
-}
-
 fn validation_failed(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("Validation failed\n\n{e}\n"))
-}
-
-fn find_vhost(m: &Mgmt, v: &str) -> ApiResult<std::sync::Arc<VHost>> {
-    short_str(v).ok().and_then(|name| m.broker.vhost(&name)).ok_or_else(ApiError::not_found)
 }
 
 fn vhost_limits_json(vh: &VHost) -> Option<Value> {
@@ -66,7 +58,7 @@ pub async fn all_vhosts(State(m): State<AppState>) -> Json<Value> {
 }
 
 pub async fn of_vhost(State(m): State<AppState>, Path(v): Path<String>) -> ApiResult<Json<Value>> {
-    let vh = find_vhost(&m, &v)?;
+    let vh = vhost(&m, &v)?;
     Ok(Json(Value::Array(vhost_limits_json(&vh).into_iter().collect())))
 }
 
@@ -85,7 +77,7 @@ pub async fn put_vhost_limit(
     Path((v, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let vh = find_vhost(&m, &v).map_err(|_| vhost_not_found())?;
+    let vh = vhost_for_change(&m, &v)?;
     let value = limit_value(LimitOwner::VHost, &name, &body)?;
     m.broker.set_vhost_limit(&vh.name, &name, value).map_err(metadata_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -95,7 +87,7 @@ pub async fn delete_vhost_limit(
     State(m): State<AppState>,
     Path((v, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let vh = find_vhost(&m, &v).map_err(|_| vhost_not_found())?;
+    let vh = vhost_for_change(&m, &v)?;
     m.broker.clear_vhost_limit(&vh.name, &name).map_err(metadata_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -134,7 +126,7 @@ pub async fn delete_user_limit(
 
 /// `PUT /api/parameters/vhost-limits/{vhost}/limits` `{"value": {...}}`: replaces the whole set.
 pub fn put_parameter(m: &Mgmt, v: &str, name: &str, body: &Bytes) -> ApiResult<StatusCode> {
-    let vh = find_vhost(m, v).map_err(|_| vhost_not_found())?;
+    let vh = vhost_for_change(m, v)?;
     if name != PARAMETER_NAME {
         return Err(validation_failed(format!("the {COMPONENT} parameter of a vhost is named '{PARAMETER_NAME}'")));
     }
@@ -151,7 +143,7 @@ pub fn put_parameter(m: &Mgmt, v: &str, name: &str, body: &Bytes) -> ApiResult<S
 
 /// `DELETE /api/parameters/vhost-limits/{vhost}/limits`: clears them all.
 pub fn delete_parameter(m: &Mgmt, v: &str, name: &str) -> ApiResult<StatusCode> {
-    let vh = find_vhost(m, v)?;
+    let vh = vhost(m, v)?;
     if name != PARAMETER_NAME || vh.meta().limits.is_empty() {
         return Err(ApiError::not_found());
     }
@@ -161,7 +153,7 @@ pub fn delete_parameter(m: &Mgmt, v: &str, name: &str) -> ApiResult<StatusCode> 
 
 /// `GET /api/parameters/vhost-limits/{vhost}/limits`.
 pub fn show_parameter(m: &Mgmt, v: &str, name: &str) -> ApiResult<Json<Value>> {
-    let vh = find_vhost(m, v)?;
+    let vh = vhost(m, v)?;
     match name {
         PARAMETER_NAME => vhost_limits_parameter(&vh, true).map(Json).ok_or_else(ApiError::not_found),
         _ => Err(ApiError::not_found()),
