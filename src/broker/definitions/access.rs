@@ -34,14 +34,20 @@ impl Broker {
     /// Returns whether the entry was created.
     pub fn set_permission(&self, p: Permission) -> Result<bool, MetadataError> {
         let _door = self.metadata_door();
-        if self.vhost(&p.vhost).is_none() {
-            return Err(MetadataError::NoSuchVHost(p.vhost));
-        }
-        if !self.users.contains(&p.user) {
-            return Err(MetadataError::NoSuchUser(p.user));
-        }
+        self.require_vhost_and_user(&p.vhost, &p.user)?;
         p.validate()?;
         Ok(self.permissions.set(p)?)
+    }
+
+    /// What a permission or topic permission is for must exist (checked under the door).
+    pub(super) fn require_vhost_and_user(&self, vhost: &ShortStr, user: &str) -> Result<(), MetadataError> {
+        if self.vhost(vhost).is_none() {
+            return Err(MetadataError::NoSuchVHost(vhost.clone()));
+        }
+        if !self.users.contains(user) {
+            return Err(MetadataError::NoSuchUser(user.to_string()));
+        }
+        Ok(())
     }
 
     /// Clears a user's permissions in a vhost; false if it had none there.

@@ -14,12 +14,7 @@ impl Broker {
     /// was created.
     pub fn set_topic_permission(&self, p: TopicPermission) -> Result<bool, MetadataError> {
         let _door = self.metadata_door();
-        if self.vhost(&p.vhost).is_none() {
-            return Err(MetadataError::NoSuchVHost(p.vhost));
-        }
-        if !self.users.contains(&p.user) {
-            return Err(MetadataError::NoSuchUser(p.user));
-        }
+        self.require_vhost_and_user(&p.vhost, &p.user)?;
         p.validate()?;
         Ok(self.topic_permissions.set(p)?)
     }
