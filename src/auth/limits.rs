@@ -63,11 +63,14 @@ impl LimitSet {
                 LimitOwner::User => BadLimit::UnknownUserLimit(name.to_string(), shown),
             });
         }
-        match value {
-            serde_json::Value::Number(n) if n.is_i64() => Ok(n.as_i64().unwrap_or(-1)),
-            serde_json::Value::String(s) => Err(BadLimit::NotANumber(name.to_string(), format!("<<\"{s}\">>"))),
-            other => Err(BadLimit::NotANumber(name.to_string(), other.to_string())),
+        if let Some(limit) = value.as_i64() {
+            return Ok(limit);
         }
+        let shown = match value {
+            serde_json::Value::String(s) => format!("<<\"{s}\">>"),
+            other => other.to_string(),
+        };
+        Err(BadLimit::NotANumber(name.to_string(), shown))
     }
 
     /// A whole set given as a JSON object (`{"max-connections": 10}`).

@@ -71,14 +71,14 @@ fn current_limits(ctx: &Ctx<'_>, owner: &str, name: &str) -> Result<Map<String, 
     Ok(answer.get(0).and_then(|entry| entry.get("value")).and_then(Value::as_object).cloned().unwrap_or_default())
 }
 
-fn vhost_limits_unavailable<'a, 'b>(ctx: &'a Ctx<'b>, path: &str) -> impl Fn(ClientError) -> CtlError + use<'a, 'b> {
-    let message = ctx.no_such_endpoint(path);
-    move |e| ctx.not_found(e, &message)
+/// A vhost-limits request failed: a 404 means the vhost, or the API's `/vhost-limits`, is missing.
+fn vhost_limits_failed(ctx: &Ctx<'_>, path: &str, e: ClientError) -> CtlError {
+    ctx.not_found(e, &ctx.no_such_endpoint(path))
 }
 
 fn delete_vhost_limit(ctx: &Ctx<'_>, name: &str) -> Result<(), CtlError> {
     let path = api_path(&["vhost-limits", ctx.vhost(), name]);
-    ctx.client.delete(&path, &[]).map_err(vhost_limits_unavailable(ctx, &path))
+    ctx.client.delete(&path, &[]).map_err(|e| vhost_limits_failed(ctx, &path, e))
 }
 
 fn set_vhost_limits(ctx: &mut Ctx<'_>, definition: &str) -> Result<(), CtlError> {
@@ -86,10 +86,10 @@ fn set_vhost_limits(ctx: &mut Ctx<'_>, definition: &str) -> Result<(), CtlError>
     let vh = ctx.vhost();
     ctx.info(&format!("Setting vhost limits to \"{definition}\" for vhost \"{vh}\" ..."))?;
     let path = api_path(&["vhost-limits", vh]);
-    let before = current_limits(ctx, "vhost-limits", vh).map_err(vhost_limits_unavailable(ctx, &path))?;
+    let before = current_limits(ctx, "vhost-limits", vh).map_err(|e| vhost_limits_failed(ctx, &path, e))?;
     for (name, value) in &limits {
         let path = api_path(&["vhost-limits", vh, name]);
-        ctx.client.put_json(&path, &json!({"value": value})).map_err(vhost_limits_unavailable(ctx, &path))?;
+        ctx.client.put_json(&path, &json!({"value": value})).map_err(|e| vhost_limits_failed(ctx, &path, e))?;
     }
     before.keys().filter(|name| !limits.contains_key(*name)).try_for_each(|name| delete_vhost_limit(ctx, name))
 }
@@ -98,7 +98,7 @@ fn clear_vhost_limits(ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
     let vh = ctx.vhost();
     ctx.info(&format!("Clearing vhost \"{vh}\" limits ..."))?;
     let path = api_path(&["vhost-limits", vh]);
-    let current = current_limits(ctx, "vhost-limits", vh).map_err(vhost_limits_unavailable(ctx, &path))?;
+    let current = current_limits(ctx, "vhost-limits", vh).map_err(|e| vhost_limits_failed(ctx, &path, e))?;
     current.keys().try_for_each(|name| delete_vhost_limit(ctx, name))
 }
 
