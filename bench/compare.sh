@@ -151,7 +151,7 @@ start_warren() { # [reuse [log level]]: with reuse, the port and data directory 
     warren_port=$(free_port)
     warren_data=$(mktemp -d /tmp/warren-compare-data.XXXXXX)
   fi
-  "$WARREN" serve --bind 127.0.0.1 --port "$warren_port" --mgmt-port 0 --data-dir "$warren_data" --log-level "${2:-warn}" \
+  "$WARREN" serve --bind 127.0.0.1 --port "$warren_port" --mgmt-port 0 --prometheus-port 0 --data-dir "$warren_data" --log-level "${2:-warn}" \
     >>"$RESULTS_DIR/warren.log" 2>&1 &
   warren_pid=$!
   wait_port "$warren_port" 3000 || { echo "Warren did not start; see $RESULTS_DIR/warren.log" >&2; exit 1; }
@@ -271,7 +271,7 @@ run_s6() { # label uri pid messages
     local t0 log_from
     log_from=$(wc -l <"$RESULTS_DIR/warren.log")
     t0=$(date +%s.%N)
-    "$WARREN" serve --bind 127.0.0.1 --port "$warren_port" --mgmt-port 0 --data-dir "$warren_data" --log-level info \
+    "$WARREN" serve --bind 127.0.0.1 --port "$warren_port" --mgmt-port 0 --prometheus-port 0 --data-dir "$warren_data" --log-level info \
       >>"$RESULTS_DIR/warren.log" 2>&1 &
     warren_pid=$!
     pid=$warren_pid

@@ -67,7 +67,7 @@ start_warren() {
   [[ -x $bin ]] || { echo "tls: no Warren binary at $bin (cargo build, or set WARREN_BIN)" >&2; return 1; }
   "$here/make-pki.sh" "$work/pki" || return 1
   # The TLS set-up of reference-rabbitmq-tls.sh; every port 0 (free), read back from the log.
-  NO_COLOR=1 "$bin" --bind 127.0.0.1 --port 0 --mgmt-bind 127.0.0.1 --mgmt-port 0 \
+  NO_COLOR=1 "$bin" --bind 127.0.0.1 --port 0 --mgmt-bind 127.0.0.1 --mgmt-port 0 --prometheus-port 0 \
     --tls-port 0 --tls-cert "$work/pki/server.pem" --tls-key "$work/pki/server.key" \
     --tls-ca "$work/pki/ca.pem" --tls-verify-peer --tls-fail-if-no-peer-cert \
     --tls-cert-login-from distinguished_name \

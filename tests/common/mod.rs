@@ -226,6 +226,8 @@ pub fn spawn_warren(data: &std::path::Path, port: u16) -> std::process::Child {
             &port.to_string(),
             "--mgmt-port",
             "0",
+            "--prometheus-port",
+            "0",
             "--log-level",
             "warn",
             "--data-dir",
