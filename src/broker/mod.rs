@@ -17,6 +17,7 @@ pub mod queue;
 pub mod record;
 pub mod reply_to;
 pub mod stats;
+pub mod stream;
 pub mod timer;
 pub mod vhost;
 pub mod vm_memory;

@@ -14,13 +14,30 @@ const FORMAT: u8 = 1;
 
 pub fn encode(m: &Message) -> Bytes {
     let mut b = BytesMut::with_capacity(m.body.len() + 72);
+    encode_into(&mut b, m);
+    b.freeze()
+}
+
+/// The record after `prefix` (a stream entry's header), in one buffer.
+pub fn encode_after(prefix: &[u8], m: &Message) -> Bytes {
+    let mut b = BytesMut::with_capacity(prefix.len() + m.body.len() + 72);
+    b.put_slice(prefix);
+    encode_into(&mut b, m);
+    b.freeze()
+}
+
+/// When a record says its message arrived, without decoding the rest.
+pub fn timestamp_of(record: &[u8]) -> Option<u64> {
+    (record.first() == Some(&FORMAT)).then(|| record.get(1..9)?.try_into().ok().map(u64::from_be_bytes))?
+}
+
+fn encode_into(b: &mut BytesMut, m: &Message) {
     b.put_u8(FORMAT);
     b.put_u64(m.timestamp_ms);
-    wire::put_shortstr(&mut b, &m.exchange);
-    wire::put_shortstr(&mut b, &m.routing_key);
-    m.properties.encode(&mut b);
+    wire::put_shortstr(b, &m.exchange);
+    wire::put_shortstr(b, &m.routing_key);
+    m.properties.encode(b);
     b.put_slice(&m.body);
-    b.freeze()
 }
 
 /// `None` when the record is not one `encode` wrote.
@@ -61,7 +78,9 @@ mod tests {
             body: Bytes::from_static(b"hello"),
             timestamp_ms: 1_700_000_000_123,
         };
-        assert_eq!(decode(&encode(&m)), Some(m));
+        assert_eq!(decode(&encode(&m)), Some(m.clone()));
+        assert_eq!(timestamp_of(&encode(&m)), Some(1_700_000_000_123));
+        assert_eq!(encode_after(b"pre", &m).slice(3..), encode(&m));
         assert_eq!(decode(&Bytes::from_static(b"\x09ab")), None);
     }
 }

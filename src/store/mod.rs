@@ -3,8 +3,8 @@
 //! Durable definitions (exchanges, queues, bindings between durable things; vhosts, users,
 //! permissions and topic permissions) live in the `definitions` column family, written with a WAL sync so a declare-ok means the definition
 //! survives a crash. Persistent messages of durable queues, the delivered marks of unacked ones,
-//! paged-out transient bodies and delayed messages each have a column family of their own,
-//! written through the group-commit [`writer`].
+//! paged-out transient bodies, delayed messages and streams ([`streams`]) each have a column
+//! family of their own, written through the group-commit [`writer`].
 //!
 //! The store deals in bytes and records: what a message or a definition means is the broker's
 //! business (`broker::record` encodes messages); nothing here imports from `broker/`.
@@ -16,6 +16,7 @@ pub mod definitions;
 pub mod delayed;
 pub mod metadata;
 pub mod policies;
+pub mod streams;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -141,6 +142,8 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_TRANSIENT, Options::default()),
             ColumnFamilyDescriptor::new(delayed::CF_DELAYED, delayed_options()),
             ColumnFamilyDescriptor::new(delayed::CF_DELAYED_TRANSIENT, delayed_options()),
+            ColumnFamilyDescriptor::new(streams::CF_STREAMS, streams::stream_options()),
+            ColumnFamilyDescriptor::new(streams::CF_STREAM_META, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             // RocksDB reports the held lock as an IO error naming the LOCK file.

@@ -16,6 +16,7 @@ use rocksdb::{WriteBatch, WriteOptions};
 use crate::counters::Histogram;
 
 use super::delayed::{CF_DELAYED, CF_DELAYED_TRANSIENT};
+use super::streams::{self, SegmentRecord, CF_STREAMS, CF_STREAM_META};
 use super::{message_key, queue_range, Store, CF_DELIVERED, CF_MESSAGES, CF_TRANSIENT};
 
 /// Runs once the operation it came with is durable (`Ok`) or failed (`Err`, with the reason).
@@ -24,6 +25,12 @@ pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// The completion of a write nobody waits for (no confirm, no commit): it does not allocate.
 pub fn unawaited() -> Completion {
     Box::new(|_| {})
+}
+
+/// Told when a stream's appends are durable: once per stream and batch, with the highest offset
+/// the batch wrote (offsets are submitted in order, so everything below it is written too).
+pub trait StreamCommit: Send + Sync {
+    fn committed(&self, up_to: u64, result: Result<(), String>);
 }
 
 pub enum Op {
@@ -44,6 +51,21 @@ pub enum Op {
     PutDelayed { key: [u8; 16], value: Bytes, transient: bool, done: Option<Completion> },
     /// A held message was routed (or dropped): it is no longer held.
     DeleteDelayed { key: [u8; 16], transient: bool },
+    /// An entry appended to a stream (see [`super::streams`]); synced before `done` runs and
+    /// `commit` hears of it.
+    StreamAppend {
+        stream: u64,
+        offset: u64,
+        value: Bytes,
+        done: Option<Completion>,
+        commit: Option<Arc<dyn StreamCommit>>,
+    },
+    /// A stream segment's metadata (a new one, or one sealed with its last timestamp).
+    StreamSegment { stream: u64, record: SegmentRecord },
+    /// Retention: the entries and segments of a stream below `below` are gone.
+    StreamTruncate { stream: u64, below: u64 },
+    /// Server-side offset tracking: the offset a named consumer acked last.
+    StreamTrack { stream: u64, name: Bytes, offset: u64 },
     /// Runs once everything submitted before it is written and synced (shutdown, tests).
     Barrier(Completion),
 }
@@ -129,6 +151,14 @@ fn fail(op: Op, why: &str) {
         Op::Put { done: Some(done), .. } | Op::PutDelayed { done: Some(done), .. } | Op::Barrier(done) => {
             done(Err(why.to_string()))
         }
+        Op::StreamAppend { offset, done, commit, .. } => {
+            if let Some(done) = done {
+                done(Err(why.to_string()));
+            }
+            if let Some(commit) = commit {
+                commit.committed(offset, Err(why.to_string()));
+            }
+        }
         _ => {}
     }
 }
@@ -151,6 +181,7 @@ fn run(store: Arc<Store>, rx: Receiver<Op>, stats: &WriterStats) {
 fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
     let (messages, delivered, transient) = (store.cf(CF_MESSAGES), store.cf(CF_DELIVERED), store.cf(CF_TRANSIENT));
     let delayed = |transient: bool| store.cf(if transient { CF_DELAYED_TRANSIENT } else { CF_DELAYED });
+    let (stream_entries, stream_meta) = (store.cf(CF_STREAMS), store.cf(CF_STREAM_META));
     let mut batch = WriteBatch::default();
     let mut sync = false;
     for op in ops.iter() {
@@ -169,6 +200,8 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
                 batch.delete_range_cf(messages, from, to);
                 batch.delete_range_cf(delivered, from, to);
                 batch.delete_range_cf(transient, from, to);
+                batch.delete_range_cf(stream_entries, from, to);
+                batch.delete_range_cf(stream_meta, from, to);
             }
             Op::PutTransient { queue, seq, record } => batch.put_cf(transient, message_key(*queue, *seq), record),
             Op::DeleteTransient { queue, seq } => batch.delete_cf(transient, message_key(*queue, *seq)),
@@ -177,6 +210,25 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
                 sync |= !*transient;
             }
             Op::DeleteDelayed { key, transient } => batch.delete_cf(delayed(*transient), key),
+            Op::StreamAppend { stream, offset, value, .. } => {
+                batch.put_cf(stream_entries, streams::entry_key(*stream, *offset), value);
+                sync = true;
+            }
+            Op::StreamSegment { stream, record } => {
+                batch.put_cf(stream_meta, streams::segment_key(*stream, record.first), record.value())
+            }
+            Op::StreamTruncate { stream, below } => {
+                batch.delete_range_cf(
+                    stream_entries,
+                    streams::entry_key(*stream, 0),
+                    streams::entry_key(*stream, *below),
+                );
+                let (from, to) = (streams::segment_key(*stream, 0), streams::segment_key(*stream, *below));
+                batch.delete_range_cf(stream_meta, from, to);
+            }
+            Op::StreamTrack { stream, name, offset } => {
+                batch.put_cf(stream_meta, streams::tracking_key(*stream, name), offset.to_be_bytes())
+            }
             Op::Barrier(_) => sync = true,
         }
     }
@@ -197,12 +249,28 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
         Ok(()) if changed => tracing::warn!("store writes succeed again"),
         Ok(()) => {}
     }
+    // Each stream hears once, after the confirms of its entries went out.
+    let mut commits: Vec<(Arc<dyn StreamCommit>, u64)> = Vec::new();
     for op in ops.drain(..) {
         match op {
             Op::Put { done: Some(done), .. } | Op::PutDelayed { done: Some(done), .. } | Op::Barrier(done) => {
                 done(result.clone())
             }
+            Op::StreamAppend { offset, done, commit, .. } => {
+                if let Some(done) = done {
+                    done(result.clone());
+                }
+                if let Some(commit) = commit {
+                    match commits.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &commit)) {
+                        Some((_, up_to)) => *up_to = (*up_to).max(offset),
+                        None => commits.push((commit, offset)),
+                    }
+                }
+            }
             _ => {}
         }
+    }
+    for (commit, up_to) in commits {
+        commit.committed(up_to, result.clone());
     }
 }

@@ -19,6 +19,8 @@ pub const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
     "x-queue-type",
     "x-single-active-consumer",
     "x-delivery-limit",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
 ];
 
 /// Exchange arguments whose values must match when an exchange is redeclared.

@@ -24,6 +24,7 @@ use super::dedup::SeenCache;
 use super::errors;
 use super::exchange::{delayed as delayed_rules, headers, Binding, Destination, Exchange, ExchangeKind};
 use super::queue::{Queue, QueueArgs, QueueStore};
+use super::stream;
 use super::vhost::{check_exclusive, VHost};
 use crate::protocol::{AmqpError, FieldTable, ShortStr};
 use crate::store::{BindingDef, ExchangeDef, QueueDef, StoreError};
@@ -114,9 +115,24 @@ impl VHost {
 
     /// What a new queue must satisfy (see [`check_new_exchange`](Self::check_new_exchange)).
     pub fn check_new_queue(&self, spec: &QueueSpec) -> Result<(), AmqpError> {
-        QueueArgs::parse(&spec.arguments, &spec.name.to_string_lossy(), &self.name.to_string_lossy())?;
+        let args = QueueArgs::parse(&spec.arguments, &spec.name.to_string_lossy(), &self.name.to_string_lossy())?;
         if spec.name.as_bytes().starts_with(b"amq.") && !spec.server_named {
             return Err(errors::reserved_prefix("queue", &spec.name));
+        }
+        if args.stream {
+            self.check_new_stream(spec)?;
+        }
+        Ok(())
+    }
+
+    /// What a stream must be: no arguments of other queue types, durable, not exclusive, not
+    /// auto-delete, and a broker with a store to keep its log.
+    fn check_new_stream(&self, spec: &QueueSpec) -> Result<(), AmqpError> {
+        let (name, vhost) = (spec.name.to_string_lossy(), self.name.to_string_lossy());
+        let flags = (spec.durable, spec.exclusive_owner.is_some(), spec.auto_delete);
+        stream::check_declare(&spec.arguments, flags, &name, &vhost)?;
+        if self.env.storage.is_none() {
+            return Err(stream::errors::needs_store(&name, &vhost));
         }
         Ok(())
     }
@@ -157,9 +173,14 @@ impl VHost {
 
     /// Declares (or checks, when `passive`) a queue. Returns it and whether it was created.
     pub fn declare_queue(&self, spec: QueueSpec, passive: bool, conn: u64) -> Result<(Arc<Queue>, bool), AmqpError> {
+        let mut stream = false;
         if !passive {
+            if spec.server_named && spec.arguments.get("x-queue-type").and_then(|t| t.as_bytes()) == Some(b"stream") {
+                return Err(stream::errors::server_named()); // before the arguments, as in RabbitMQ
+            }
             // Checked first, as RabbitMQ does: a bad argument is refused even for an existing queue.
-            QueueArgs::parse(&spec.arguments, &spec.name.to_string_lossy(), &self.name.to_string_lossy())?;
+            stream =
+                QueueArgs::parse(&spec.arguments, &spec.name.to_string_lossy(), &self.name.to_string_lossy())?.stream;
         }
         if let Some(existing) = self.queues.get(&spec.name).map(|q| q.clone()) {
             if passive {
@@ -188,6 +209,9 @@ impl VHost {
         self.check_live()?;
         if spec.name.as_bytes().starts_with(b"amq.") && !spec.server_named {
             return Err(errors::reserved_prefix("queue", &spec.name));
+        }
+        if stream {
+            self.check_new_stream(&spec)?;
         }
         self.check_queue_limit(&spec.name)?;
         let mut q = Queue::new(

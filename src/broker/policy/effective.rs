@@ -51,6 +51,15 @@ pub fn queue_args(declared: &QueueArgs, arguments: &FieldTable, def: &Map<String
     if def.is_empty() {
         return args;
     }
+    if declared.stream {
+        // A stream takes only its retention from a policy, and the policy's wins (RabbitMQ's
+        // `rabbit_stream_queue`); the other keys do not apply to it.
+        args.max_length_bytes = integer(def, "max-length-bytes").or(declared.max_length_bytes);
+        let age =
+            def.get("max-age").and_then(Value::as_str).and_then(|a| crate::broker::stream::parse_age(a.as_bytes()));
+        args.max_age_ms = age.or(declared.max_age_ms);
+        return args;
+    }
     // Times beyond what an `x-` argument may say are as good as never.
     let time = |key| integer(def, key).map(|t| t.min(MAX_EXPIRY_MS));
     args.expires = lower(declared.expires, time("expires"));

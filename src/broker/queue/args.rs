@@ -41,6 +41,12 @@ pub struct QueueArgs {
     pub consumer_timeout: Option<u64>,
     /// Declared with `x-queue-type` = `quorum`.
     pub quorum: bool,
+    /// Declared with `x-queue-type` = `stream` (see `broker::stream`).
+    pub stream: bool,
+    /// A stream's `x-max-age` (retention), ms.
+    pub max_age_ms: Option<u64>,
+    /// A stream's `x-stream-max-segment-size-bytes`.
+    pub segment_size: Option<u64>,
     /// `x-message-deduplication`: drop a message whose `x-deduplication-header` matches one
     /// the queue holds.
     pub deduplicate: bool,
@@ -91,7 +97,18 @@ impl QueueArgs {
         self.max_priority = live.max_priority;
         self.deduplicate = live.deduplicate;
         self.quorum = live.quorum;
+        self.stream = live.stream;
+        self.segment_size = live.segment_size;
         self
+    }
+
+    /// A stream's retention under these arguments.
+    pub fn retention(&self) -> crate::broker::stream::Retention {
+        crate::broker::stream::Retention {
+            max_bytes: self.max_length_bytes,
+            max_age_ms: self.max_age_ms,
+            segment_size: self.segment_size.unwrap_or(crate::broker::stream::DEFAULT_SEGMENT_SIZE),
+        }
     }
 }
 
@@ -217,9 +234,10 @@ impl QueueArgs {
         if let Some(v) = args.get("x-queue-type") {
             let kind = string(v).map_err(|e| err("x-queue-type", e))?;
             // Quorum queues are accepted (and behave as classic queues with their delivery
-            // limit); streams are a different model Warren does not offer.
+            // limit); streams are logs (`broker::stream`).
             out.quorum = kind == b"quorum";
-            if kind != b"classic" && kind != b"quorum" {
+            out.stream = kind == b"stream";
+            if kind != b"classic" && kind != b"quorum" && kind != b"stream" {
                 let kind = String::from_utf8_lossy(kind);
                 return Err(err("x-queue-type", format!("\"unsupported queue type '{kind}'\"")));
             }
@@ -232,6 +250,11 @@ impl QueueArgs {
             out.consumer_timeout = (n > 0).then_some(n);
         }
         out.deduplicate = matches!(args.get("x-message-deduplication"), Some(FieldValue::Bool(true)));
+        if out.stream {
+            let settings = crate::broker::stream::check_typed(args, queue, vhost)?;
+            out.max_age_ms = settings.max_age_ms;
+            out.segment_size = settings.segment_size;
+        }
         Ok(out)
     }
 }

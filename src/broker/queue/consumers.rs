@@ -64,6 +64,9 @@ pub enum ConsumeRefused {
 impl Queue {
     /// Offers ready messages to consumers until messages or credit run out.
     pub fn dispatch(self: &Arc<Self>) {
+        if let Some(stream) = self.stream() {
+            return stream.dispatch(self);
+        }
         let mut dead = Vec::new();
         {
             let mut st = self.lock();
@@ -151,6 +154,10 @@ impl Queue {
 
     /// Removes a consumer; true when this leaves an auto-delete queue to be deleted.
     pub fn remove_consumer(self: &Arc<Self>, tag: &ShortStr, sink: &Arc<dyn ConsumerSink>) -> bool {
+        if let Some(stream) = self.stream() {
+            stream.remove_consumer(tag, sink);
+            return false; // streams are never auto-delete
+        }
         let (last_gone, single_active) = {
             let mut st = self.lock();
             st.consumers.retain(|c| !(c.tag == *tag && Arc::ptr_eq(&c.sink, sink)));

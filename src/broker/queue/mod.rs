@@ -40,6 +40,7 @@ use super::policy::PolicyView;
 use super::publish::PublishOutcome;
 use super::record;
 use super::stats::BrokerStats;
+use super::stream::Stream;
 use super::timer::{now_ms, Timers};
 use super::vhost::VHost;
 use crate::protocol::{FieldTable, ShortStr};
@@ -111,6 +112,9 @@ pub struct Queue {
     held: Option<Mutex<HeldIdentities>>,
     /// Whether publishers must wait for its consumers (see [`flow`]).
     pub flow: Flow,
+    /// A stream's log (`x-queue-type: stream`): its messages and consumers live there, not in
+    /// the ready list.
+    stream: Option<Stream>,
 }
 
 struct QueueState {
@@ -179,6 +183,7 @@ impl Queue {
             env: None,
             held: args_dedup.then(Mutex::default),
             flow: Flow::default(),
+            stream: None,
         }
     }
 
@@ -189,8 +194,22 @@ impl Queue {
         if let Some(env) = &self.env {
             self.lock().ready.set_budget(env.paging.budget.clone());
         }
+        if self.declared.stream {
+            let retention = self.lock().args.retention();
+            self.stream = Some(Stream::open(store.id, store.handle.clone(), retention));
+        }
         self.store = Some(store);
         self
+    }
+
+    /// The log of a stream (`None` for other queues).
+    pub fn stream(&self) -> Option<&Stream> {
+        self.stream.as_ref()
+    }
+
+    /// Declared `x-queue-type: stream` (with or without a store to keep its log).
+    pub fn is_stream(&self) -> bool {
+        self.declared.stream
     }
 
     /// Connects the queue to its vhost (dead letters) and the broker's timer.
@@ -255,6 +274,10 @@ impl Queue {
             st.args = Arc::new(args.reapplied_to(&st.args));
             if let Some(view) = view {
                 st.policy = view;
+            }
+            if let Some(stream) = &self.stream {
+                stream.set_retention(st.args.max_length_bytes, st.args.max_age_ms);
+                return;
             }
             st.last_used = now_ms();
             st.wakeup_at = None; // the old deadline may be too late now
@@ -351,6 +374,9 @@ impl Queue {
         outcome: Option<&Arc<PublishOutcome>>,
         record: &mut Option<Bytes>,
     ) -> Enqueued {
+        if let Some(stream) = &self.stream {
+            return stream.append(self, &msg, outcome);
+        }
         let mut dead = Vec::new();
         let enqueued = self.publish_locked(msg, outcome, record, &mut dead);
         self.send_dead_letters(dead);
@@ -458,6 +484,10 @@ impl Queue {
 
     /// Puts messages back in their original places, marked redelivered, and delivers again.
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        if let Some(stream) = &self.stream {
+            // A stream never redelivers (as RabbitMQ's): the settlement only returned credit.
+            return stream.dispatch(self);
+        }
         let mut dead = Vec::new();
         {
             let mut st = self.lock();
@@ -484,6 +514,9 @@ impl Queue {
     /// Settles deliveries that were rejected without requeue: gone, and dead-lettered if the
     /// queue has a dead-letter exchange.
     pub fn reject(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
+        if let Some(stream) = &self.stream {
+            return stream.dispatch(self);
+        }
         let mut dead = Vec::new();
         let dlx = self.args().has_dlx();
         for m in messages {
@@ -508,10 +541,16 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
+        if let Some(stream) = &self.stream {
+            return stream.message_count().min(u64::from(u32::MAX)) as u32;
+        }
         self.lock().ready.len() as u32
     }
 
     pub fn consumer_count(&self) -> u32 {
+        if let Some(stream) = &self.stream {
+            return stream.consumer_count() as u32;
+        }
         self.lock().consumers.len() as u32
     }
 
@@ -530,6 +569,10 @@ impl Queue {
                 s.handle.writer.submit(Op::DeleteQueue { queue: s.id });
             }
             (count, std::mem::take(&mut st.consumers))
+        };
+        let (count, consumers) = match &self.stream {
+            Some(stream) => (stream.message_count() as u32, stream.close()),
+            None => (count, consumers),
         };
         for c in consumers {
             c.sink.cancelled_by_server(&c);

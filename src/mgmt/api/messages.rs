@@ -172,6 +172,11 @@ pub async fn get(
             "ackmode must be one of ack_requeue_true, ack_requeue_false, reject_requeue_true, reject_requeue_false",
         )
     })?;
+    if q.is_stream() {
+        // RabbitMQ's reply, code included.
+        let refused = crate::broker::stream::errors::unsupported("basic.get", &q.name, &vh.name);
+        return Err(ApiError::bad_request(format!("540 {}", refused.message)));
+    }
     let count = int_field(&body, "count")?.unwrap_or(1).max(0) as usize;
     let encoding = encoding_of(&body)?;
     let truncate = truncate_of(&body)?;

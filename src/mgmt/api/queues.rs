@@ -179,6 +179,11 @@ pub async fn purge(
     let vh = vhost(&m, &v)?;
     let q = vh.queue(&object_name(&name)?).map_err(|_| ApiError::not_found())?;
     caller.allow(&m, &vh.name, Perm::Read, Resource::Queue, q.name.as_bytes())?;
+    if q.is_stream() {
+        // RabbitMQ's reply: 400 with the AMQP refusal's text.
+        let refused = crate::broker::stream::errors::unsupported("queue.purge", &q.name, &vh.name);
+        return Err(ApiError::bad_request(refused.message.to_string()));
+    }
     q.purge();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,9 +9,10 @@ use super::Channel;
 use crate::auth::access::{Perm, Resource};
 use crate::broker::errors;
 use crate::broker::queue::{consumer_priority, ConsumeRefused, Consumer, ConsumerSink, Queue};
+use crate::broker::stream::{consume_spec, errors as stream_errors, ConsumeSpec};
 use crate::broker::REPLY_TO_QUEUE;
 use crate::protocol::methods::*;
-use crate::protocol::{encode_content, AmqpError, Method};
+use crate::protocol::{encode_content, AmqpError, FieldTable, Method};
 
 impl Channel {
     pub(super) fn qos(&mut self, m: BasicQos) -> Result<(), AmqpError> {
@@ -53,8 +54,12 @@ impl Channel {
         if self.shared.lock().consumers.contains_key(&tag) {
             return Err(errors::consumer_tag_reused(&tag));
         }
-        let priority =
-            consumer_priority(&m.arguments, &q.name.to_string_lossy(), &session.vhost.name.to_string_lossy())?;
+        let (name, vhost) = (q.name.to_string_lossy(), session.vhost.name.to_string_lossy());
+        let stream_spec = match q.is_stream() {
+            true => Some(self.stream_consumer_spec(m.no_ack, &m.arguments, &name, &vhost)?),
+            false => None,
+        };
+        let priority = if q.is_stream() { 0 } else { consumer_priority(&m.arguments, &name, &vhost)? };
         let sink: Arc<dyn ConsumerSink> = self.shared.clone();
         let consumer = Arc::new(Consumer {
             tag: tag.clone(),
@@ -76,11 +81,16 @@ impl Channel {
         );
         let ok = Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag.clone() });
         let (out, id, no_wait) = (session.outbound.clone(), self.shared.id, m.no_wait);
-        match q.add_consumer(consumer, || {
+        let on_added = || {
             if !no_wait {
                 out.send_method(id, &ok);
             }
-        }) {
+        };
+        let added = match (q.stream(), stream_spec) {
+            (Some(stream), Some(spec)) => stream.add_consumer(&q, consumer, spec, on_added),
+            _ => q.add_consumer(consumer, on_added),
+        };
+        match added {
             Ok(()) => Ok(()),
             Err(refused) => {
                 self.shared.lock().consumers.remove(&tag);
@@ -90,6 +100,24 @@ impl Channel {
                 })
             }
         }
+    }
+
+    /// What a stream asks of its consumers (RabbitMQ's checks and order): manual acks, a
+    /// per-consumer prefetch, and stream arguments only.
+    fn stream_consumer_spec(
+        &self,
+        no_ack: bool,
+        arguments: &FieldTable,
+        queue: &str,
+        vhost: &str,
+    ) -> Result<ConsumeSpec, AmqpError> {
+        if no_ack {
+            return Err(stream_errors::no_ack(queue, vhost));
+        }
+        if self.shared.consumer_prefetch.load(Ordering::Relaxed) == 0 {
+            return Err(stream_errors::prefetch_required(queue, vhost));
+        }
+        consume_spec(arguments, queue, vhost)
     }
 
     /// `basic.consume` from `amq.rabbitmq.reply-to`: one no-ack consumer per channel, fed
@@ -149,6 +177,9 @@ impl Channel {
         let session = self.session();
         session.allow(Perm::Read, Resource::Queue, m.queue.as_bytes())?;
         let q = session.vhost.queue_for(&m.queue, session.id)?;
+        if q.is_stream() {
+            return Err(stream_errors::unsupported("basic.get", &q.name, &session.vhost.name));
+        }
         // Queue first, then the channel: LOCKS.md forbids the other order (the queue's
         // arguments too are read under its lock, so before the channel's is taken).
         let Some((message, message_count)) = q.get() else {

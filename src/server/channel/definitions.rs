@@ -117,6 +117,10 @@ impl Channel {
     pub(super) fn queue_purge(&mut self, m: QueuePurge) -> Result<(), AmqpError> {
         self.session().allow(Perm::Read, Resource::Queue, m.queue.as_bytes())?;
         let q = self.session().vhost.queue_for(&m.queue, self.session().id)?;
+        if q.is_stream() {
+            let vhost = &self.session().vhost.name;
+            return Err(crate::broker::stream::errors::unsupported("queue.purge", &q.name, vhost));
+        }
         let message_count = q.purge();
         self.reply(m.no_wait, Method::QueuePurgeOk(QueuePurgeOk { message_count }));
         Ok(())

@@ -281,6 +281,9 @@ impl Channel {
     /// `requeue`: `None` for an ack, `Some(true)` to put them back, `Some(false)` for a
     /// rejection (dead-lettered where the queue says so).
     pub(super) fn settle(&self, taken: Vec<Unacked>, requeue: Option<bool>) {
+        if requeue.is_none() {
+            track_stream_offsets(&taken);
+        }
         let rejected = requeue == Some(false);
         let requeue = requeue == Some(true);
         let mut by_queue: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
@@ -321,5 +324,23 @@ impl Channel {
         let taken = self.take_unacked(0, true)?;
         self.settle(taken, Some(true));
         Ok(())
+    }
+}
+
+/// Acked stream deliveries: each consumer's highest acked offset goes to its stream, which
+/// keeps it for consumers that asked for offset tracking.
+fn track_stream_offsets(taken: &[Unacked]) {
+    let mut highest: Vec<(&Arc<Queue>, &ShortStr, u64)> = Vec::new();
+    for u in taken.iter().filter(|u| u.queue.is_stream()) {
+        let Some(tag) = &u.consumer_tag else { continue };
+        match highest.iter_mut().find(|(q, t, _)| Arc::ptr_eq(q, &u.queue) && *t == tag) {
+            Some((_, _, offset)) => *offset = (*offset).max(u.message.seq),
+            None => highest.push((&u.queue, tag, u.message.seq)),
+        }
+    }
+    for (q, tag, offset) in highest {
+        if let Some(stream) = q.stream() {
+            stream.acked(tag, offset);
+        }
     }
 }
