@@ -125,7 +125,13 @@ async fn every_confirmed_append_survives_kill_9_at_the_same_offset() {
         panic!("out of publish order or twice: {} then {}", w[0], w[1]);
     }
     let missing: Vec<u32> = confirmed.iter().copied().filter(|id| ids.binary_search(id).is_err()).collect();
-    assert!(missing.is_empty(), "{} of {} confirmed appends lost, first {:?}", missing.len(), confirmed.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {} confirmed appends lost, first {:?}",
+        missing.len(),
+        confirmed.len(),
+        &missing[..missing.len().min(10)]
+    );
 
     // Again after a second (clean-slate) start: the same message at every offset.
     let port = free_port();

@@ -97,14 +97,21 @@ async fn declaring_refuses_what_a_stream_cannot_be() {
     };
     let durable = QueueDeclareOptions { durable: true, ..Default::default() };
     let (code, why) = refused(QueueDeclareOptions::default(), stream_args(&[])).await;
-    assert_eq!((code, why.as_str()), (Some(406), "PRECONDITION_FAILED - invalid property 'non-durable' for queue 's' in vhost '/'"));
+    assert_eq!(
+        (code, why.as_str()),
+        (Some(406), "PRECONDITION_FAILED - invalid property 'non-durable' for queue 's' in vhost '/'")
+    );
     let (code, why) = refused(durable, stream_args(&[("x-message-ttl", AMQPValue::LongInt(5))])).await;
     assert_eq!(code, Some(406));
-    assert!(why.ends_with("invalid arg 'x-message-ttl' for queue 's' in vhost '/' of queue type rabbit_stream_queue"), "{why}");
+    assert!(
+        why.ends_with("invalid arg 'x-message-ttl' for queue 's' in vhost '/' of queue type rabbit_stream_queue"),
+        "{why}"
+    );
     let (_, why) = refused(durable, stream_args(&[("x-max-age", text("7d"))])).await;
     assert!(why.ends_with("invalid_max_age"), "{why}");
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "s", &[("x-max-age", text("7D")), ("x-stream-max-segment-size-bytes", AMQPValue::LongInt(1000))]).await;
+    declare(&ch, "s", &[("x-max-age", text("7D")), ("x-stream-max-segment-size-bytes", AMQPValue::LongInt(1000))])
+        .await;
     // A consumer must set a prefetch, and basic.get closes the connection (540).
     let e = ch.basic_consume("s".into(), "c".into(), BasicConsumeOptions::default(), FieldTable::default()).await;
     assert_eq!(reply_code(&e.expect_err("no prefetch")), Some(406));
@@ -225,7 +232,8 @@ async fn filters_deliver_exactly_what_a_consumer_asked_for() {
     }
     let reader = b.connect().await.create_channel().await.unwrap();
     let from_first = ("x-stream-offset", text("first"));
-    let mut reds = consume(&reader, &s, "red", 100, table(&[from_first.clone(), ("x-stream-filter", text("red"))])).await;
+    let mut reds =
+        consume(&reader, &s, "red", 100, table(&[from_first.clone(), ("x-stream-filter", text("red"))])).await;
     assert_eq!(take(&mut reds, 2).await.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![0, 3]);
     assert!(nothing_more(&mut reds, 200).await, "exactly the red ones, no false positives");
     let either = AMQPValue::FieldArray(vec![text("blue"), text("green")].into());
@@ -253,7 +261,8 @@ async fn deleting_a_stream_cancels_its_consumers() {
 async fn offsets_and_tracked_positions_survive_a_restart() {
     let b = common::start().await;
     let s = unique("stream");
-    let tracked = table(&[("x-stream-offset", text("first")), ("x-stream-automatic-offset-tracking", AMQPValue::Boolean(true))]);
+    let tracked =
+        table(&[("x-stream-offset", text("first")), ("x-stream-automatic-offset-tracking", AMQPValue::Boolean(true))]);
     {
         let (conn, ch) = b.channel().await;
         ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();

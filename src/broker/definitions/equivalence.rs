@@ -19,9 +19,12 @@ pub const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
     "x-queue-type",
     "x-single-active-consumer",
     "x-delivery-limit",
-    "x-max-age",
-    "x-stream-max-segment-size-bytes",
 ];
+
+/// What a stream compares on a redeclare (and all it looks at: other arguments are neither
+/// checked nor compared then, as in RabbitMQ).
+pub const STREAM_EQUIVALENCE_ARGS: &[&str] =
+    &["x-max-length-bytes", "x-max-age", "x-stream-max-segment-size-bytes", "x-queue-type"];
 
 /// Exchange arguments whose values must match when an exchange is redeclared.
 pub const EXCHANGE_EQUIVALENCE_ARGS: &[&str] = &["alternate-exchange"];

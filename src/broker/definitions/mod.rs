@@ -28,7 +28,9 @@ use super::stream;
 use super::vhost::{check_exclusive, VHost};
 use crate::protocol::{AmqpError, FieldTable, ShortStr};
 use crate::store::{BindingDef, ExchangeDef, QueueDef, StoreError};
-use equivalence::{assert_args_equivalent, assert_flag, EXCHANGE_EQUIVALENCE_ARGS, QUEUE_EQUIVALENCE_ARGS};
+use equivalence::{
+    assert_args_equivalent, assert_flag, EXCHANGE_EQUIVALENCE_ARGS, QUEUE_EQUIVALENCE_ARGS, STREAM_EQUIVALENCE_ARGS,
+};
 pub use metadata::MetadataError;
 pub use vhosts::VHostSpec;
 
@@ -178,9 +180,13 @@ impl VHost {
             if spec.server_named && spec.arguments.get("x-queue-type").and_then(|t| t.as_bytes()) == Some(b"stream") {
                 return Err(stream::errors::server_named()); // before the arguments, as in RabbitMQ
             }
-            // Checked first, as RabbitMQ does: a bad argument is refused even for an existing queue.
-            stream =
-                QueueArgs::parse(&spec.arguments, &spec.name.to_string_lossy(), &self.name.to_string_lossy())?.stream;
+            let redeclared_stream = self.queues.get(&spec.name).is_some_and(|q| q.is_stream());
+            if !redeclared_stream {
+                // Checked first, as RabbitMQ does: a bad argument is refused even for an
+                // existing queue (but a stream only compares its own on a redeclare).
+                let (name, vhost) = (spec.name.to_string_lossy(), self.name.to_string_lossy());
+                stream = QueueArgs::parse(&spec.arguments, &name, &vhost)?.stream;
+            }
         }
         if let Some(existing) = self.queues.get(&spec.name).map(|q| q.clone()) {
             if passive {
@@ -198,7 +204,8 @@ impl VHost {
             let what = format!("queue '{}' in vhost '{}'", existing.name, self.name);
             assert_flag("durable", &what, spec.durable, existing.durable)?;
             assert_flag("auto_delete", &what, spec.auto_delete, existing.auto_delete)?;
-            assert_args_equivalent(QUEUE_EQUIVALENCE_ARGS, &what, &spec.arguments, &existing.arguments)?;
+            let compared = if existing.is_stream() { STREAM_EQUIVALENCE_ARGS } else { QUEUE_EQUIVALENCE_ARGS };
+            assert_args_equivalent(compared, &what, &spec.arguments, &existing.arguments)?;
             existing.touch();
             self.env.stats.queues_declared.inc();
             return Ok((existing, false));

@@ -158,6 +158,18 @@ impl QueueArgs {
     pub fn parse(args: &FieldTable, queue: &str, vhost: &str) -> Result<QueueArgs, AmqpError> {
         let mut out = QueueArgs::default();
         let err = |key: &str, detail: String| invalid(key, queue, vhost, detail);
+        if args.get("x-queue-type").and_then(FieldValue::as_bytes) == Some(b"stream") {
+            // A stream knows only its own arguments: another type's are refused before any of
+            // them is looked at (RabbitMQ checks no classic rule on a stream).
+            let settings = crate::broker::stream::check_typed(args, queue, vhost)?;
+            if let Some(v) = args.get("x-max-length-bytes") {
+                out.max_length_bytes = Some(non_negative(v).map_err(|e| err("x-max-length-bytes", e))?);
+            }
+            out.stream = true;
+            out.max_age_ms = settings.max_age_ms;
+            out.segment_size = settings.segment_size;
+            return Ok(out);
+        }
         if let Some(v) = args.get("x-expires") {
             let n = integer(v).map_err(|e| err("x-expires", e))?;
             match n {
@@ -250,11 +262,6 @@ impl QueueArgs {
             out.consumer_timeout = (n > 0).then_some(n);
         }
         out.deduplicate = matches!(args.get("x-message-deduplication"), Some(FieldValue::Bool(true)));
-        if out.stream {
-            let settings = crate::broker::stream::check_typed(args, queue, vhost)?;
-            out.max_age_ms = settings.max_age_ms;
-            out.segment_size = settings.segment_size;
-        }
         Ok(out)
     }
 }

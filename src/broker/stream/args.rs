@@ -55,8 +55,8 @@ pub fn parse_age(text: &[u8]) -> Option<u64> {
     (n >= 1).then(|| n.saturating_mul(unit_ms))
 }
 
-/// The stream settings of a declaration, type-checked (as RabbitMQ checks every queue's
-/// arguments, before the queue type looks at them).
+/// The stream settings of a declaration: arguments of other queue types refused first, then
+/// the stream's own type-checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StreamSettings {
     pub max_age_ms: Option<u64>,
@@ -64,6 +64,9 @@ pub struct StreamSettings {
 }
 
 pub fn check_typed(args: &FieldTable, queue: &str, vhost: &str) -> Result<StreamSettings, AmqpError> {
+    if let Some((key, _)) = args.iter().find(|(k, _)| FOREIGN_ARGS.contains(&&*k.to_string_lossy())) {
+        return Err(errors::foreign_arg(&key.to_string_lossy(), queue, vhost));
+    }
     let err = |key: &str, detail: String| errors::invalid_arg(key, queue, vhost, detail);
     let mut out = StreamSettings::default();
     if let Some(v) = args.get("x-max-age") {
@@ -72,20 +75,20 @@ pub fn check_typed(args: &FieldTable, queue: &str, vhost: &str) -> Result<Stream
         };
         out.max_age_ms = Some(parse_age(s.as_bytes()).ok_or_else(|| err("x-max-age", "invalid_max_age".into()))?);
     }
+    let integer = |key: &str, v: &FieldValue| {
+        v.as_integer().ok_or_else(|| err(key, format!("\"expected integer, got {}\"", v.rabbit_type_name())))
+    };
     if let Some(v) = args.get("x-stream-max-segment-size-bytes") {
-        let n = v.as_integer().ok_or_else(|| {
-            err("x-stream-max-segment-size-bytes", format!("{{unacceptable_type,{}}}", v.rabbit_type_name()))
-        })?;
+        let n = integer("x-stream-max-segment-size-bytes", v)?;
         let n =
             u64::try_from(n).map_err(|_| err("x-stream-max-segment-size-bytes", format!("{{value_negative,{n}}}")))?;
         out.segment_size = Some(n);
     }
     if let Some(v) = args.get("x-initial-cluster-size") {
-        let n = v
-            .as_integer()
-            .ok_or_else(|| err("x-initial-cluster-size", format!("{{unacceptable_type,{}}}", v.rabbit_type_name())))?;
-        if n < 1 {
-            return Err(err("x-initial-cluster-size", format!("{{value_zero_or_less,{n}}}")));
+        match integer("x-initial-cluster-size", v)? {
+            0 => return Err(err("x-initial-cluster-size", "{value_zero,0}".into())),
+            n if n < 0 => return Err(err("x-initial-cluster-size", format!("{{value_negative,{n}}}"))),
+            _ => {}
         }
     }
     if let Some(v) = args.get("x-queue-leader-locator") {
@@ -96,13 +99,10 @@ pub fn check_typed(args: &FieldTable, queue: &str, vhost: &str) -> Result<Stream
     Ok(out)
 }
 
-/// The stream's own checks of a declaration, after the typed ones: arguments of other queue
-/// types, the segment and filter sizes, then the flags a stream cannot have.
+/// The stream's own checks of a new stream, after [`check_typed`]: the segment and filter
+/// sizes, then the flags a stream cannot have.
 pub fn check_declare(args: &FieldTable, flags: (bool, bool, bool), queue: &str, vhost: &str) -> Result<(), AmqpError> {
     let (durable, exclusive, auto_delete) = flags;
-    if let Some((key, _)) = args.iter().find(|(k, _)| FOREIGN_ARGS.contains(&&*k.to_string_lossy())) {
-        return Err(errors::foreign_arg(&key.to_string_lossy(), queue, vhost));
-    }
     if args
         .get("x-stream-max-segment-size-bytes")
         .and_then(FieldValue::as_integer)
@@ -174,8 +174,10 @@ pub struct ConsumeSpec {
 
 /// Reads a stream consumer's arguments (RabbitMQ's names; offset tracking as LavinMQ spells it).
 pub fn consume_spec(args: &FieldTable, queue: &str, vhost: &str) -> Result<ConsumeSpec, AmqpError> {
-    if args.get("x-priority").is_some() {
-        return Err(errors::foreign_arg("x-priority", queue, vhost));
+    for key in ["x-priority", "x-cancel-on-ha-failover"] {
+        if args.get(key).is_some() {
+            return Err(errors::foreign_arg(key, queue, vhost));
+        }
     }
     let start = match args.get("x-stream-offset") {
         None => None,
@@ -266,8 +268,9 @@ mod tests {
     fn declaration_checks_in_rabbitmq_order() {
         let text = |r: Result<(), AmqpError>| r.unwrap_err().reply_text().to_string();
         let args = table(&[("x-queue-type", s("stream")), ("x-max-length", FieldValue::I32(5))]);
-        // An argument of another type is reported before a flag.
-        assert!(text(check_declare(&args, (true, false, true), "q", "/")).contains("invalid arg 'x-max-length'"));
+        // An argument of another type is reported first.
+        let refused = check_typed(&args, "q", "/").unwrap_err();
+        assert!(refused.message.contains("invalid arg 'x-max-length'"), "{}", refused.message);
         let args = table(&[("x-queue-type", s("stream"))]);
         assert!(text(check_declare(&args, (false, true, false), "q", "/")).contains("'exclusive-owner'"));
         assert!(text(check_declare(&args, (false, false, false), "q", "/")).contains("'non-durable'"));

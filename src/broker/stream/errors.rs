@@ -61,6 +61,11 @@ pub fn unsupported(method: &str, queue: impl Display, vhost: impl Display) -> Am
     AmqpError::not_implemented(format!("{method} not supported by stream queues queue '{queue}' in vhost '{vhost}'"))
 }
 
+/// 540 (closes the connection): a stream consumer on a channel with a global prefetch.
+pub fn global_qos(queue: impl Display, vhost: impl Display) -> AmqpError {
+    AmqpError::not_implemented(format!("queue '{queue}' in vhost '{vhost}' does not support global qos"))
+}
+
 /// 406: a broker without a data directory keeps no log.
 pub fn needs_store(queue: impl Display, vhost: impl Display) -> AmqpError {
     precondition(format!("stream queue '{queue}' in vhost '{vhost}' needs a data directory"))

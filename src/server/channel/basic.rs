@@ -23,6 +23,8 @@ impl Channel {
             self.shared.lock().global_prefetch = m.prefetch_count;
         } else {
             self.shared.consumer_prefetch.store(m.prefetch_count, Ordering::Relaxed);
+            // RabbitMQ lifts the channel's global limit here too (`unlimit_prefetch`).
+            self.shared.lock().global_prefetch = 0;
         }
         self.send(Method::BasicQosOk(BasicQosOk {}));
         // A raised limit may let waiting messages through.
@@ -116,6 +118,9 @@ impl Channel {
         }
         if self.shared.consumer_prefetch.load(Ordering::Relaxed) == 0 {
             return Err(stream_errors::prefetch_required(queue, vhost));
+        }
+        if self.shared.lock().global_prefetch > 0 {
+            return Err(stream_errors::global_qos(queue, vhost));
         }
         consume_spec(arguments, queue, vhost)
     }
