@@ -312,3 +312,20 @@ fn a_header_exchange_hashes_the_header() {
     let first = route(&x, &[b"a"], &BasicProperties::default());
     assert!((0..50).all(|i| route(&x, &[format!("k{i}").as_bytes()], &BasicProperties::default()) == first));
 }
+
+#[test]
+fn a_delayed_exchange_can_route_by_consistent_hash() {
+    let arguments = args(&[("x-delayed-type", TYPE_NAME.into()), ("hash-property", "message_id".into())]);
+    let x = Exchange::new(ShortStr::from_static("later"), ExchangeKind::Delayed, false, false, false, arguments);
+    assert_eq!(x.routing_kind(), ExchangeKind::ConsistentHash);
+    let dests = queues(3);
+    dests.iter().for_each(|d| {
+        x.bind(binding(d, "1"));
+    });
+    let id =
+        |s: String| BasicProperties { message_id: Some(ShortStr::try_from(s.as_str()).unwrap()), ..Default::default() };
+    for i in 0..100 {
+        let to = route(&x, &[b"a"], &id(format!("m{i}")));
+        assert_eq!((to.len(), route(&x, &[b"b"], &id(format!("m{i}")))), (1, to), "by message_id alone");
+    }
+}
