@@ -314,8 +314,15 @@ pub fn invalid_queue_arg_type(key: &str, type_name: &str, queue: &str, vhost: &s
     precondition(format!("invalid type '{type_name}' for arg '{key}' in queue '{queue}' in vhost '{vhost}'"))
 }
 
-/// 406: a binding's `x-match` (or another binding argument) the headers exchange refuses.
+/// 406: a binding the exchange's type refuses: a headers exchange's `x-match`, a consistent-hash
+/// exchange's weight (`The binding key must be an integer: <<"abc">>`).
 pub fn invalid_binding(text: String) -> AmqpError {
+    precondition(text)
+}
+
+/// 406, the consistent-hash plugin's texts for its exchange arguments (`Unsupported property:
+/// app_id`, `hash-header and hash-property are mutually exclusive`).
+pub fn invalid_hash_argument(text: String) -> AmqpError {
     precondition(text)
 }
 

@@ -75,6 +75,20 @@ fn value_text(v: &FieldValue) -> String {
     }
 }
 
+/// An exchange type as Erlang's `~p` prints its atom: bare when it is a plain word (`direct`),
+/// else in single quotes (`'x-consistent-hash'`) — which RabbitMQ's `inequivalent arg 'type'`
+/// text then quotes again: `received ''x-consistent-hash'' but current is 'direct'`.
+pub fn erlang_atom(name: &str) -> std::borrow::Cow<'_, str> {
+    let mut chars = name.chars();
+    let plain = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@');
+    if plain {
+        name.into()
+    } else {
+        format!("'{name}'").into()
+    }
+}
+
 /// `the value '10' of type 'long'` / `none`, as in RabbitMQ's equivalence errors when only one
 /// side has the argument.
 fn describe(v: Option<&FieldValue>) -> String {
@@ -103,5 +117,12 @@ mod tests {
             "inequivalent arg 'x-max-length' for queue 'q' in vhost '/': received the value '10' of type 'signedint' \
              but current is none"
         );
+    }
+
+    #[test]
+    fn exchange_types_print_as_erlang_atoms() {
+        assert_eq!(erlang_atom("direct"), "direct");
+        assert_eq!(erlang_atom("x-consistent-hash"), "'x-consistent-hash'");
+        assert_eq!(erlang_atom("Topic"), "'Topic'");
     }
 }

@@ -11,7 +11,7 @@ use super::vhosts::VHostSpec;
 use super::{ExchangeSpec, QueueSpec};
 use crate::auth::limits::{LimitSet, MAX_QUEUES};
 use crate::auth::{Permission, TopicPermission, User};
-use crate::broker::exchange::Destination;
+use crate::broker::exchange::{check_binding, Destination};
 use crate::broker::policy::{PolicyKind, PolicySpec};
 use crate::broker::{errors, Broker};
 use crate::protocol::{FieldTable, ShortStr};
@@ -118,6 +118,19 @@ impl Broker {
             if !known {
                 return Err(format!("no {kind} '{}' in vhost '{v}'", b.destination));
             }
+            // What the source's type asks of a binding (a consistent-hash weight, say): the
+            // existing exchange's type, which the import keeps, else the file's.
+            let routing = match vh.exchange(&b.source) {
+                Ok(x) => Some(x.routing_kind()),
+                Err(_) => set
+                    .exchanges
+                    .iter()
+                    .find(|(ev, x)| ev == v && x.name == b.source)
+                    .map(|(_, x)| x.kind.routing(&x.arguments)),
+            };
+            if let Some(kind) = routing {
+                check_binding(kind, &b.routing_key, &b.arguments).map_err(|e| e.message.into_owned())?;
+            }
         }
         Ok(())
     }
@@ -209,5 +222,64 @@ impl Broker {
         }
         tracing::info!(?done, "definitions imported");
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::exchange::ExchangeKind;
+    use crate::broker::Limits;
+
+    fn name(s: &'static str) -> ShortStr {
+        ShortStr::from_static(s)
+    }
+
+    fn set_binding(kind: ExchangeKind, key: &'static str) -> DefinitionSet {
+        let exchange = ExchangeSpec {
+            name: name("parts"),
+            kind,
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::new(),
+        };
+        let queue = QueueSpec {
+            name: name("p1"),
+            server_named: false,
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        };
+        let binding = BindingSpec {
+            source: name("parts"),
+            destination: name("p1"),
+            to_queue: true,
+            routing_key: name(key),
+            arguments: FieldTable::new(),
+        };
+        DefinitionSet {
+            exchanges: vec![(name("/"), exchange)],
+            queues: vec![(name("/"), queue)],
+            bindings: vec![(name("/"), binding)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_binding_the_source_type_refuses_fails_the_whole_file_first() {
+        let b = Broker::new(Limits::default());
+        let bad = set_binding(ExchangeKind::ConsistentHash, "abc");
+        assert_eq!(b.import_definitions(&bad, None), Err(r#"The binding key must be an integer: <<"abc">>"#.into()));
+        assert!(b.vhost(&name("/")).unwrap().exchange(&name("parts")).is_err(), "nothing applied");
+        assert!(b.import_definitions(&set_binding(ExchangeKind::Direct, "abc"), None).is_ok());
+        // The exchange now exists as a direct one: its type, not the file's, decides.
+        assert!(b.check_definitions(&set_binding(ExchangeKind::ConsistentHash, "abc")).is_ok());
+        let fresh = Broker::new(Limits::default());
+        assert_eq!(
+            fresh.import_definitions(&set_binding(ExchangeKind::ConsistentHash, "2"), None).unwrap().bindings,
+            1
+        );
     }
 }

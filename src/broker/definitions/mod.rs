@@ -22,14 +22,16 @@ use std::sync::Arc;
 
 use super::dedup::SeenCache;
 use super::errors;
-use super::exchange::{delayed as delayed_rules, headers, Binding, Destination, Exchange, ExchangeKind};
+use super::exchange::consistent_hash::HashOn;
+use super::exchange::{check_binding, delayed as delayed_rules, Binding, Destination, Exchange, ExchangeKind};
 use super::queue::{Queue, QueueArgs, QueueStore};
 use super::stream;
 use super::vhost::{check_exclusive, VHost};
 use crate::protocol::{AmqpError, FieldTable, ShortStr};
 use crate::store::{BindingDef, ExchangeDef, QueueDef, StoreError};
 use equivalence::{
-    assert_args_equivalent, assert_flag, EXCHANGE_EQUIVALENCE_ARGS, QUEUE_EQUIVALENCE_ARGS, STREAM_EQUIVALENCE_ARGS,
+    assert_args_equivalent, assert_flag, erlang_atom, EXCHANGE_EQUIVALENCE_ARGS, QUEUE_EQUIVALENCE_ARGS,
+    STREAM_EQUIVALENCE_ARGS,
 };
 pub use metadata::MetadataError;
 pub use vhosts::VHostSpec;
@@ -112,6 +114,10 @@ impl VHost {
         if spec.kind == ExchangeKind::Delayed {
             delayed_rules::routing_type(&spec.arguments)?;
         }
+        if spec.kind.routing(&spec.arguments) == ExchangeKind::ConsistentHash {
+            let what = format!("exchange '{}' in vhost '{}'", spec.name, self.name);
+            HashOn::from_arguments(&spec.arguments).map_err(|e| e.into_amqp(&what))?;
+        }
         Ok(())
     }
 
@@ -142,7 +148,8 @@ impl VHost {
     fn assert_exchange_equivalent(&self, x: &Exchange, spec: &ExchangeSpec) -> Result<(), AmqpError> {
         let what = format!("exchange '{}' in vhost '{}'", x.name, self.name);
         if x.kind != spec.kind {
-            let (received, current) = (format!("'{}'", spec.kind.name()), format!("'{}'", x.kind.name()));
+            let quoted = |k: ExchangeKind| format!("'{}'", erlang_atom(k.name()));
+            let (received, current) = (quoted(spec.kind), quoted(x.kind));
             return Err(errors::inequivalent("type", &what, received, current));
         }
         assert_flag("durable", &what, spec.durable, x.durable)?;
@@ -378,9 +385,7 @@ impl VHost {
     ) -> Result<(), AmqpError> {
         self.check_live()?;
         let x = self.binding_source(source)?;
-        if x.routing_kind() == ExchangeKind::Headers {
-            headers::XMatch::from_arguments(&arguments).map_err(errors::invalid_binding)?;
-        }
+        check_binding(x.routing_kind(), &routing_key, &arguments)?;
         let binding = Binding { destination, routing_key, arguments };
         if x.has_binding(&binding) {
             return Ok(());

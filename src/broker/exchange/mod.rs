@@ -1,7 +1,9 @@
 //! Exchanges and their bindings. Each kind keeps an index shaped for its routing: a hash map by
-//! key (direct), a list (fanout), a trie (topic), argument tables (headers). A delayed-message
-//! exchange (`x-delayed-message`) routes as the kind its `x-delayed-type` names.
+//! key (direct), a list (fanout), a trie (topic), argument tables (headers), a hash ring
+//! (`x-consistent-hash`). A delayed-message exchange (`x-delayed-message`) routes as the kind its
+//! `x-delayed-type` names.
 
+pub mod consistent_hash;
 pub mod delayed;
 pub mod headers;
 pub mod topic;
@@ -13,11 +15,13 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use super::dedup::SeenCache;
+use super::errors;
 use super::policy::{effective, PolicyView};
 use super::queue::Queue;
 use super::timer::now_ms;
 use super::NameHasher;
-use crate::protocol::{FieldTable, ShortStr};
+use crate::protocol::{AmqpError, BasicProperties, FieldTable, ShortStr};
+use consistent_hash::{HashOn, Ring};
 use topic::TopicTrie;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,9 @@ pub enum ExchangeKind {
     /// `x-delayed-message`: holds messages with a positive `x-delay` until they are due; routes
     /// as its `x-delayed-type` (see [`delayed`]).
     Delayed,
+    /// `x-consistent-hash`: each message to one destination, by a hash of its routing key (or a
+    /// header or property) on a ring where binding keys are weights (see [`consistent_hash`]).
+    ConsistentHash,
 }
 
 impl ExchangeKind {
@@ -42,6 +49,7 @@ impl ExchangeKind {
             b"headers" => Some(ExchangeKind::Headers),
             b"x-message-deduplication" => Some(ExchangeKind::MessageDeduplication),
             b"x-delayed-message" => Some(ExchangeKind::Delayed),
+            b"x-consistent-hash" => Some(ExchangeKind::ConsistentHash),
             _ => None,
         }
     }
@@ -54,7 +62,29 @@ impl ExchangeKind {
             ExchangeKind::Headers => "headers",
             ExchangeKind::MessageDeduplication => "x-message-deduplication",
             ExchangeKind::Delayed => delayed::TYPE_NAME,
+            ExchangeKind::ConsistentHash => consistent_hash::TYPE_NAME,
         }
+    }
+
+    /// How an exchange of this kind declared with `arguments` routes: the kind itself, or for a
+    /// delayed exchange its `x-delayed-type` (direct if that is missing or bad; declares check it).
+    pub fn routing(self, arguments: &FieldTable) -> ExchangeKind {
+        match self {
+            ExchangeKind::Delayed => delayed::routing_type(arguments).unwrap_or(ExchangeKind::Direct),
+            other => other,
+        }
+    }
+}
+
+/// What a binding to an exchange routing as `kind` must satisfy, checked before it is added
+/// (also when an identical one exists, as RabbitMQ checks): RabbitMQ's 406 otherwise.
+pub fn check_binding(kind: ExchangeKind, routing_key: &ShortStr, arguments: &FieldTable) -> Result<(), AmqpError> {
+    match kind {
+        ExchangeKind::Headers => headers::XMatch::from_arguments(arguments).map(drop).map_err(errors::invalid_binding),
+        ExchangeKind::ConsistentHash => {
+            consistent_hash::weight(routing_key.as_bytes()).map(drop).map_err(errors::invalid_binding)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -114,6 +144,7 @@ struct Bindings {
     by_end: HashMap<(usize, Bytes), Vec<FieldTable>>,
     direct: HashMap<Bytes, Vec<Destination>, NameHasher>,
     topic: TopicTrie<Destination>,
+    ring: Ring,
 }
 
 impl Bindings {
@@ -137,6 +168,8 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
+    /// What a consistent-hash exchange hashes (its `hash-header`/`hash-property`).
+    hash_on: HashOn,
     bindings: RwLock<Bindings>,
     /// The identities a deduplicating exchange has routed.
     seen: Option<SeenCache>,
@@ -165,9 +198,10 @@ impl Exchange {
         // from the store had them checked when declared.
         let seen = (kind == ExchangeKind::MessageDeduplication)
             .then(|| SeenCache::from_arguments(&arguments).unwrap_or_else(|_| SeenCache::unbounded()));
-        let routing = match kind {
-            ExchangeKind::Delayed => delayed::routing_type(&arguments).unwrap_or(ExchangeKind::Direct),
-            other => other,
+        let routing = kind.routing(&arguments);
+        let hash_on = match routing {
+            ExchangeKind::ConsistentHash => HashOn::from_arguments(&arguments).unwrap_or_default(),
+            _ => HashOn::RoutingKey,
         };
         let alternate = effective::alternate_exchange(&arguments, &Default::default());
         let policy = RwLock::new(Arc::new(AppliedPolicy { view: Arc::default(), alternate }));
@@ -179,6 +213,7 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
+            hash_on,
             bindings: RwLock::default(),
             seen,
             policy,
@@ -236,6 +271,13 @@ impl Exchange {
             ExchangeKind::Topic => {
                 b.topic.insert(binding.routing_key.as_bytes(), binding.destination.clone());
             }
+            ExchangeKind::ConsistentHash => {
+                // `check_binding` refused bad weights before; a stored binding with one (written
+                // without that check) stays listed but is never chosen.
+                if let Ok(w) = consistent_hash::weight(binding.routing_key.as_bytes()) {
+                    b.ring.add(&binding.destination, w);
+                }
+            }
             ExchangeKind::Fanout
             | ExchangeKind::Headers
             | ExchangeKind::MessageDeduplication
@@ -253,6 +295,12 @@ impl Exchange {
         }
         if let Some(at) = b.all.iter().position(|x| x == binding) {
             b.all.remove(at);
+        }
+        // Every binding holds its own weight on the ring, whatever its arguments.
+        if self.routing == ExchangeKind::ConsistentHash {
+            if let Ok(w) = consistent_hash::weight(binding.routing_key.as_bytes()) {
+                b.ring.remove(&binding.destination, w);
+            }
         }
         // Bindings that differ only in arguments share one index entry: keep it while any remains.
         let end = Bindings::end(binding);
@@ -278,6 +326,9 @@ impl Exchange {
         let (gone, kept): (Vec<Binding>, Vec<Binding>) =
             std::mem::take(&mut b.all).into_iter().partition(|x| x.destination == *dest);
         b.all = kept;
+        if !gone.is_empty() && self.routing == ExchangeKind::ConsistentHash {
+            b.ring.remove_all(dest);
+        }
         for g in &gone {
             b.by_end.remove(&Bindings::end(g));
             remove_from_index(&mut b, self.routing, &g.routing_key, dest);
@@ -299,8 +350,10 @@ impl Exchange {
     }
 
     /// Appends the destinations matching `routing_keys` (the routing key plus any CC/BCC keys)
-    /// and `headers` to `out`, without duplicates.
-    pub fn route(&self, routing_keys: &[&[u8]], headers: Option<&FieldTable>, out: &mut Destinations) {
+    /// and the message's `properties` (headers, or what a consistent-hash exchange hashes) to
+    /// `out`, without duplicates.
+    pub fn route(&self, routing_keys: &[&[u8]], properties: &BasicProperties, out: &mut Destinations) {
+        let headers = properties.headers.as_ref();
         let b = self.read();
         let from = out.len();
         let mut push = |d: &Destination| out.push(d.clone());
@@ -329,6 +382,13 @@ impl Exchange {
                     if headers::matches(&x.arguments, headers) {
                         push(&x.destination);
                     }
+                }
+            }
+            ExchangeKind::ConsistentHash => {
+                // The routing key alone, as the plugin hashes it: CC/BCC keys do not count.
+                let key = routing_keys.first().copied().unwrap_or_default();
+                if let Some(d) = b.ring.pick(self.hash_on.hash(key, properties)) {
+                    push(d);
                 }
             }
             ExchangeKind::Delayed => {} // never a routing kind
@@ -362,7 +422,11 @@ fn remove_from_index(b: &mut Bindings, kind: ExchangeKind, key: &ShortStr, dest:
         ExchangeKind::Topic => {
             b.topic.remove(key.as_bytes(), dest);
         }
-        ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::MessageDeduplication | ExchangeKind::Delayed => {}
+        ExchangeKind::Fanout
+        | ExchangeKind::Headers
+        | ExchangeKind::MessageDeduplication
+        | ExchangeKind::Delayed
+        | ExchangeKind::ConsistentHash => {}
     }
 }
 
@@ -387,7 +451,7 @@ mod tests {
 
     fn routed(x: &Exchange, key: &[u8]) -> usize {
         let mut out = Destinations::new();
-        x.route(&[key], None, &mut out);
+        x.route(&[key], &BasicProperties::default(), &mut out);
         out.len()
     }
 

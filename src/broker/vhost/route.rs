@@ -54,7 +54,7 @@ impl VHost {
                     }
                 }
             } else {
-                x.route(&keys, headers, &mut dests);
+                x.route(&keys, &msg.properties, &mut dests);
             }
             if dests.is_empty() {
                 if let Some(ae) = x.alternate_exchange() {

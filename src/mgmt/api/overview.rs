@@ -26,11 +26,12 @@ pub const RABBITMQ_COMPAT_VERSION: &str = "3.13.7";
 pub const PRODUCT_NAME: &str = "Warren";
 pub const PRODUCT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-const EXCHANGE_TYPES: [(&str, &str); 6] = [
+const EXCHANGE_TYPES: [(&str, &str); 7] = [
     ("direct", "AMQP direct exchange, as per the AMQP specification"),
     ("fanout", "AMQP fanout exchange, as per the AMQP specification"),
     ("headers", "AMQP headers exchange, as per the AMQP specification"),
     ("topic", "AMQP topic exchange, as per the AMQP specification"),
+    ("x-consistent-hash", "Consistent Hashing Exchange"),
     ("x-delayed-message", "Delayed Message Exchange (the rabbitmq-delayed-message-exchange plugin's)"),
     ("x-message-deduplication", "Message Deduplication Exchange (the rabbitmq-message-deduplication plugin's)"),
 ];

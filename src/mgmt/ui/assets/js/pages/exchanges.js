@@ -12,7 +12,7 @@ import { publishForm } from './publish.js';
 export const exchangeHref = (vhost, name) =>
   `#/exchanges/${encodeURIComponent(vhost)}/${encodeURIComponent(name === '' ? 'amq.default' : name)}`;
 
-const TYPES = ['direct', 'fanout', 'topic', 'headers', 'x-delayed-message', 'x-message-deduplication'];
+const TYPES = ['direct', 'fanout', 'topic', 'headers', 'x-consistent-hash', 'x-delayed-message', 'x-message-deduplication'];
 
 export async function list(main, ctx) {
   const t = table({
