@@ -244,6 +244,29 @@ impl Stream {
         }
     }
 
+    /// Up to `count` committed messages from stream offset `from` on (the management API's
+    /// look at a stream; nothing is delivered or counted).
+    pub fn read(&self, from: u64, count: usize) -> Vec<Arc<Message>> {
+        let (first, committed) = {
+            let st = self.lock();
+            (st.log.first, st.log.committed)
+        };
+        let from = from.max(first);
+        let count = count.min(committed.saturating_sub(from) as usize);
+        match self.handle.store.stream_read(self.id, from, count) {
+            Ok(entries) => entries.iter().filter_map(|e| record::decode(&e.record)).map(Arc::new).collect(),
+            Err(e) => {
+                tracing::warn!(stream = self.id, error = %e, "stream read for the management API failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Its consumers, for the management API.
+    pub fn consumers(&self) -> Vec<Arc<super::queue::Consumer>> {
+        self.lock().consumers.iter().map(|c| c.consumer.clone()).collect()
+    }
+
     /// Bytes the stream takes on disk (RocksDB's estimate).
     pub fn disk_size(&self) -> u64 {
         self.handle.store.stream_disk_size(self.id)
