@@ -333,3 +333,25 @@ async fn the_api_and_metrics_show_offsets_and_consumer_lag() {
     let last = format!("warren_stream_last_offset{{vhost=\"/\",queue=\"{s}\"}} 4");
     assert!(text.lines().any(|l| l == last));
 }
+
+/// A policy's `max-length-bytes` applies to a live stream at once (and wins over the argument).
+#[tokio::test]
+async fn a_policy_sets_retention_on_a_live_stream() {
+    let b = common::start().await;
+    let (_conn, ch) = b.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let s = unique("stream");
+    let args = [
+        ("x-stream-max-segment-size-bytes", AMQPValue::LongInt(1000)),
+        ("x-max-length-bytes", AMQPValue::LongInt(1_000_000)),
+    ];
+    declare(&ch, &s, &args).await;
+    publish(&ch, &s, (0..100).map(|i| format!("{i:0>100}")), None).await;
+    assert_eq!(b.queue(&s).stream().unwrap().info().first_offset, 0, "within the argument's limit");
+    let api = common::http::Http::new(b.mgmt);
+    let policy = serde_json::json!({"pattern": format!("^{s}$"), "definition": {"max-length-bytes": 2000}, "apply-to": "queues"});
+    assert_eq!(api.put("/policies/%2F/small", policy).await.status, 201);
+    let info = b.queue(&s).stream().unwrap().info();
+    assert!(info.first_offset > 0 && info.bytes <= 2000 + 1200, "cut to the policy's limit: {info:?}");
+    assert_eq!(info.last_offset, Some(99));
+}
