@@ -355,3 +355,19 @@ async fn a_policy_sets_retention_on_a_live_stream() {
     assert!(info.first_offset > 0 && info.bytes <= 2000 + 1200, "cut to the policy's limit: {info:?}");
     assert_eq!(info.last_offset, Some(99));
 }
+
+/// A filter that matches one message in a long log still finds it (the scan goes on in turns).
+#[tokio::test]
+async fn a_selective_filter_scans_a_long_log() {
+    let b = common::start().await;
+    let (_conn, ch) = b.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let s = unique("stream");
+    declare(&ch, &s, &[]).await;
+    publish(&ch, &s, bodies(0..10_000), Some(table(&[("x-stream-filter-value", text("common"))]))).await;
+    publish(&ch, &s, ["needle".to_string()], Some(table(&[("x-stream-filter-value", text("rare"))]))).await;
+    let reader = b.connect().await.create_channel().await.unwrap();
+    let args = table(&[("x-stream-offset", text("first")), ("x-stream-filter", text("rare"))]);
+    let mut c = consume(&reader, &s, "needle", 10, args).await;
+    assert_eq!(take(&mut c, 1).await, vec![(10_000, "needle".to_string())]);
+}

@@ -6,6 +6,7 @@
 //! confirms). Under load batches grow by themselves; idle, a lone publish is written at once —
 //! no timer adds latency.
 
+use std::collections::HashSet;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -178,14 +179,41 @@ fn run(store: Arc<Store>, rx: Receiver<Op>, stats: &WriterStats) {
     }
 }
 
+/// The messages written and deleted within one batch — acked (or dead-lettered) before their
+/// write came round: neither the write nor the delete needs to reach the disk, and their
+/// confirms go out with the batch all the same.
+fn settled_in_batch(ops: &[Op]) -> HashSet<(u64, u64)> {
+    let mut settled = HashSet::new();
+    if ops.len() < 2 {
+        return settled;
+    }
+    let mut put = HashSet::new();
+    for op in ops {
+        match op {
+            Op::Put { queue, seq, .. } => {
+                put.insert((*queue, *seq));
+            }
+            Op::Delete { queue, seq } if put.contains(&(*queue, *seq)) => {
+                settled.insert((*queue, *seq));
+            }
+            _ => {}
+        }
+    }
+    settled
+}
+
 fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
     let (messages, delivered, transient) = (store.cf(CF_MESSAGES), store.cf(CF_DELIVERED), store.cf(CF_TRANSIENT));
     let delayed = |transient: bool| store.cf(if transient { CF_DELAYED_TRANSIENT } else { CF_DELAYED });
     let (stream_entries, stream_meta) = (store.cf(CF_STREAMS), store.cf(CF_STREAM_META));
     let mut batch = WriteBatch::default();
     let mut sync = false;
+    let settled = settled_in_batch(ops);
+    let elided = |queue: &u64, seq: &u64| !settled.is_empty() && settled.contains(&(*queue, *seq));
     for op in ops.iter() {
         match op {
+            Op::Put { queue, seq, .. } | Op::Delete { queue, seq } | Op::Delivered { queue, seq }
+                if elided(queue, seq) => {}
             Op::Put { queue, seq, record, .. } => {
                 batch.put_cf(messages, message_key(*queue, *seq), record);
                 sync = true;
@@ -272,5 +300,38 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
     }
     for (commit, up_to) in commits {
         commit.committed(up_to, result.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(queue: u64, seq: u64, done: Option<Completion>) -> Op {
+        Op::Put { queue, seq, record: Bytes::from_static(b"body"), done }
+    }
+
+    #[test]
+    fn a_message_acked_before_its_write_is_never_written_but_still_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let stats = WriterStats::default();
+        let (tx, rx) = mpsc::channel();
+        let confirmed: Completion = Box::new(move |r| tx.send(r).unwrap());
+        // Message 1 is written, delivered and acked in one batch; message 2 only written.
+        let mut ops = vec![
+            put(7, 1, Some(confirmed)),
+            put(7, 2, None),
+            Op::Delivered { queue: 7, seq: 1 },
+            Op::Delete { queue: 7, seq: 1 },
+        ];
+        assert_eq!(settled_in_batch(&ops), HashSet::from([(7, 1)]));
+        write_batch(&store, &mut ops, &stats);
+        assert_eq!(rx.try_recv(), Ok(Ok(())), "the publisher still gets its confirm");
+        let stored = store.read_messages(7, &[1, 2], false).unwrap();
+        assert_eq!(stored, vec![None, Some(Bytes::from_static(b"body"))]);
+        // A delete in a later batch deletes what an earlier one wrote.
+        write_batch(&store, &mut vec![Op::Delete { queue: 7, seq: 2 }], &stats);
+        assert_eq!(store.read_messages(7, &[2], false).unwrap(), vec![None]);
     }
 }

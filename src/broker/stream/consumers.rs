@@ -19,6 +19,8 @@ use crate::store::writer::Op;
 /// least one entry is read, however large).
 const READ_AHEAD: usize = 128;
 const READ_AHEAD_BYTES: usize = 1024 * 1024;
+/// Messages a filter may pass over for one consumer in one go.
+const SCAN_BUDGET: usize = 4096;
 
 pub(super) struct StreamConsumer {
     pub(super) consumer: Arc<Consumer>,
@@ -157,7 +159,9 @@ impl Stream {
     /// credit runs out. `from_disk`: consumers behind the cache may read the store now.
     pub(super) fn deliver(&self, queue: &Arc<Queue>, args: &QueueArgs, st: &mut StreamState, from_disk: bool) {
         let StreamState { consumers, log, tail, delivered, .. } = st;
+        let mut unfinished = false;
         for c in consumers.iter_mut() {
+            let mut skipped = 0;
             loop {
                 if c.next < log.first {
                     c.next = log.first; // retention removed what it had not read
@@ -176,6 +180,11 @@ impl Stream {
                 if let Some(f) = &c.filter {
                     if !f.admits(filter_value(&msg)) {
                         c.next = offset + 1;
+                        skipped += 1;
+                        if skipped == SCAN_BUDGET {
+                            unfinished = true; // go on later, without holding up the stream
+                            break;
+                        }
                         continue;
                     }
                 }
@@ -195,6 +204,16 @@ impl Stream {
                     // Congested: the channel asked to be woken when its connection drains.
                     Offer::Busy | Offer::Congested => break,
                 }
+            }
+        }
+        if unfinished {
+            // A selective filter over a long log: the scan goes on in its own turn, so that
+            // publishers and other consumers get the stream's lock in between.
+            let queue = queue.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(move || queue.dispatch())),
+                // The store writer's thread: never wait here (this thread holds the lock).
+                Err(_) => drop(std::thread::spawn(move || queue.dispatch())),
             }
         }
     }
