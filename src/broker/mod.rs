@@ -314,7 +314,9 @@ impl Broker {
     /// One look at memory, disk space and store health.
     fn check_resources(&self) {
         let (used, limit) = self.memory();
-        if limit > 0 {
+        // used == 0: /proc could not be read (out of file descriptors, say); that is no reason
+        // to clear an alarm, nor to raise one.
+        if limit > 0 && used > 0 {
             self.alarms.set_memory(used > limit, used, limit);
         }
         let Some(storage) = &self.storage else { return };

@@ -68,7 +68,8 @@ impl Watermark {
     }
 }
 
-/// The process's resident set size, from `/proc/self/statm` (0 where there is none).
+/// The process's resident set size, from `/proc/self/statm` (0 where there is none, or it
+/// cannot be read: no descriptor left to open it with).
 pub fn resident_bytes() -> u64 {
     // SAFETY: sysconf only reads a configuration value.
     let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
