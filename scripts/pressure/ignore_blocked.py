@@ -98,7 +98,7 @@ class Flooder:
                 select.select([self.sock], [self.sock], [], 0.01)
             if now >= next_tick:
                 on_tick(now)
-                next_tick = now + 1.0
+                next_tick = now + 0.5
 
     def state(self):
         return self.events[-1][1] if self.events else "running"
@@ -145,10 +145,13 @@ def main():
     refused = f.refused_writes
     blocked = [e for e in f.events if e[1] == "blocked"]
     unblocks = sum(1 for e in f.events if e[1] == "unblocked")
-    peak = max(r for _, r, _, _ in timeline)
+    peak = max(max(r for _, r, _, _ in timeline), amqp.hwm_mib(a.pid))
     print("t s | broker RSS MiB | MiB written | state", flush=True)
-    for t, rss, mib, state in timeline[:: max(1, len(timeline) // 15)]:
-        print(f"{t:5.0f} | {rss:8.0f} | {mib:8.0f} | {state}", flush=True)
+    last = -10.0
+    for t, rss, mib, state in timeline:
+        if t < 3 or t - last >= 5:
+            print(f"{t:5.1f} | {rss:8.0f} | {mib:8.0f} | {state}", flush=True)
+            last = t
     after = None
     if f.state() == "blocked":
         at, _, before = f.events[-1]

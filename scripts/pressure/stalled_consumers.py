@@ -25,6 +25,9 @@ import amqp
 
 QUEUE = "pressure-stalled"
 OUTBOUND_HIGH_WATER_MIB = 1.0  # src/server/outbound.rs HIGH_WATER
+# What else may hold message bodies: the queue's transient budget (transient_memory_limit, default
+# 256 MiB) and RocksDB's memtables (32 MiB, src/store/mod.rs).
+OTHER_BUFFERS_MIB = 256 + 32
 
 
 async def stalled_consumer(host, port, i):
@@ -79,6 +82,16 @@ async def perf(a, seconds):
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
+def tcp_memory_mib():
+    """The kernel's TCP buffer memory now, and where its memory pressure starts (tcp_mem[1])."""
+    page = 4096 / 2**20
+    with open("/proc/net/sockstat") as f:
+        used = next(int(line.split()[-1]) for line in f if line.startswith("TCP:"))
+    with open("/proc/sys/net/ipv4/tcp_mem") as f:
+        pressure = int(f.read().split()[1])
+    return used * page, pressure * page
+
+
 async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("host")
@@ -94,12 +107,19 @@ async def main():
     rss0 = amqp.rss_mib(a.pid)
     t0 = time.monotonic()
     stalled = await asyncio.gather(*(stalled_consumer(a.host, a.port, i) for i in range(a.consumers)))
-    print(f"{len(stalled)} stalled consumers on '{QUEUE}' in {time.monotonic() - t0:.1f} s; broker RSS {rss0:.0f} MiB before", flush=True)
+    rss_idle = amqp.rss_mib(a.pid)
+    print(
+        f"{len(stalled)} stalled consumers on '{QUEUE}' in {time.monotonic() - t0:.1f} s; "
+        f"broker RSS {rss0:.0f} MiB before, {rss_idle:.0f} MiB with them",
+        flush=True,
+    )
 
     samples, stop = [], asyncio.Event()
     sampler = asyncio.create_task(sample_rss(a.pid, samples, stop))
     # Fill: until every stalled consumer's socket and outbound buffer are full.
     fill = await perf(a, a.fill)
+    rss_filled = amqp.rss_mib(a.pid)
+    samples_at_fill = len(samples)
     print(
         f"fill ({a.fill} s): sent {fill['sent']} ({fill['sent_rate']:.0f}/s), the healthy consumer got {fill['received']}; "
         f"RSS {amqp.rss_mib(a.pid):.0f} MiB",
@@ -114,6 +134,7 @@ async def main():
     # Steady state: the stalled consumers take nothing more; the healthy one gets everything.
     report = await perf(a, a.duration)
     kernel_send_q = socket_queues(a.port)
+    tcp_mem, tcp_pressure = tcp_memory_mib()
     stop.set()
     await sampler
 
@@ -122,13 +143,21 @@ async def main():
     open_stalled = sum(1 for c in stalled if not c.writer.transport.is_closing())
     peak = max(r for _, r in samples)
     timeline = " ".join(f"{t:.0f}s:{r:.0f}" for t, r in samples[:: max(1, len(samples) // 12)])
-    bound = rss0 + a.consumers * (OUTBOUND_HIGH_WATER_MIB + a.size / 2**20) + 256
+    # The limits allow: what the idle connections took, one high-water mark plus one message
+    # per stalled connection, the transient budget and the memtables.
+    outbound = a.consumers * (OUTBOUND_HIGH_WATER_MIB + a.size / 2**20)
+    bound = rss_idle + outbound + OTHER_BUFFERS_MIB
+    # Bounded, not creeping: during the steady run RSS stays where the fill left it.
+    steady_max = max((r for _, r in samples[samples_at_fill:]), default=rss_filled)
+    flat = steady_max <= rss_filled * 1.05 + 16
     sent, received = report["sent"], report["received"]
     print(f"broker RSS MiB over time: {timeline}", flush=True)
     print(
-        f"peak RSS {peak:.0f} MiB (VmHWM {amqp.hwm_mib(a.pid):.0f}); the outbound limits allow "
-        f"{a.consumers} x ({OUTBOUND_HIGH_WATER_MIB:.0f} MiB + one message) = {a.consumers * (OUTBOUND_HIGH_WATER_MIB + a.size / 2**20):.0f} MiB; "
-        f"{kernel_send_q / 2**20:.0f} MiB more wait in the kernel's send queues",
+        f"peak RSS {peak:.0f} MiB (VmHWM {amqp.hwm_mib(a.pid):.0f}); the limits allow {bound:.0f} MiB: {rss_idle:.0f} with "
+        f"the connections idle + {a.consumers} x ({OUTBOUND_HIGH_WATER_MIB:.0f} MiB + one message) + {OTHER_BUFFERS_MIB} "
+        f"(transient budget, memtables); {rss_filled:.0f} MiB after the fill, at most {steady_max:.0f} in the steady run; "
+        f"{kernel_send_q / 2**20:.0f} MiB more wait in the kernel's send queues (TCP memory {tcp_mem:.0f} MiB, "
+        f"under pressure above {tcp_pressure:.0f})",
         flush=True,
     )
     print(
@@ -139,7 +168,7 @@ async def main():
     )
     for c in stalled:
         c.writer.close()
-    ok = peak < bound and open_stalled == len(stalled) and received > 0
+    ok = peak < bound and flat and open_stalled == len(stalled) and received > 0
     amqp.result(
         "stalled_consumers",
         stalled=a.consumers,
@@ -150,9 +179,12 @@ async def main():
         steady_healthy_rate=f"{report['received_rate']:.0f}",
         broker_us_per_msg=f"{report['broker_cpu_us_per_msg']:.0f}",
         e2e_p99_ms=f"{report['e2e_p99_us'] / 1000:.1f}",
+        rss_idle_mib=f"{rss_idle:.0f}",
         peak_rss_mib=f"{peak:.0f}",
         bound_mib=f"{bound:.0f}",
+        flat="yes" if flat else "NO",
         kernel_send_q_mib=f"{kernel_send_q / 2**20:.0f}",
+        tcp_mem_mib=f"{tcp_mem:.0f}",
         verdict="PASS" if ok else "FAIL",
     )
     return 0 if ok else 1
