@@ -314,8 +314,15 @@ impl Broker {
 
     /// One look at memory, disk space and store health.
     fn check_resources(&self) {
-        let (used, limit) = self.memory();
-        if limit > 0 {
+        let (mut used, limit) = self.memory();
+        // Above the watermark, what malloc keeps of freed memory is given back first: it is not
+        // in use, and kept resident it would hold the alarm on after every backlog is gone.
+        if limit > 0 && used > limit && vm_memory::release_free_memory() {
+            used = vm_memory::resident_bytes();
+        }
+        // used == 0: /proc could not be read (out of file descriptors, say); that is no reason
+        // to clear an alarm, nor to raise one.
+        if limit > 0 && used > 0 {
             self.alarms.set_memory(used > limit, used, limit);
         }
         let Some(storage) = &self.storage else { return };

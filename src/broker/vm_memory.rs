@@ -68,7 +68,8 @@ impl Watermark {
     }
 }
 
-/// The process's resident set size, from `/proc/self/statm` (0 where there is none).
+/// The process's resident set size, from `/proc/self/statm` (0 where there is none, or it
+/// cannot be read: no descriptor left to open it with).
 pub fn resident_bytes() -> u64 {
     // SAFETY: sysconf only reads a configuration value.
     let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
@@ -76,6 +77,22 @@ pub fn resident_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * page)
+}
+
+/// Hands the allocator's free memory back to the system (glibc's `malloc_trim`). After a
+/// backlog is consumed or purged, malloc keeps the freed pages resident for reuse: in one
+/// pressure run 720 MiB stayed resident of which 54 MiB were in use, so the memory alarm,
+/// which reads the resident set, would never have cleared. True if memory was released.
+pub fn release_free_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks the allocator's own free lists.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
 }
 
 /// The memory available to the process: the machine's RAM, or its cgroup's limit where that

@@ -186,7 +186,8 @@ impl PrometheusListener {
 
     /// Serves until the task is dropped.
     pub async fn run(self) -> std::io::Result<()> {
-        axum::serve(self.inner, router(self.exporter)).await
+        let listener = crate::server::accept::HttpListener::new(self.inner, "prometheus");
+        axum::serve(listener, router(self.exporter)).await
     }
 }
 

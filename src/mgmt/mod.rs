@@ -26,6 +26,7 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 
 use crate::broker::Broker;
+use crate::server::accept::{AcceptErrors, HttpListener};
 
 /// What the handlers share.
 pub struct Mgmt {
@@ -104,11 +105,12 @@ impl MgmtListener {
         let sampler = tokio::spawn(rates::run_sampler(Arc::downgrade(&self.mgmt)));
         let app = api::router(self.mgmt);
         let _stop_sampling = AbortOnDrop(sampler);
-        let http = axum::serve(self.inner, app.clone().into_make_service_with_connect_info::<SocketAddr>());
+        // (tap_io: axum gives the peer address of a custom listener's connections only so.)
+        let inner = HttpListener::new(self.inner, "http").tap_io(|_| {});
+        let http = axum::serve(inner, app.clone().into_make_service_with_connect_info::<SocketAddr>());
         match self.https {
             None => http.await,
             Some(https) => {
-                // (tap_io: axum gives the peer address of a custom listener's connections only so.)
                 let https = axum::serve(https.tap_io(|_| {}), app.into_make_service_with_connect_info::<SocketAddr>());
                 tokio::select! {
                     r = http => r,
@@ -132,16 +134,10 @@ impl HttpsListener {
         let local = inner.local_addr()?;
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let mut errors = AcceptErrors::new("https");
         let accepting = tokio::spawn(async move {
             loop {
-                let (socket, peer) = match inner.accept().await {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+                let (socket, peer) = errors.accept(&inner).await;
                 let (tx, acceptor) = (tx.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     let timeout = crate::server::tls::TLS_HANDSHAKE_TIMEOUT;

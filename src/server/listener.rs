@@ -1,17 +1,17 @@
 //! The AMQP listeners: plain AMQP (`bind`:`port`, 5672) and AMQPS (`tls_bind`:`tls_port`, 5671,
 //! when a certificate and key are configured). Each accepts sockets and runs each connection on
 //! its own task, so one bad client never stalls another; a TLS connection first completes its
-//! TLS handshake on that task.
+//! TLS handshake on that task. A failed accept (out of file descriptors) pauses the
+//! listener and is logged once per run of failures ([`crate::server::accept`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::broker::{Bootstrap, Broker, Limits};
 use crate::config::Config;
+use crate::server::accept::AcceptErrors;
 use crate::server::connection::serve_connection;
 use crate::server::tls::TlsSettings;
 
@@ -121,16 +121,9 @@ impl Listener {
 }
 
 async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, tls: Option<TlsSettings>) -> std::io::Result<()> {
+    let mut errors = AcceptErrors::new(if tls.is_some() { "amqps" } else { "amqp" });
     loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // EMFILE and friends: log, back off briefly, keep serving.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (socket, peer) = errors.accept(&listener).await;
         let _ = socket.set_nodelay(true);
         match &tls {
             None => {

@@ -1,6 +1,7 @@
 //! Network side: the listener, one task per connection (read loop) plus its writer task, and
 //! the channels a connection carries.
 
+pub mod accept;
 pub mod channel;
 pub mod confirms;
 pub mod connection;

@@ -1,10 +1,12 @@
 //! A connection's outbound side: one buffer that channels and queues encode frames into, and a
 //! writer task that drains it with one `write_all` per batch, never one syscall per frame.
 //!
-//! Back-pressure: when a client stops reading, the buffer passes [`HIGH_WATER`]; queues then
-//! treat that connection's consumers as busy (and register to be woken), and the connection's
-//! own read loop stops reading until the writer has drained below [`LOW_WATER`]. Memory per slow
-//! client is therefore bounded by roughly one high-water mark plus one message.
+//! Back-pressure: when a client stops reading, what the connection holds for it — the buffer
+//! plus the chunk the writer is still writing — passes [`HIGH_WATER`]; queues then treat that
+//! connection's consumers as busy (and register to be woken), and the connection's own read loop
+//! stops reading until the writer has drained below [`LOW_WATER`]. Memory per slow client is
+//! therefore bounded by roughly one high-water mark plus one message. (The chunk in the writer's
+//! hands counts: without it a stuck write of one high-water mark let the buffer fill another.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -27,6 +29,8 @@ pub struct Outbound {
     buf: Mutex<BytesMut>,
     /// Bytes in `buf`, readable without the lock for the congestion check.
     pending: AtomicUsize,
+    /// Bytes of the chunk the writer took out of `buf` and is still writing.
+    in_flight: AtomicUsize,
     wake_writer: Notify,
     drained: Notify,
     closed: AtomicBool,
@@ -41,6 +45,7 @@ impl Default for Outbound {
         Outbound {
             buf: Mutex::new(BytesMut::with_capacity(64 * 1024)),
             pending: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
             wake_writer: Notify::new(),
             drained: Notify::new(),
             closed: AtomicBool::new(false),
@@ -75,7 +80,12 @@ impl Outbound {
     }
 
     pub fn is_congested(&self) -> bool {
-        self.pending.load(Ordering::Acquire) > HIGH_WATER
+        self.held() > HIGH_WATER
+    }
+
+    /// Bytes the connection holds for its client: buffered, or being written.
+    fn held(&self) -> usize {
+        self.pending.load(Ordering::Acquire) + self.in_flight.load(Ordering::Acquire)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -100,7 +110,7 @@ impl Outbound {
     pub async fn wait_drained(&self) {
         loop {
             let notified = self.drained.notified();
-            if self.pending.load(Ordering::Acquire) <= LOW_WATER || self.is_closed() {
+            if self.held() <= LOW_WATER || self.is_closed() {
                 return;
             }
             notified.await;
@@ -115,15 +125,20 @@ impl Outbound {
             let chunk = {
                 let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
                 let chunk = buf.split();
+                self.in_flight.store(chunk.len(), Ordering::Release);
                 self.pending.store(0, Ordering::Release);
                 chunk
             };
             if !chunk.is_empty() {
-                if let Err(e) = socket.write_all(&chunk).await {
+                let written = socket.write_all(&chunk).await;
+                let len = chunk.len();
+                drop(chunk);
+                self.in_flight.store(0, Ordering::Release);
+                if let Err(e) = written {
                     debug!(error = %e, "write failed; closing the connection's writer");
                     break;
                 }
-                stats.sent(chunk.len());
+                stats.sent(len);
                 self.after_drain();
                 continue;
             }
@@ -143,13 +158,33 @@ impl Outbound {
     }
 
     fn after_drain(&self) {
-        if self.pending.load(Ordering::Acquire) > LOW_WATER {
+        if self.held() > LOW_WATER {
             return;
         }
         self.drained.notify_waiters();
         let queues = std::mem::take(&mut *self.waiting_queues.lock().unwrap_or_else(|e| e.into_inner()));
         for q in queues.iter().filter_map(Weak::upgrade) {
-            q.dispatch();
+            q.dispatch_after_drain();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_chunk_stuck_in_the_writer_counts_towards_congestion() {
+        // A client that reads nothing: the pipe takes 64 KiB, then the writer's write blocks.
+        let (_client, server) = tokio::io::duplex(64 * 1024);
+        let out = Arc::new(Outbound::default());
+        tokio::spawn(out.clone().run_writer(Box::new(server), Arc::default()));
+        out.write(|buf| buf.extend_from_slice(&vec![0u8; HIGH_WATER + 1]));
+        // Wait until the writer has taken it all out of the buffer (a condition, not a time).
+        while out.pending.load(Ordering::Acquire) > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(out.is_congested(), "the stuck chunk is still the client's, memory held for it");
+        out.close();
     }
 }

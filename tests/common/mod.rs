@@ -215,10 +215,13 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Runs the real `warren` binary on `port` with `data` as its data directory.
+/// Runs the real `warren` binary on `port` with `data` as its data directory: the one cargo
+/// built with the tests, or `WARREN_BIN` if set (a release build, or a script that `exec`s one
+/// with something preloaded: the process must be Warren itself, for `kill -9`).
 pub fn spawn_warren(data: &std::path::Path, port: u16) -> std::process::Child {
     use std::process::{Command, Stdio};
-    Command::new(env!("CARGO_BIN_EXE_warren"))
+    let bin = std::env::var_os("WARREN_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_warren").into());
+    Command::new(bin)
         .args([
             "--bind",
             "127.0.0.1",

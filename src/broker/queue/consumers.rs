@@ -1,6 +1,7 @@
 //! Consumers of a queue: who is offered the next message (priority first, round-robin within
 //! a priority, or only the single active consumer), and consumers coming and going.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::ready::Ready;
@@ -46,6 +47,11 @@ pub struct Consumer {
     pub priority: i64,
     pub arguments: FieldTable,
     pub sink: Arc<dyn ConsumerSink>,
+    /// Its connection was congested when last offered a message (and will wake the queue once
+    /// drained, [`Queue::dispatch_after_drain`]): skipped without being asked until then, so a
+    /// queue with a thousand stalled consumers does not ask each of them about every message.
+    /// Written under the queue's lock; `false` for a new consumer.
+    pub parked: AtomicBool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -81,10 +87,15 @@ impl Queue {
         while !st.consumers.is_empty() && self.head_resident(st) {
             let Some(Ready::Resident(front)) = st.ready.front() else { break };
             if let Some(active) = &st.active {
+                if active.parked.load(Ordering::Relaxed) {
+                    congested = true;
+                    break;
+                }
                 match active.sink.offer(active, self, &st.args, front) {
                     Offer::Taken => {}
                     Offer::Busy => break,
                     Offer::Congested => {
+                        active.parked.store(true, Ordering::Relaxed);
                         congested = true;
                         break;
                     }
@@ -107,6 +118,15 @@ impl Queue {
             }
         }
         self.flow.update(delivered, congested, st.ready.len());
+    }
+
+    /// A connection whose consumers were congested drained: they may take messages again. (All
+    /// parked consumers are asked again; those still congested park again, registered anew.)
+    pub fn dispatch_after_drain(self: &Arc<Self>) {
+        for c in &self.lock().consumers {
+            c.parked.store(false, Ordering::Relaxed);
+        }
+        self.dispatch();
     }
 
     /// Removes the head a consumer took, and counts the delivery.
@@ -196,9 +216,16 @@ fn offer_by_priority(queue: &Arc<Queue>, st: &QueueState, message: &QueuedMessag
         for k in 0..len {
             let idx = start + (st.round_robin + k) % len;
             let c = &consumers[idx];
+            if c.parked.load(Ordering::Relaxed) {
+                congested = true;
+                continue;
+            }
             match c.sink.offer(c, queue, &st.args, message) {
                 Offer::Taken => return Ok(k),
-                Offer::Congested => congested = true,
+                Offer::Congested => {
+                    c.parked.store(true, Ordering::Relaxed);
+                    congested = true;
+                }
                 Offer::Busy => {}
             }
         }

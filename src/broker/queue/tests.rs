@@ -29,7 +29,7 @@ fn recorder(credit: usize) -> Arc<Recorder> {
     Arc::new(Recorder { credit: StdMutex::new(credit), got: StdMutex::new(Vec::new()) })
 }
 
-fn consumer(tag: &'static str, priority: i64, sink: Arc<Recorder>) -> Arc<Consumer> {
+fn consumer(tag: &'static str, priority: i64, sink: Arc<dyn ConsumerSink>) -> Arc<Consumer> {
     Arc::new(Consumer {
         tag: ShortStr::from_static(tag),
         no_ack: false,
@@ -37,6 +37,7 @@ fn consumer(tag: &'static str, priority: i64, sink: Arc<Recorder>) -> Arc<Consum
         priority,
         arguments: FieldTable::new(),
         sink,
+        parked: Default::default(),
     })
 }
 
@@ -141,4 +142,56 @@ fn reapplied_arguments_take_effect_at_once_and_keep_the_storage_shape() {
         q.publish(msg(), None, &mut None);
     }
     assert_eq!(q.message_count(), 6, "no limit any more");
+}
+
+/// A sink whose connection is congested (or not): counts how often it is asked.
+struct Stalled {
+    congested: std::sync::atomic::AtomicBool,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl ConsumerSink for Stalled {
+    fn offer(&self, _c: &Consumer, _q: &Arc<Queue>, _args: &QueueArgs, _m: &QueuedMessage) -> Offer {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        match self.congested.load(Ordering::Relaxed) {
+            true => Offer::Congested,
+            false => Offer::Taken,
+        }
+    }
+    fn cancelled_by_server(&self, _c: &Consumer) {}
+    fn deliver_reply(&self, _c: &Consumer, _m: &Arc<Message>) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_congested_consumer_is_not_asked_again_until_its_connection_drains() {
+    let q = queue();
+    let stalled: Vec<Arc<Stalled>> =
+        (0..100).map(|_| Arc::new(Stalled { congested: true.into(), asked: Default::default() })).collect();
+    for s in &stalled {
+        q.add_consumer(consumer("stalled", 0, s.clone()), || {}).unwrap();
+    }
+    let healthy = recorder(1000);
+    q.add_consumer(consumer("healthy", 0, healthy.clone()), || {}).unwrap();
+    for _ in 0..500 {
+        q.publish(msg(), None, &mut None);
+    }
+    assert_eq!(healthy.got.lock().unwrap().len(), 500, "the healthy consumer gets every message");
+    let asked: usize = stalled.iter().map(|s| s.asked.load(Ordering::Relaxed)).sum();
+    assert_eq!(asked, 100, "each stalled consumer was asked once, not once per message");
+
+    // One connection drains. Until it says so, its consumer stays parked.
+    stalled[7].congested.store(false, Ordering::Relaxed);
+    q.publish(msg(), None, &mut None);
+    assert_eq!(stalled[7].asked.load(Ordering::Relaxed), 1, "parked until the drain wakes the queue");
+    // The drain wakes the queue: every parked consumer is asked once more, the drained one takes.
+    q.dispatch_after_drain();
+    for _ in 0..101 {
+        q.publish(msg(), None, &mut None);
+    }
+    assert!(stalled[7].asked.load(Ordering::Relaxed) > 1, "the drained consumer gets messages again");
+    for (i, s) in stalled.iter().enumerate().filter(|(i, _)| *i != 7) {
+        assert!(s.asked.load(Ordering::Relaxed) <= 2, "stalled consumer {i} asked about every message again");
+    }
 }

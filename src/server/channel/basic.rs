@@ -70,6 +70,7 @@ impl Channel {
             priority,
             arguments: m.arguments,
             sink,
+            parked: Default::default(),
         });
         // Registered with the channel first so the deliveries that follow consume-ok find it.
         self.shared.lock().consumers.insert(
@@ -144,6 +145,7 @@ impl Channel {
             priority: 0,
             arguments: m.arguments,
             sink,
+            parked: Default::default(),
         });
         self.shared.lock().reply_consumer = Some((key.clone(), tag.clone()));
         self.reply(m.no_wait, Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag }));
