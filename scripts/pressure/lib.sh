@@ -31,7 +31,9 @@ warren_bin() {
 need_python() {
   if [[ ! -x $py ]]; then
     say "creating $venv"
-    python3 -m venv "$venv"
+    python3 -m venv "$venv" 2>/dev/null || {
+      apt-get install -y -q python3-venv >/dev/null && python3 -m venv "$venv"
+    }
   fi
   "$py" -c 'import pika' 2>/dev/null || "$py" -m pip install --disable-pip-version-check -q "pika==1.3.2" </dev/null
 }

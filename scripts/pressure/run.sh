@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The pressure tests (issue 17 item 5), outside the default CI run: every scenario against one
-# release build, then a table of the figures. About 15 minutes on 2 cores; docs/pressure.md
+# release build, then a table of the figures. 7 to 9 minutes on 2 cores; docs/pressure.md
 # has the figures of a run and what each scenario checks.
 #
 #   scripts/pressure/run.sh [SCENARIO...]   (default: all, in this order)
