@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::crash::{confirmed_across_kills, Load};
 use common::{connect_port, free_port, spawn_warren};
 use lapin::options::*;
 use lapin::types::FieldTable;
@@ -18,19 +17,12 @@ use lapin::BasicProperties;
 
 const QUEUE: &str = "crash-recovery";
 const ROUNDS: usize = 3;
-const WINDOW: u32 = 50;
 
 /// The id in the first four octets, then padding derived from it (100..1100 octets in all).
 fn body(id: u32) -> Vec<u8> {
     let mut b = id.to_be_bytes().to_vec();
     b.extend((0..(100 + id * 7919 % 1000)).map(|i| (i ^ id) as u8));
     b
-}
-
-/// A pseudo-random kill delay between 100 and 900 ms (no RNG crate needed for this).
-fn kill_delay(round: usize) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    Duration::from_millis(100 + (u64::from(nanos) + round as u64 * 331) % 800)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,54 +42,13 @@ async fn every_confirmed_message_survives_many_kill_9_rounds() {
 /// confirmed message is there, in order, byte for byte.
 async fn kill_9_rounds(rounds: usize) {
     let data = tempfile::tempdir().unwrap();
-    let mut confirmed: Vec<u32> = Vec::new();
-    let mut next_id = 0u32;
-    for round in 0..rounds {
-        let port = free_port();
-        let mut warren = spawn_warren(data.path(), port);
-        let conn = connect_port(port).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-        ch.queue_declare(
-            QUEUE.into(),
-            QueueDeclareOptions { durable: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let publishing = async {
-            loop {
-                let mut window = Vec::new();
-                for _ in 0..WINDOW {
-                    // Ids are never reused, even when a kill lands in the middle of a window.
-                    let id = next_id;
-                    next_id += 1;
-                    let props = BasicProperties::default().with_delivery_mode(2);
-                    match ch
-                        .basic_publish("".into(), QUEUE.into(), BasicPublishOptions::default(), &body(id), props)
-                        .await
-                    {
-                        Ok(c) => window.push((id, c)),
-                        Err(_) => return,
-                    }
-                }
-                for (id, c) in window {
-                    match c.await {
-                        Ok(conf) if conf.is_ack() => confirmed.push(id),
-                        _ => return,
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            _ = publishing => {}
-            _ = tokio::time::sleep(kill_delay(round)) => {}
-        }
-        warren.kill().expect("SIGKILL");
-        warren.wait().unwrap();
-        drop(conn);
-    }
-    assert!(!confirmed.is_empty(), "nothing was confirmed before the kills; the test proved nothing");
+    let load = Load {
+        queue: QUEUE,
+        arguments: FieldTable::default(),
+        properties: BasicProperties::default().with_delivery_mode(2),
+        body,
+    };
+    let confirmed = confirmed_across_kills(data.path(), rounds, &load).await;
 
     let port = free_port();
     let mut warren = spawn_warren(data.path(), port);

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::crash::{confirmed_across_kills, Load};
 use common::{connect_port, free_port, spawn_warren, WAIT};
 use futures_lite::StreamExt;
 use lapin::options::*;
@@ -15,17 +14,11 @@ use lapin::BasicProperties;
 
 const STREAM: &str = "stream-crash-recovery";
 const ROUNDS: usize = 3;
-const WINDOW: u32 = 50;
 
 fn body(id: u32) -> Vec<u8> {
     let mut b = id.to_be_bytes().to_vec();
     b.extend((0..(50 + id * 7919 % 500)).map(|i| (i ^ id) as u8));
     b
-}
-
-fn kill_delay(round: usize) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    Duration::from_millis(100 + (u64::from(nanos) + round as u64 * 331) % 800)
 }
 
 fn stream_args() -> FieldTable {
@@ -65,52 +58,8 @@ async fn read_all(port: u16) -> Vec<(i64, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_confirmed_append_survives_kill_9_at_the_same_offset() {
     let data = tempfile::tempdir().unwrap();
-    let mut confirmed: Vec<u32> = Vec::new();
-    let mut next_id = 0u32;
-    for round in 0..ROUNDS {
-        let port = free_port();
-        let mut warren = spawn_warren(data.path(), port);
-        let conn = connect_port(port).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-        ch.queue_declare(STREAM.into(), durable, stream_args()).await.unwrap();
-        let publishing = async {
-            loop {
-                let mut window = Vec::new();
-                for _ in 0..WINDOW {
-                    let id = next_id;
-                    next_id += 1;
-                    let payload = body(id);
-                    let publish = ch.basic_publish(
-                        "".into(),
-                        STREAM.into(),
-                        BasicPublishOptions::default(),
-                        &payload,
-                        BasicProperties::default(),
-                    );
-                    match publish.await {
-                        Ok(c) => window.push((id, c)),
-                        Err(_) => return,
-                    }
-                }
-                for (id, c) in window {
-                    match c.await {
-                        Ok(conf) if conf.is_ack() => confirmed.push(id),
-                        _ => return,
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            _ = publishing => {}
-            _ = tokio::time::sleep(kill_delay(round)) => {}
-        }
-        warren.kill().expect("SIGKILL");
-        warren.wait().unwrap();
-        drop(conn);
-    }
-    assert!(!confirmed.is_empty(), "nothing was confirmed before the kills; the test proved nothing");
+    let load = Load { queue: STREAM, arguments: stream_args(), properties: BasicProperties::default(), body };
+    let confirmed = confirmed_across_kills(data.path(), ROUNDS, &load).await;
 
     let port = free_port();
     let mut warren = spawn_warren(data.path(), port);

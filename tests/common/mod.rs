@@ -1,6 +1,7 @@
 //! Shared harness: an in-process broker on a random port, and lapin helpers.
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod http;
 pub mod lifecycle;
 pub mod raw;
