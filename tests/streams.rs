@@ -286,3 +286,72 @@ async fn offsets_and_tracked_positions_survive_a_restart() {
     let mut fresh = consume(&other, &s, "group-b", 100, tracked).await;
     assert_eq!(take(&mut fresh, 1).await.first().map(|(o, _)| *o), Some(0));
 }
+
+/// The management API and Prometheus show a stream's ends, size and each consumer's lag.
+#[tokio::test]
+async fn the_api_and_metrics_show_offsets_and_consumer_lag() {
+    let b = common::start().await;
+    let (_conn, ch) = b.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let s = unique("stream");
+    declare(&ch, &s, &[]).await;
+    publish(&ch, &s, bodies(0..5), None).await;
+    let reader = b.connect().await.create_channel().await.unwrap();
+    // Prefetch 2 and no acks: it holds offsets 0 and 1, three behind the tail.
+    let mut c = consume(&reader, &s, "lagging", 2, table(&[("x-stream-offset", text("first"))])).await;
+    for _ in 0..2 {
+        tokio::time::timeout(WAIT, c.next()).await.unwrap().unwrap().unwrap();
+    }
+    let api = common::http::Http::new(b.mgmt);
+    let q = api.get(&format!("/queues/%2F/{s}")).await;
+    assert_eq!(q.status, 200);
+    assert_eq!(q.body["type"], "stream");
+    assert_eq!(q.body["messages_ready"], 5);
+    let stream = &q.body["stream"];
+    assert_eq!((stream["first_offset"].as_u64(), stream["last_offset"].as_u64()), (Some(0), Some(4)));
+    assert_eq!(stream["consumers"][0]["consumer_tag"], "lagging");
+    assert_eq!(stream["consumers"][0]["offset_lag"], 3);
+    assert_eq!(q.body["consumer_details"].as_array().map(Vec::len), Some(1));
+    // A look at offsets 3.. through the API delivers nothing and counts nothing.
+    let peek = api.get(&format!("/queues/%2F/{s}/messages?offset=3&count=10")).await;
+    let payloads: Vec<&str> = peek.body.as_array().unwrap().iter().filter_map(|m| m["payload"].as_str()).collect();
+    assert_eq!(payloads, vec!["m3", "m4"]);
+    let purge = api.delete(&format!("/queues/%2F/{s}/contents")).await;
+    assert_eq!(purge.status, 400, "{:?}", purge.body);
+
+    let url = format!("http://{}/metrics/per-object", b.prometheus);
+    let text =
+        tokio::task::spawn_blocking(move || ureq::get(&url).call().unwrap().body_mut().read_to_string().unwrap())
+            .await
+            .unwrap();
+    let lag = format!("warren_stream_consumer_offset_lag{{vhost=\"/\",queue=\"{s}\",consumer_tag=\"lagging\"}} 3");
+    assert!(
+        text.lines().any(|l| l == lag),
+        "no {lag} in:\n{}",
+        text.lines().filter(|l| l.contains("stream")).collect::<Vec<_>>().join("\n")
+    );
+    let last = format!("warren_stream_last_offset{{vhost=\"/\",queue=\"{s}\"}} 4");
+    assert!(text.lines().any(|l| l == last));
+}
+
+/// A policy's `max-length-bytes` applies to a live stream at once (and wins over the argument).
+#[tokio::test]
+async fn a_policy_sets_retention_on_a_live_stream() {
+    let b = common::start().await;
+    let (_conn, ch) = b.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let s = unique("stream");
+    let args = [
+        ("x-stream-max-segment-size-bytes", AMQPValue::LongInt(1000)),
+        ("x-max-length-bytes", AMQPValue::LongInt(1_000_000)),
+    ];
+    declare(&ch, &s, &args).await;
+    publish(&ch, &s, (0..100).map(|i| format!("{i:0>100}")), None).await;
+    assert_eq!(b.queue(&s).stream().unwrap().info().first_offset, 0, "within the argument's limit");
+    let api = common::http::Http::new(b.mgmt);
+    let policy = serde_json::json!({"pattern": format!("^{s}$"), "definition": {"max-length-bytes": 2000}, "apply-to": "queues"});
+    assert_eq!(api.put("/policies/%2F/small", policy).await.status, 201);
+    let info = b.queue(&s).stream().unwrap().info();
+    assert!(info.first_offset > 0 && info.bytes <= 2000 + 1200, "cut to the policy's limit: {info:?}");
+    assert_eq!(info.last_offset, Some(99));
+}

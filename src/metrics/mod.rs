@@ -15,6 +15,7 @@
 pub mod node;
 pub mod objects;
 pub mod process;
+pub mod streams;
 pub mod text;
 
 use std::net::SocketAddr;
@@ -71,6 +72,7 @@ impl Exporter {
         // per-queue counters would drop whenever a queue is deleted: not a counter).
         let warren_queue = if per_object { objects::WARREN_QUEUE } else { &objects::WARREN_QUEUE[..1] };
         objects::write_queues(&mut e, &objects.queues, warren_queue, per_object);
+        streams::write_warren(&mut e, &streams::collect(&self.broker, None), per_object);
         node::write_warren(&mut e, &self.broker);
         e.finish()
     }
@@ -112,6 +114,15 @@ impl Exporter {
         }
         if wants("queue_metrics") {
             objects::write_queues(&mut e, &objects.queues, objects::QUEUE_METRICS, true);
+        }
+        if wants("stream_consumer_metrics") {
+            let mut rows = Vec::new();
+            let all: Vec<Option<&str>> =
+                if vhosts.is_empty() { vec![None] } else { vhosts.iter().map(|v| Some(v.as_str())).collect() };
+            for v in all {
+                rows.extend(streams::collect(&self.broker, v));
+            }
+            streams::write_max_lag(&mut e, &rows);
         }
         if wants("channel_metrics") {
             objects::write_channels(&mut e, &objects.channels, objects::CHANNEL_METRICS, true);

@@ -121,17 +121,29 @@ pub struct StreamRecovery {
 }
 
 impl Store {
-    /// Up to `max` entries of a stream from `from` on (fewer at the end of the log).
-    pub fn stream_read(&self, stream: u64, from: u64, max: usize) -> Result<Vec<StreamEntry>, StoreError> {
+    /// Up to `max` entries of a stream from `from` on (fewer at the end of the log), stopping
+    /// once they hold `max_bytes` (at least one is read).
+    pub fn stream_read(
+        &self,
+        stream: u64,
+        from: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
         let (_, to) = queue_range(stream);
         let mut read = ReadOptions::default();
         read.set_iterate_upper_bound(to);
         let start = entry_key(stream, from);
         let mut out = Vec::with_capacity(max.min(256));
         let iter = self.db.iterator_cf_opt(self.cf(CF_STREAMS), read, IteratorMode::From(&start, Direction::Forward));
+        let mut bytes = 0;
         for item in iter.take(max) {
             let (k, v) = item?;
+            bytes += v.len();
             out.push(StreamEntry::parse(&k, Bytes::from(v.into_vec()))?);
+            if bytes >= max_bytes {
+                break;
+            }
         }
         Ok(out)
     }
@@ -234,10 +246,11 @@ mod tests {
         assert_eq!((last.offset, last.bytes_before, &last.record[..]), (9, 27, &b"abc"[..]));
         assert_eq!(r.segments.iter().map(|s| s.first).collect::<Vec<_>>(), vec![5]);
         assert_eq!(r.tracked, vec![(Bytes::from_static(b"reader"), 7)]);
-        let read = h.store.stream_read(5, 3, 3).unwrap();
+        let read = h.store.stream_read(5, 3, 3, usize::MAX).unwrap();
         assert_eq!(read.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![5, 6, 7]);
         assert_eq!(h.store.stream_entry(5, 4).unwrap(), None);
-        assert_eq!(h.store.stream_read(5, 9, 10).unwrap().len(), 1);
+        assert_eq!(h.store.stream_read(5, 9, 10, usize::MAX).unwrap().len(), 1);
+        assert_eq!(h.store.stream_read(5, 5, 10, 1).unwrap().len(), 1, "a byte budget still reads one");
         assert!(h.store.stream_recovery(7).unwrap().last.is_none());
     }
 }

@@ -10,6 +10,7 @@ use super::ready::Ready;
 use super::{Consumer, Queue, QueueArgs};
 use crate::broker::message::Message;
 use crate::broker::record;
+use crate::broker::stream::{Stream, StreamInfo};
 
 /// What went through a queue since it was created: monotonic counters, from which the
 /// management API derives rates.
@@ -63,6 +64,8 @@ pub struct QueueInfo {
     pub last_used_ms: u64,
     pub args: Arc<QueueArgs>,
     pub counters: Counters,
+    /// A stream's offsets, size and consumer lags.
+    pub stream: Option<StreamInfo>,
 }
 
 /// A queue's numbers at one moment, without its consumer list (what a metrics scrape reads
@@ -94,6 +97,9 @@ pub const MAX_PEEK: usize = 1000;
 
 impl Queue {
     pub fn info(&self) -> QueueInfo {
+        if let Some(stream) = self.stream() {
+            return self.stream_info(stream);
+        }
         let st = self.lock();
         let head = match st.ready.front() {
             Some(Ready::Resident(m)) => Some(&m.msg),
@@ -111,11 +117,55 @@ impl Queue {
             last_used_ms: st.last_used,
             args: st.args.clone(),
             counters: Counters { acked: self.acked.load(Ordering::Relaxed), ..st.counters },
+            stream: None,
+        }
+    }
+
+    /// A stream seen as a queue: its retained messages are its "ready" ones (all on disk).
+    fn stream_info(&self, stream: &Stream) -> QueueInfo {
+        let info = stream.info();
+        let (args, last_used_ms) = {
+            let st = self.lock();
+            (st.args.clone(), st.last_used)
+        };
+        QueueInfo {
+            ready: info.messages,
+            ready_bytes: info.bytes,
+            resident: 0,
+            unacked: self.unacked.load(Ordering::Relaxed),
+            consumers: stream.consumers(),
+            active_consumer: None,
+            head_arrived_ms: None,
+            head_timestamp: None,
+            last_used_ms,
+            args,
+            counters: self.stream_counters(&info),
+            stream: Some(info),
+        }
+    }
+
+    fn stream_counters(&self, info: &StreamInfo) -> Counters {
+        Counters {
+            published: info.published,
+            delivered: info.delivered,
+            acked: self.acked.load(Ordering::Relaxed),
+            ..Counters::default()
         }
     }
 
     /// [`info`](Self::info) without the copies: one short lock, nothing allocated.
     pub fn gauges(&self) -> QueueGauges {
+        if let Some(stream) = self.stream() {
+            let info = stream.info();
+            return QueueGauges {
+                ready: info.messages,
+                ready_bytes: info.bytes,
+                unacked: self.unacked.load(Ordering::Relaxed),
+                consumers: info.consumers.len() as u64,
+                counters: self.stream_counters(&info),
+                ..QueueGauges::default()
+            };
+        }
         let st = self.lock();
         let head = match st.ready.front() {
             Some(Ready::Resident(m)) => Some(&m.msg),
@@ -135,14 +185,22 @@ impl Queue {
 
     /// What went through the queue so far (the rate sampler's read: no consumer list copied).
     pub fn counters(&self) -> Counters {
+        if let Some(stream) = self.stream() {
+            return self.stream_counters(&stream.info());
+        }
         let st = self.lock();
         Counters { acked: self.acked.load(Ordering::Relaxed), ..st.counters }
     }
 
     /// Up to `count` ready messages from position `offset` on, in the order consumers would get
     /// them, left where they are: no redelivered flag, no delivery counted. Paged bodies are
-    /// read from the store after the queue lock is released.
+    /// read from the store after the queue lock is released. For a stream, `offset` is a stream
+    /// offset.
     pub fn peek(&self, offset: usize, count: usize) -> Vec<Peeked> {
+        if let Some(stream) = self.stream() {
+            let read = stream.read(offset as u64, count.min(MAX_PEEK));
+            return read.into_iter().map(|msg| Peeked { msg, redelivered: false }).collect();
+        }
         enum Seen {
             Here(Peeked),
             Stored { seq: u64, persisted: bool, redelivered: bool },

@@ -557,6 +557,8 @@ impl Queue {
     /// Marks the queue deleted, drops its messages and cancels its consumers. Returns the number
     /// of ready messages it held. The vhost removes it from its map and bindings.
     pub fn delete(&self) -> u32 {
+        // A stream closes first: no append can follow the range delete below.
+        let stream = self.stream.as_ref().map(|s| (s.message_count() as u32, s.close()));
         let (count, consumers) = {
             let mut st = self.lock();
             self.deleted.store(true, Ordering::Release);
@@ -570,10 +572,7 @@ impl Queue {
             }
             (count, std::mem::take(&mut st.consumers))
         };
-        let (count, consumers) = match &self.stream {
-            Some(stream) => (stream.message_count() as u32, stream.close()),
-            None => (count, consumers),
-        };
+        let (count, consumers) = stream.unwrap_or((count, consumers));
         for c in consumers {
             c.sink.cancelled_by_server(&c);
         }

@@ -15,8 +15,10 @@ use crate::broker::record;
 use crate::protocol::ShortStr;
 use crate::store::writer::Op;
 
-/// Entries read from disk at once for a consumer behind the cache.
+/// Entries read from disk at once for a consumer behind the cache, and their most bytes (at
+/// least one entry is read, however large).
 const READ_AHEAD: usize = 128;
+const READ_AHEAD_BYTES: usize = 1024 * 1024;
 
 pub(super) struct StreamConsumer {
     pub(super) consumer: Arc<Consumer>,
@@ -40,6 +42,10 @@ pub struct ConsumerLag {
 }
 
 impl StreamConsumer {
+    pub(super) fn next(&self) -> u64 {
+        self.next
+    }
+
     pub(super) fn lag(&self, committed: u64) -> ConsumerLag {
         ConsumerLag { tag: self.consumer.tag.clone(), next_offset: self.next, lag: committed.saturating_sub(self.next) }
     }
@@ -200,7 +206,7 @@ impl Stream {
             c.read_ahead.pop_front();
         }
         if c.read_ahead.is_empty() {
-            let entries = match self.handle.store.stream_read(self.id, c.next, READ_AHEAD) {
+            let entries = match self.handle.store.stream_read(self.id, c.next, READ_AHEAD, READ_AHEAD_BYTES) {
                 Ok(entries) => entries,
                 Err(e) => {
                     tracing::error!(stream = self.id, error = %e, "stream read failed");

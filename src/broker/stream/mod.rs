@@ -39,8 +39,8 @@ use crate::store::StoreHandle;
 use consumers::StreamConsumer;
 use log::LogIndex;
 
-/// Committed messages the cache keeps beyond those still being written: consumers at the
-/// tail read from it without touching the store.
+/// Committed messages the cache may keep for consumers at the tail (which read from it without
+/// touching the store) beyond those still being written.
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The newest messages, by offset: everything not yet committed, and recent ones after that.
@@ -64,9 +64,9 @@ impl TailCache {
         self.messages.push_back(msg);
     }
 
-    /// Forgets committed messages beyond the budget.
-    fn trim(&mut self, committed: u64) {
-        while self.bytes > CACHE_BYTES && self.start < committed {
+    /// Forgets messages below `needed`, and committed ones beyond the budget.
+    fn trim(&mut self, needed: u64, committed: u64) {
+        while self.start < needed || (self.bytes > CACHE_BYTES && self.start < committed) {
             let Some(m) = self.messages.pop_front() else { break };
             self.bytes -= m.body.len() as u64;
             self.start += 1;
@@ -88,6 +88,8 @@ struct StreamState {
     /// Appends since start-up (the management API's publish count).
     published: u64,
     delivered: u64,
+    /// Deleted: nothing is appended any more.
+    closed: bool,
 }
 
 pub struct Stream {
@@ -150,7 +152,16 @@ impl Stream {
             Err(e) => tracing::error!(stream = id, error = %e, "could not read the stream's log; it starts empty"),
         }
         let tail = TailCache { start: log.next, ..TailCache::default() };
-        let state = StreamState { log, retention, tail, consumers: Vec::new(), tracked, published: 0, delivered: 0 };
+        let state = StreamState {
+            log,
+            retention,
+            tail,
+            consumers: Vec::new(),
+            tracked,
+            published: 0,
+            delivered: 0,
+            closed: false,
+        };
         Stream { id, handle, state: Mutex::new(state), notifier: OnceLock::new() }
     }
 
@@ -162,7 +173,7 @@ impl Stream {
     pub fn append(&self, queue: &Arc<Queue>, msg: &Message, outcome: Option<&Arc<PublishOutcome>>) -> Enqueued {
         let notifier = self.notifier.get_or_init(|| Arc::new(Committed(Arc::downgrade(queue)))).clone();
         let mut st = self.lock();
-        if queue.is_deleted() {
+        if st.closed {
             return Enqueued::Deleted;
         }
         let offset = st.log.next;
@@ -216,8 +227,10 @@ impl Stream {
         // Only consumers reading from memory are served on the writer's thread; those behind
         // it read from disk when their own acks ask for more.
         self.deliver(queue, &args, &mut st, false);
-        let committed = st.log.committed;
-        st.tail.trim(committed);
+        // Committed messages stay cached only while a consumer at the tail still needs them.
+        let StreamState { tail, consumers, log, .. } = &mut *st;
+        let needed = consumers.iter().map(|c| c.next()).filter(|&n| n >= tail.start).min().unwrap_or(log.committed);
+        tail.trim(needed.min(log.committed), log.committed);
     }
 
     pub fn message_count(&self) -> u64 {
@@ -244,6 +257,29 @@ impl Stream {
         }
     }
 
+    /// Up to `count` committed messages from stream offset `from` on (the management API's
+    /// look at a stream; nothing is delivered or counted).
+    pub fn read(&self, from: u64, count: usize) -> Vec<Arc<Message>> {
+        let (first, committed) = {
+            let st = self.lock();
+            (st.log.first, st.log.committed)
+        };
+        let from = from.max(first);
+        let count = count.min(committed.saturating_sub(from) as usize);
+        match self.handle.store.stream_read(self.id, from, count, usize::MAX) {
+            Ok(entries) => entries.iter().filter_map(|e| record::decode(&e.record)).map(Arc::new).collect(),
+            Err(e) => {
+                tracing::warn!(stream = self.id, error = %e, "stream read for the management API failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Its consumers, for the management API.
+    pub fn consumers(&self) -> Vec<Arc<super::queue::Consumer>> {
+        self.lock().consumers.iter().map(|c| c.consumer.clone()).collect()
+    }
+
     /// Bytes the stream takes on disk (RocksDB's estimate).
     pub fn disk_size(&self) -> u64 {
         self.handle.store.stream_disk_size(self.id)
@@ -256,7 +292,11 @@ impl Stream {
 
     /// The stream is being deleted: its consumers are told (outside the lock).
     pub fn close(&self) -> Vec<Arc<super::queue::Consumer>> {
-        std::mem::take(&mut self.lock().consumers).into_iter().map(|c| c.consumer).collect()
+        let mut st = self.lock();
+        st.closed = true;
+        let next = st.log.next;
+        st.tail.reset(next);
+        std::mem::take(&mut st.consumers).into_iter().map(|c| c.consumer).collect()
     }
 }
 

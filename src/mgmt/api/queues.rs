@@ -14,6 +14,7 @@ use super::{object_name, vhost, vhost_for_change, AppState};
 use crate::auth::access::{Perm, Resource};
 use crate::broker::definitions::QueueSpec;
 use crate::broker::queue::{Queue, QueueInfo};
+use crate::broker::stream::StreamInfo;
 use crate::broker::timer::now_ms;
 use crate::broker::VHost;
 use crate::mgmt::auth::Caller;
@@ -37,7 +38,7 @@ fn queue_json_of(mgmt: &Mgmt, vhost: &VHost, q: &Queue, info: &QueueInfo) -> Val
     let mut o = json!({
         "name": q.name.to_string_lossy(),
         "vhost": vhost.name.to_string_lossy(),
-        "type": "classic",
+        "type": if q.is_stream() { "stream" } else { "classic" },
         "durable": q.durable,
         "auto_delete": q.auto_delete,
         "exclusive": q.exclusive_owner.is_some(),
@@ -78,7 +79,29 @@ fn queue_json_of(mgmt: &Mgmt, vhost: &VHost, q: &Queue, info: &QueueInfo) -> Val
     if let Some(arrived) = info.head_arrived_ms {
         m.insert("head_message_age_seconds".into(), (now.saturating_sub(arrived) / 1000).into());
     }
+    if let (Some(stream), Some(s)) = (&info.stream, q.stream()) {
+        m.insert("stream".into(), stream_json(stream, s.disk_size()));
+    }
     o
+}
+
+/// Warren's view of a stream: where it starts and ends, its size, and how far behind the tail
+/// each consumer is (the lag a Kafka user watches).
+fn stream_json(info: &StreamInfo, disk_size: u64) -> Value {
+    let consumers: Vec<Value> = info
+        .consumers
+        .iter()
+        .map(|c| json!({"consumer_tag": c.tag.to_string_lossy(), "next_offset": c.next_offset, "offset_lag": c.lag}))
+        .collect();
+    json!({
+        "first_offset": info.first_offset,
+        "last_offset": info.last_offset,
+        "committed_offset": info.committed_offset,
+        "segments": info.segments,
+        "bytes": info.bytes,
+        "disk_size": disk_size,
+        "consumers": consumers,
+    })
 }
 
 fn list(mgmt: &Mgmt, only: Option<&str>, q: &ListQuery) -> ApiResult<Response> {
