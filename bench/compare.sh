@@ -29,6 +29,15 @@
 #       Then, for reference, Warren alone with its delayed-message exchange on the same scale
 #       (x-delay uniform over S9_TTL_MS; RabbitMQ's reference instance has no such plugin).
 #       Table: publishing and delivery rates, lateness, broker CPU and peak RSS.
+#   S10 streams: S10_MESSAGES x 1 KiB published with confirms (window 100) into a fresh stream
+#       (x-queue-type stream) with no consumer, then read from `first` (x-stream-offset) by
+#       S10_CONSUMERS consumers (prefetch S10_PREFETCH, manual acks: each ack only returns
+#       credit), each of which reads every message: two `warren perf` runs (--keep-queues, then
+#       --producers 0 --cmessages CONSUMERS x N), neither broker restarted. After each, the
+#       stream's size on disk (`du -sb`): Warren's whole data directory, RabbitMQ's stream
+#       directory (<mnesia>/<node>/stream/__warren-perf-s10_*). The stream is deleted on RabbitMQ
+#       before and after. Table: publish rate, read rate (deliveries/s over all consumers),
+#       broker CPU per published and per delivered message, peak RSS of each phase, disk size.
 #
 # What it does: builds Warren (release) into $CARGO_TARGET_DIR (default ~/.cache/warren-target),
 # makes sure the reference RabbitMQ runs (../shared/tools/reference-rabbitmq.sh start), then for
@@ -45,6 +54,10 @@
 #   S9_TTL_QUEUES=16     S9 wait queues
 #   S9_TTL_MS=1000..60000  S9 range of their TTLs (ms)
 #   S9_DELAYED=1         0: skip Warren's delayed-exchange reference run in S9
+#   S10_MESSAGES=1000000 S10 messages published into the stream, for Warren
+#   S10_RABBIT_MESSAGES= S10 messages for RabbitMQ (default: S10_MESSAGES)
+#   S10_CONSUMERS=3      S10 consumers reading the whole stream from `first`
+#   S10_PREFETCH=1000    S10 consumers' basic.qos prefetch
 #   PERF_THREADS=1       worker threads of the load generator (`warren perf --threads`)
 #   RABBITMQ_URI=...     use this RabbitMQ instead of the reference one
 #   RABBITMQ_PID=...     its broker process for CPU/RSS figures (default: beam.smp of the reference)
@@ -65,6 +78,10 @@ S9_RABBIT_MESSAGES=${S9_RABBIT_MESSAGES:-$S9_MESSAGES}
 S9_TTL_QUEUES=${S9_TTL_QUEUES:-16}
 S9_TTL_MS=${S9_TTL_MS:-1000..60000}
 S9_DELAYED=${S9_DELAYED:-1}
+S10_MESSAGES=${S10_MESSAGES:-1000000}
+S10_RABBIT_MESSAGES=${S10_RABBIT_MESSAGES:-$S10_MESSAGES}
+S10_CONSUMERS=${S10_CONSUMERS:-3}
+S10_PREFETCH=${S10_PREFETCH:-1000}
 PERF_THREADS=${PERF_THREADS:-1}
 QUIET_WAIT=${QUIET_WAIT:-900}
 QUIET_BUSY=${QUIET_BUSY:-15}
@@ -84,6 +101,7 @@ describe() {
     S2) echo "1 KiB persistent, durable queue, confirms (window 100), manual acks, prefetch 100" ;;
     S6) echo "backlog of ${S6_MESSAGES} x 1 KiB persistent (no consumer), then drained; Warren restarted between" ;;
     S9) echo "TTL + dead-letter retry: ${S9_MESSAGES} x 24 B persistent, confirms (window 100), ${S9_TTL_QUEUES} wait queues with TTLs ${S9_TTL_MS} ms, auto-ack" ;;
+    S10) echo "stream: ${S10_MESSAGES} x 1 KiB published with confirms (window 100), then read from first by ${S10_CONSUMERS} consumers (prefetch ${S10_PREFETCH}, manual acks)" ;;
     *) return 1 ;;
   esac
 }
@@ -106,6 +124,9 @@ flags_of() {
     # S9 is counted; the message count is appended by run_s9.
     S9) echo "--queue warren-perf-s9 --ttl-queues $S9_TTL_QUEUES --ttl-ms $S9_TTL_MS --producers 1 --consumers 1 --size 24 --persistent --confirm 100 --auto-ack --pmessages" ;;
     S9-delayed) echo "--queue warren-perf-s9 --delayed-exchange --delay-ms $S9_TTL_MS --producers 1 --consumers 1 --size 24 --persistent --confirm 100 --auto-ack --pmessages" ;;
+    # S10 is two counted runs; run_s10 appends the message count (the read run's: all consumers').
+    S10-publish) echo "--queue warren-perf-s10 --queue-type stream --producers 1 --consumers 0 --size 1024 --persistent --confirm 100 --keep-queues --pmessages" ;;
+    S10-read) echo "--queue warren-perf-s10 --queue-type stream --producers 0 --consumers $S10_CONSUMERS --prefetch $S10_PREFETCH --stream-offset first --size 1024 --persistent --keep-queues --cmessages" ;;
     *) return 1 ;;
   esac
 }
@@ -117,6 +138,7 @@ if [[ ${1:-} == --list ]]; then
   for s in S1 S2 S3 S4 S5 S7 S8; do printf '%s  %s\n      warren perf %s\n' "$s" "$(describe $s)" "$(flags_of $s)"; done
   printf 'S6  %s\n      warren perf %s N\n      warren perf %s N\n' "$(describe S6)" "$(flags_of S6-publish)" "$(flags_of S6-drain)"
   printf 'S9  %s\n      warren perf %s N\n      (Warren only) warren perf %s N\n' "$(describe S9)" "$(flags_of S9)" "$(flags_of S9-delayed)"
+  printf 'S10 %s\n      warren perf %s N\n      warren perf %s %s x N\n' "$(describe S10)" "$(flags_of S10-publish)" "$(flags_of S10-read)" "$S10_CONSUMERS"
   exit 0
 fi
 scenarios=("$@")
@@ -195,6 +217,7 @@ PY
 if [[ -n ${RABBITMQ_URI:-} ]]; then
   rabbit_uri=$RABBITMQ_URI
   rabbit_pid=${RABBITMQ_PID:-}
+  base=${BASE:-}
 else
   rabbit_uri=$(../shared/tools/reference-rabbitmq.sh start | sed -n 1p)  # sed reads it all: head could SIGPIPE the script (pipefail)
   base=${BASE:-/tmp/reference-rabbitmq-${PORT:-5680}}
@@ -317,7 +340,40 @@ run_counted() { # scenario name label uri pid messages
   sleep 2
 }
 
+# S10: the stream's size on disk, in bytes (empty if unknown).
+stream_bytes() { # label
+  if [[ $1 == warren ]]; then
+    du -sb "$warren_data" | cut -f1
+  else
+    local dirs=()
+    [[ -n $base ]] && mapfile -t dirs < <(compgen -G "$base/mnesia/*/stream/__warren-perf-s10_*" || true)
+    if [[ ${#dirs[@]} -gt 0 ]]; then du -sbc "${dirs[@]}" | tail -n 1 | cut -f1; fi
+  fi
+}
+delete_s10_stream() { # uri: a consumer from `next` (reads nothing), then the run deletes the stream
+  "$WARREN" perf --uri "$1" --queue warren-perf-s10 --queue-type stream --producers 0 --consumers 1 --prefetch 1 \
+    --duration 0.5 --quiet >/dev/null 2>&1 || true
+}
+run_s10() { # label uri pid messages
+  local label=$1 uri=$2 pid=$3 n=$4 published
+  [[ $label == rabbitmq ]] && delete_s10_stream "$uri"
+  run_counted S10-publish S10-publish "$label" "$uri" "$pid" "$n"
+  published=$(stream_bytes "$label")
+  echo "    stream on disk after publishing: ${published:-?} bytes" >&2
+  run_counted S10-read S10-read "$label" "$uri" "$pid" "$((n * S10_CONSUMERS))"
+  echo "$published $(stream_bytes "$label")" >"$RESULTS_DIR/S10-disk-$label.txt"
+  [[ $label == rabbitmq ]] && delete_s10_stream "$uri"
+  return 0
+}
+
 for s in "${scenarios[@]}"; do
+  if [[ $s == S10 ]]; then
+    start_warren
+    run_s10 warren "$WARREN_URI" "$warren_pid" "$S10_MESSAGES"
+    stop_warren
+    run_s10 rabbitmq "$rabbit_uri" "$rabbit_pid" "$S10_RABBIT_MESSAGES"
+    continue
+  fi
   if [[ $s == S9 ]]; then
     start_warren
     run_counted S9 S9 warren "$WARREN_URI" "$warren_pid" "$S9_MESSAGES"
@@ -346,169 +402,4 @@ done
 # --- the table --------------------------------------------------------------------------------
 echo
 echo "Warren vs RabbitMQ, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load generator: warren perf --threads $PERF_THREADS"
-python3 - "$RESULTS_DIR" "${scenarios[@]}" <<'PY'
-import json, sys, os
-
-results, scenarios = sys.argv[1], sys.argv[2:]
-
-def load(s, label):
-    try:
-        with open(os.path.join(results, f"{s}-{label}.json")) as f:
-            return json.loads(f.read().strip().splitlines()[-1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-def fmt(v, unit):
-    if v is None:
-        return "-"
-    if unit == "MiB":
-        return f"{v / 1024:.1f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
-
-# (label, json key, unit, higher is better)
-rows = [
-    ("sent msg/s", "sent_rate", "", True),
-    ("received msg/s", "received_rate", "", True),
-    ("broker CPU µs/msg", "broker_cpu_us_per_msg", "", False),
-    ("broker CPU s", "broker_cpu_s", "", False),
-    ("broker peak RSS MiB", "broker_peak_rss_kib", "MiB", False),
-    ("e2e latency p50 µs", "e2e_p50_us", "", False),
-    ("e2e latency p95 µs", "e2e_p95_us", "", False),
-    ("e2e latency p99 µs", "e2e_p99_us", "", False),
-    ("e2e latency max µs", "e2e_max_us", "", False),
-    ("confirm latency p50 µs", "confirm_p50_us", "", False),
-    ("confirm latency p99 µs", "confirm_p99_us", "", False),
-    ("idle RSS KiB/connection", "idle_rss_per_connection_kib", "", False),
-    ("load generator CPU µs/msg", "loadgen_cpu_us_per_msg", "", False),
-    ("other processes' CPU s (noise)", "other_cpu_s", "", False),
-    ("errors", "errors", "", False),
-]
-
-def s6():
-    wp, rp = load("S6-publish", "warren"), load("S6-publish", "rabbitmq")
-    wd, rd = load("S6-drain", "warren"), load("S6-drain", "rabbitmq")
-    print()
-    print("### S6: backlog of 1 KiB persistent messages: publish with no consumer, then drain")
-    print()
-    print("| metric | Warren | RabbitMQ | Warren / RabbitMQ |")
-    print("|---|---:|---:|---:|")
-    def row(label, a, b, unit=""):
-        ratio = f"{a / b:.2f}×" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
-        print(f"| {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} |")
-    g = lambda d, k: (d or {}).get(k)
-    row("messages published (confirmed)", g(wp, "confirmed"), g(rp, "confirmed"))
-    row("publish msg/s", g(wp, "sent_rate"), g(rp, "sent_rate"))
-    row("confirm latency p50 µs", g(wp, "confirm_p50_us"), g(rp, "confirm_p50_us"))
-    row("confirm latency p99 µs", g(wp, "confirm_p99_us"), g(rp, "confirm_p99_us"))
-    row("publish: broker peak RSS MiB", g(wp, "broker_peak_rss_kib"), g(rp, "broker_peak_rss_kib"), "MiB")
-    row("messages drained", g(wd, "received"), g(rd, "received"))
-    row("drain msg/s", g(wd, "received_rate"), g(rd, "received_rate"))
-    row("drain: broker peak RSS MiB", g(wd, "broker_peak_rss_kib"), g(rd, "broker_peak_rss_kib"), "MiB")
-    peaks = lambda *ds: max([x for x in (g(d, "broker_peak_rss_kib") for d in ds) if x is not None], default=None)
-    row("peak RSS over both phases MiB", peaks(wp, wd), peaks(rp, rd), "MiB")
-    row("broker CPU µs/msg, publish", g(wp, "broker_cpu_us_per_msg"), g(rp, "broker_cpu_us_per_msg"))
-    row("broker CPU µs/msg, drain", g(wd, "broker_cpu_us_per_msg"), g(rd, "broker_cpu_us_per_msg"))
-    row("errors (publish + drain)", (g(wp, "errors") or 0) + (g(wd, "errors") or 0),
-        (g(rp, "errors") or 0) + (g(rd, "errors") or 0))
-    try:
-        secs = open(os.path.join(results, "S6-recovery-warren.secs")).read().strip()
-        rss = int(open(os.path.join(results, "S6-recovery-warren.rss_kib")).read().strip())
-        log = open(os.path.join(results, "S6-recovery-warren.log")).read().strip()
-        print()
-        print(f"Warren restart (SIGTERM, then start on the same data directory): accepting AMQP after "
-              f"{secs} s, RSS then {rss / 1024:.1f} MiB; log: `{log[-300:]}`")
-    except (OSError, ValueError):
-        pass
-
-def s9():
-    w, r, d = load("S9", "warren"), load("S9", "rabbitmq"), load("S9", "warren-delayed")
-    g = lambda x, k: (x or {}).get(k)
-    print()
-    print("### S9: " + (g(w, "scenario") or g(r, "scenario") or "(no result)"))
-    print()
-    head = f"| metric | {g(w, 'broker') or 'Warren'} | {g(r, 'broker') or 'RabbitMQ'} | Warren / RabbitMQ |"
-    rule = "|---|---:|---:|---:|"
-    if d:
-        head += " Warren, delayed exchange (reference) |"
-        rule += "---:|"
-    print(head)
-    print(rule)
-    def derived(x, key):
-        if x is None:
-            return None
-        if key == "broker_cpu_after_publish_s":
-            a, b = x.get("broker_cpu_s"), x.get("broker_cpu_publish_s")
-            return a - b if a is not None and b is not None else None
-        if key.endswith("_ms"):  # lateness in ms from the JSON's µs
-            v = x.get(key[:-3] + "_us")
-            return v / 1e3 if v is not None else None
-        return x.get(key)
-    rows9 = [
-        ("messages published (confirmed)", "confirmed", ""),
-        ("messages received", "received", ""),
-        ("publishing phase s (to the last confirm)", "publish_seconds", ""),
-        ("**published msg/s** (publishing phase)", "publish_rate", ""),
-        ("confirm latency p50 µs", "confirm_p50_us", ""),
-        ("confirm latency p99 µs", "confirm_p99_us", ""),
-        ("run time s (to the last delivery)", "seconds", ""),
-        ("received msg/s (whole run)", "received_rate", ""),
-        ("**lateness p50 ms**", "lateness_p50_ms", ""),
-        ("lateness p95 ms", "lateness_p95_ms", ""),
-        ("**lateness p99 ms**", "lateness_p99_ms", ""),
-        ("lateness max ms", "lateness_max_ms", ""),
-        ("delivered early (count)", "early", ""),
-        ("delivered early, by up to ms", "early_max_ms", ""),
-        ("**broker CPU µs/msg**", "broker_cpu_us_per_msg", ""),
-        ("broker CPU s", "broker_cpu_s", ""),
-        ("broker CPU s while publishing", "broker_cpu_publish_s", ""),
-        ("broker CPU s after publishing", "broker_cpu_after_publish_s", ""),
-        ("**broker CPU % of a core** (whole run)", "broker_cpu_percent", ""),
-        ("**broker peak RSS MiB**", "broker_peak_rss_kib", "MiB"),
-        ("load generator CPU µs/msg", "loadgen_cpu_us_per_msg", ""),
-        ("other processes' CPU s (noise)", "other_cpu_s", ""),
-        ("missing", "missing", ""),
-        ("errors", "errors", ""),
-    ]
-    for label, key, unit in rows9:
-        a, b = derived(w, key), derived(r, key)
-        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float)) and b
-        plain = ("errors", "other_cpu_s", "missing", "early", "early_max_ms", "confirmed", "received")
-        ratio = f"{a / b:.2f}×" if numbers and key not in plain else ""
-        if ratio == "0.00×":
-            ratio = f"{a / b:.3f}×"
-        line = f"| {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} |"
-        if d:
-            line += f" {fmt(derived(d, key), unit)} |"
-        print(line)
-
-for s in scenarios:
-    if s == "S6":
-        s6()
-        continue
-    if s == "S9":
-        s9()
-        continue
-    w, r = load(s, "warren"), load(s, "rabbitmq")
-    print()
-    print(f"### {s}: " + (w or r or {}).get("scenario", "(no result)"))
-    print()
-    wb = (w or {}).get("broker", "Warren") or "Warren"
-    rb = (r or {}).get("broker", "RabbitMQ") or "RabbitMQ"
-    print(f"| metric | {wb} | {rb} | Warren / RabbitMQ |")
-    print("|---|---:|---:|---:|")
-    for label, key, unit, _ in rows:
-        a, b = (w or {}).get(key), (r or {}).get(key)
-        if a is None and b is None:
-            continue
-        if not a and not b:  # both zero or absent: nothing to compare (e.g. msg/s in S7)
-            continue
-        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float)) and b
-        ratio = f"{a / b:.2f}×" if numbers and key not in ("errors", "other_cpu_s") else ""
-        print(f"| {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} |")
-PY
+python3 bench/compare_table.py "$RESULTS_DIR" "${scenarios[@]}"

@@ -125,6 +125,24 @@ async fn ttl_retry_wait_queues_stay_with_keep_queues_and_hold_their_messages() {
 }
 
 #[tokio::test]
+async fn a_stream_filled_by_one_run_is_read_whole_by_three_consumers_of_the_next() {
+    let (uri, _data) = broker().await;
+    let stream = ["--queue-type", "stream", "-u", "log", "-s", "1024", "--keep-queues"];
+    let r = perf(&uri, &[&stream[..], &["-y", "0", "-C", "300", "-c", "50"]].concat()).await;
+    assert_eq!((r.sent, r.confirmed, r.errors), (300, 300, 0), "{:?}", r.error_samples);
+    assert!(r.scenario.contains("1 stream"), "{}", r.scenario);
+    let read = ["-x", "0", "-y", "3", "-q", "100", "--stream-offset", "first", "-D", "900"];
+    let r = perf(&uri, &[&stream[..], &read[..]].concat()).await;
+    assert_eq!((r.received, r.errors, r.missing), (900, 0, Some(0)), "{:?}", r.error_samples);
+    assert!(r.scenario.contains("from offset first"), "{}", r.scenario);
+    // Publishing and reading at once, the stream deleted at the end: every consumer gets all.
+    let both = ["--queue-type", "stream", "-u", "both", "-y", "2", "-q", "50", "--stream-offset", "first", "-C", "200"];
+    let r = perf(&uri, &both).await;
+    assert_eq!((r.sent, r.received, r.missing, r.errors), (200, 400, Some(0), 0), "{:?}", r.error_samples);
+    assert_queue_gone(&uri, "both").await;
+}
+
+#[tokio::test]
 async fn topic_bindings_route_each_message_once_and_large_bodies_span_frames() {
     let (uri, _data) = broker().await;
     let flags = ["-t", "topic", "--topic-bindings", "50", "--queues", "2", "-y", "2", "-x", "2", "-C", "100"];

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
+use super::args::StreamOffset;
 use super::client::{short, ClientError, Conn};
 use super::producer::{close_after_run, CHANNEL, STOP_CHECK};
 use super::stats::{ConnStats, Latencies};
@@ -20,6 +21,8 @@ pub struct ConsumerPlan {
     /// Ack with `multiple` every N deliveries (0 or 1: each delivery).
     pub multi_ack_every: u32,
     pub prefetch: u16,
+    /// Where to start reading a stream (the `x-stream-offset` consumer argument).
+    pub stream_offset: Option<StreamOffset>,
     /// Bodies carry the delay asked for (octets 16..24, ms): lateness is measured.
     pub delayed: bool,
 }
@@ -31,6 +34,10 @@ pub async fn prepare(conn: &mut Conn, plan: &ConsumerPlan) -> Result<(), ClientE
         let qos = Method::BasicQos(BasicQos { prefetch_size: 0, prefetch_count: plan.prefetch, global: false });
         conn.call_expect(CHANNEL, qos, |m| matches!(m, Method::BasicQosOk(_))).await?;
     }
+    let mut arguments = FieldTable::new();
+    if let Some(offset) = &plan.stream_offset {
+        arguments.insert(short("x-stream-offset")?, offset.field_value());
+    }
     let consume = Method::BasicConsume(BasicConsume {
         queue: short(&plan.queue)?,
         consumer_tag: Default::default(),
@@ -38,7 +45,7 @@ pub async fn prepare(conn: &mut Conn, plan: &ConsumerPlan) -> Result<(), ClientE
         no_ack: plan.auto_ack,
         exclusive: false,
         no_wait: false,
-        arguments: FieldTable::new(),
+        arguments,
     });
     conn.call_expect(CHANNEL, consume, |m| matches!(m, Method::BasicConsumeOk(_))).await?;
     Ok(())

@@ -98,7 +98,7 @@ pub async fn run_async(args: &PerfArgs, limits: Limits) -> Result<Report, String
     let mut admin = Conn::open(&uri, "warren perf admin").await.map_err(|e| format!("cannot connect to {uri}: {e}"))?;
     let broker_name = format!("{} {}", admin.server.product, admin.server.version).trim().to_string();
     admin.open_channel(ADMIN_CHANNEL).await.map_err(|e| format!("admin channel: {e}"))?;
-    if let Err(e) = declare(&mut admin, &topology, args.persistent, args.keep_queues).await {
+    if let Err(e) = declare(&mut admin, &topology, args.durable(), args.keep_queues).await {
         cleanup(admin, &topology, args.keep_queues).await;
         return Err(format!("declaring the topology: {e}"));
     }

@@ -111,6 +111,7 @@ pub(crate) async fn measure(
             auto_ack: args.auto_ack,
             multi_ack_every: args.multi_ack_every,
             prefetch: args.prefetch,
+            stream_offset: args.stream_offset.clone(),
             delayed: args.measures_lateness(),
         })
         .collect();
@@ -175,7 +176,7 @@ pub(crate) async fn measure(
     let all_stats = || producer_stats.iter().chain(consumer_stats.iter()).map(|s| &**s);
 
     let deadline = limits.duration.map(|d| t0 + Duration::from_secs_f64(d));
-    let expected = args.cmessages.or_else(|| limits.pmessages.map(|n| n * u64::from(args.producers) * topology.copies));
+    let expected = args.cmessages.or_else(|| limits.pmessages.map(|n| n * topology.deliveries_per_round()));
     // Held messages arrive up to the longest delay after the last one was sent.
     let drain_idle = DRAIN_IDLE + Duration::from_millis(args.longest_delay_ms());
     let (mut total, mut tick) = (Latencies::default(), Latencies::default());

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::args::{PerfArgs, Topology};
+use super::args::{PerfArgs, QueueType, Topology};
 use super::stats::{format_ns, Histogram};
 
 /// Latency figures in nanoseconds.
@@ -331,6 +331,14 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+fn queue_noun(ty: Option<QueueType>) -> &'static str {
+    match ty {
+        None | Some(QueueType::Classic) => "queue",
+        Some(QueueType::Quorum) => "quorum queue",
+        Some(QueueType::Stream) => "stream",
+    }
+}
+
 /// The one-line description of the scenario the report starts with.
 pub(crate) fn describe(args: &PerfArgs, topology: &Topology) -> String {
     let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
@@ -349,7 +357,7 @@ pub(crate) fn describe(args: &PerfArgs, topology: &Topology) -> String {
             plural(u64::from(args.producers), "producer"),
             if topology.delayed { "delayed " } else { "" },
             topology.exchange_type.as_str(),
-            plural(topology.queues.len() as u64, "queue"),
+            plural(topology.queues.len() as u64, queue_noun(topology.queue_type)),
             plural(u64::from(args.consumers), "consumer"),
         )
     };
@@ -377,6 +385,9 @@ pub(crate) fn describe(args: &PerfArgs, topology: &Topology) -> String {
         };
         if args.prefetch > 0 {
             s += &format!(", prefetch {}", args.prefetch);
+        }
+        if let Some(offset) = &args.stream_offset {
+            s += &format!(", from offset {offset}");
         }
     }
     if args.idle_connections > 0 {

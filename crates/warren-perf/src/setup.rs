@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use warren_protocol::methods::*;
 use warren_protocol::{FieldTable, FieldValue, Method};
 
-use crate::args::{AmqpUri, Topology, WaitQueue};
+use crate::args::{AmqpUri, QueueType, Topology, WaitQueue};
 use crate::client::{self, short, ClientError, Conn, WriteUnit};
 use crate::consumer::{self, ConsumerPlan};
 use crate::producer::{self, ProducerPlan};
@@ -61,7 +61,11 @@ pub(crate) async fn declare(
         admin.call_expect(ADMIN_CHANNEL, declare, |m| matches!(m, Method::ExchangeDeclareOk(_))).await?;
     }
     // The consumers' queues first, then the wait queues that dead-letter into them.
-    let plain = topology.queues.iter().map(|q| (q, FieldTable::new()));
+    let mut typed = FieldTable::new();
+    if let Some(ty) = topology.queue_type {
+        typed.insert(short("x-queue-type")?, ty.as_str().into());
+    }
+    let plain = topology.queues.iter().map(|q| (q, typed.clone()));
     let target = topology.queues.first().map(String::as_str).unwrap_or_default();
     let mut waits = Vec::with_capacity(topology.wait_queues.len());
     for w in &topology.wait_queues {
@@ -78,7 +82,8 @@ pub(crate) async fn declare(
             arguments,
         });
         admin.call_expect(ADMIN_CHANNEL, declare, |m| matches!(m, Method::QueueDeclareOk(_))).await?;
-        if keep {
+        // A stream cannot be purged (RabbitMQ and Warren close the connection with 540).
+        if keep || topology.queue_type == Some(QueueType::Stream) {
             continue;
         }
         let purge = Method::QueuePurge(QueuePurge { queue: short(queue)?, no_wait: false });

@@ -7,9 +7,11 @@ use clap::{Args, ValueEnum};
 
 pub use crate::client::WriteUnit;
 
+mod queue_type;
 mod topology;
 mod uri;
 
+pub use queue_type::{QueueType, StreamOffset};
 pub use topology::{spread, Topology, WaitQueue};
 pub use uri::AmqpUri;
 
@@ -26,6 +28,9 @@ Scenarios (bench/compare.sh --list shows the exact flags it uses):
                   --pmessages 1000000 --auto-ack
   S9 TTL retry    --ttl-queues 16 --ttl-ms 1000..60000 --persistent --confirm 100 --size 24
                   --pmessages 1000000 --auto-ack
+  S10 stream      --queue-type stream --size 1024 --confirm 100 --consumers 0 --pmessages 1000000
+                  --keep-queues, then --queue-type stream --producers 0 --consumers 3
+                  --stream-offset first --prefetch 1000 --cmessages 3000000
 
 Every message body starts with the time it was sent (8 octets) and the producer's sequence
 number (8 octets), hence --size >= 16; consumers compute end-to-end latency from it. Queues and
@@ -47,6 +52,11 @@ into the queue the consumers read. Producers publish each message to a random wa
 the default exchange, its TTL written into the body's delay field, so lateness is measured as for
 delayed messages. The wait queues are durable with --persistent and deleted at the end unless
 --keep-queues.
+
+With --queue-type stream the queues are streams: durable, never purged (brokers refuse it), each
+consumer reads every message (from --stream-offset), with manual acks and a prefetch as streams
+require; an ack only returns credit. A counted run expects every consumer to receive every
+message of its stream.
 
 With --broker-pid, the broker's CPU time (utime + stime in /proc/PID/stat) over the run is
 divided by the messages delivered, and its peak RSS (VmHWM, reset at the start of the run when
@@ -121,6 +131,16 @@ pub struct PerfArgs {
     /// Publisher confirms with at most WINDOW unconfirmed messages per producer (0 = off)
     #[arg(short = 'c', long, default_value_t = 0, value_name = "WINDOW")]
     pub confirm: u32,
+
+    /// Declare the queues with this x-queue-type argument (quorum and stream queues are always
+    /// durable)
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub queue_type: Option<QueueType>,
+
+    /// Where stream consumers start (x-stream-offset on basic.consume): first, last, next, an
+    /// offset, @UNIX_SECONDS or an interval such as 1h; needs --queue-type stream
+    #[arg(long, value_name = "OFFSET", value_parser = StreamOffset::parse)]
+    pub stream_offset: Option<StreamOffset>,
 
     /// Consume with no-ack (auto-ack): the broker forgets a message once sent
     #[arg(short = 'a', long)]
@@ -304,6 +324,7 @@ impl PerfArgs {
             return Err("--cmessages needs consumers".into());
         }
         self.validate_ttl()?;
+        self.validate_stream()?;
         if self.delay_ms.is_some() && !self.delayed_exchange {
             return Err("--delay-ms needs --delayed-exchange (only a delayed exchange holds messages)".into());
         }
@@ -351,6 +372,22 @@ impl PerfArgs {
                 .into());
         }
         Ok(())
+    }
+
+    fn validate_stream(&self) -> Result<(), String> {
+        let stream = self.queue_type == Some(QueueType::Stream);
+        if self.stream_offset.is_some() && !stream {
+            return Err("--stream-offset needs --queue-type stream".into());
+        }
+        if stream && self.consumers > 0 && (self.auto_ack || self.prefetch == 0) {
+            return Err("stream consumers need manual acks and a prefetch: drop --auto-ack, give --prefetch N".into());
+        }
+        Ok(())
+    }
+
+    /// Whether the queues are declared durable.
+    pub fn durable(&self) -> bool {
+        self.persistent || self.queue_type.is_some_and(QueueType::always_durable)
     }
 
     /// Whether consumers find a delay in the bodies and measure lateness.

@@ -181,6 +181,41 @@ fn the_default_and_amq_exchanges_are_not_declared() {
 }
 
 #[test]
+fn stream_runs_declare_durable_streams_and_expect_every_consumer_to_read_every_message() {
+    let a = parse(&["--queue-type", "stream", "-y", "3", "-q", "1000", "--stream-offset", "first", "-C", "10"]);
+    assert_eq!(a.validate(), Ok(Limits { duration: None, pmessages: Some(10) }));
+    assert!(a.durable(), "streams are durable without --persistent");
+    assert_eq!(a.stream_offset, Some(StreamOffset::Named("first".into())));
+    let t = Topology::plan(&a);
+    assert_eq!(t.queue_type, Some(QueueType::Stream));
+    assert_eq!(t.deliveries_per_round(), 3, "one producer, three readers of its stream");
+    // Two streams, three consumers: producer 1's stream has two readers, producer 2's one.
+    let two =
+        parse(&["--queue-type", "stream", "-x", "2", "-y", "3", "-q", "9", "--queue-pattern", "s%d", "--queues", "2"]);
+    assert_eq!(Topology::plan(&two).deliveries_per_round(), 3);
+    let fan = parse(&["--queue-type", "stream", "-x", "2", "-y", "4", "-q", "9", "--fanout-queues", "2"]);
+    assert_eq!(Topology::plan(&fan).deliveries_per_round(), 8);
+    // Classic queues: one consumer of a queue gets each message.
+    let classic = parse(&["-x", "2", "-y", "3", "--fanout-queues", "2"]);
+    assert_eq!(Topology::plan(&classic).deliveries_per_round(), 4);
+    assert!(!classic.durable());
+    assert!(parse(&["--queue-type", "quorum"]).durable());
+    assert!(!parse(&["--queue-type", "classic"]).durable());
+}
+
+#[test]
+fn stream_flags_that_do_not_fit_are_refused() {
+    let refused = |args: &[&str]| parse(args).validate().unwrap_err();
+    assert!(refused(&["--stream-offset", "first"]).contains("--queue-type stream"));
+    assert!(refused(&["--queue-type", "quorum", "--stream-offset", "next"]).contains("--queue-type stream"));
+    assert!(refused(&["--queue-type", "stream"]).contains("prefetch"));
+    assert!(refused(&["--queue-type", "stream", "-q", "10", "--auto-ack"]).contains("manual acks"));
+    assert!(parse(&["--queue-type", "stream", "-y", "0", "-C", "5"]).validate().is_ok(), "publishing only");
+    assert!(Cli::try_parse_from(["perf", "--queue-type", "lazy"]).is_err());
+    assert!(Cli::try_parse_from(["perf", "--stream-offset", "@later"]).is_err());
+}
+
+#[test]
 fn uris() {
     let u = AmqpUri::parse("amqp://guest:guest@127.0.0.1:5680/%2F").unwrap();
     assert_eq!(

@@ -2,7 +2,7 @@
 //! with which keys and which consumer reads which queue: planned from the flags alone, before
 //! any connection, so that the plan can be tested without a broker.
 
-use super::{ExchangeType, PerfArgs};
+use super::{ExchangeType, PerfArgs, QueueType};
 
 /// What a run declares and how producers and consumers use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub struct Topology {
     pub delayed: bool,
     pub declare_exchange: bool,
     pub queues: Vec<String>,
+    /// The `x-queue-type` argument the queues are declared with (none: the broker's default).
+    pub queue_type: Option<QueueType>,
     /// (queue index, binding key); empty for the default exchange.
     pub bindings: Vec<(usize, String)>,
     /// The routing keys each producer cycles through.
@@ -43,6 +45,23 @@ pub fn spread(lo: u64, hi: u64, k: u32) -> Vec<u64> {
 }
 
 impl Topology {
+    /// Deliveries to expect when every producer has sent one message. A message reaches
+    /// `copies` queues; a classic or quorum queue hands it to one of its consumers, a stream to
+    /// every one of them.
+    pub fn deliveries_per_round(&self) -> u64 {
+        let producers = self.producer_keys.len() as u64;
+        if self.queue_type != Some(QueueType::Stream) {
+            return producers * self.copies;
+        }
+        if self.exchange_type == ExchangeType::Fanout {
+            // Every queue, hence every consumer.
+            return producers * self.consumer_queues.len() as u64;
+        }
+        // Producer p publishes to queue p mod N only (see `plan`).
+        let readers = |q: usize| self.consumer_queues.iter().filter(|&&c| c == q).count() as u64;
+        (0..self.producer_keys.len()).map(|p| readers(p % self.queues.len())).sum()
+    }
+
     pub fn plan(args: &PerfArgs) -> Topology {
         let (exchange, declare_exchange) = args.exchange_name();
         let fanout = args.fanout_queues > 0 || args.exchange_type == ExchangeType::Fanout;
@@ -110,6 +129,7 @@ impl Topology {
             exchange_type,
             delayed: args.delayed_exchange,
             declare_exchange,
+            queue_type: args.queue_type,
             consumer_queues: (0..args.consumers as usize).map(|c| c % nq).collect(),
             queues,
             bindings,
