@@ -158,7 +158,7 @@ impl Stream {
     /// Offers each consumer what it has not seen, up to the committed offset, until its
     /// credit runs out. `from_disk`: consumers behind the cache may read the store now.
     pub(super) fn deliver(&self, queue: &Arc<Queue>, args: &QueueArgs, st: &mut StreamState, from_disk: bool) {
-        let StreamState { consumers, log, tail, delivered, .. } = st;
+        let StreamState { consumers, log, tail, delivered, recent, .. } = st;
         let mut unfinished = false;
         for c in consumers.iter_mut() {
             let mut skipped = 0;
@@ -172,7 +172,7 @@ impl Stream {
                 let (offset, msg) = match tail.get(c.next) {
                     Some(m) => (c.next, m.clone()),
                     None if !from_disk => break,
-                    None => match self.read_from_disk(c, tail.start) {
+                    None => match self.read_from_disk(c, recent, tail.start) {
                         Some(found) => found,
                         None => break,
                     },
@@ -220,11 +220,22 @@ impl Stream {
 
     /// The message at (or first after) the consumer's position from disk, through its
     /// read-ahead batch. `None` when the store has nothing there before the cache starts.
-    fn read_from_disk(&self, c: &mut StreamConsumer, cache_start: u64) -> Option<(u64, Arc<Message>)> {
+    fn read_from_disk(
+        &self,
+        c: &mut StreamConsumer,
+        recent: &mut Vec<(u64, Arc<Message>)>,
+        cache_start: u64,
+    ) -> Option<(u64, Arc<Message>)> {
         while c.read_ahead.front().is_some_and(|(o, _)| *o < c.next) {
             c.read_ahead.pop_front();
         }
-        if c.read_ahead.is_empty() {
+        let shared =
+            recent.first().is_some_and(|(o, _)| *o <= c.next) && recent.last().is_some_and(|(o, _)| *o >= c.next);
+        if c.read_ahead.is_empty() && shared {
+            // Consumers reading the same stretch of the log share one read of it.
+            let at = recent.partition_point(|(o, _)| *o < c.next);
+            c.read_ahead.extend(recent[at..].iter().cloned());
+        } else if c.read_ahead.is_empty() {
             let entries = match self.handle.store.stream_read(self.id, c.next, READ_AHEAD, READ_AHEAD_BYTES) {
                 Ok(entries) => entries,
                 Err(e) => {
@@ -232,12 +243,14 @@ impl Stream {
                     return None;
                 }
             };
+            recent.clear();
             for e in entries.into_iter().take_while(|e| e.offset < cache_start) {
                 match record::decode(&e.record) {
-                    Some(m) => c.read_ahead.push_back((e.offset, Arc::new(m))),
+                    Some(m) => recent.push((e.offset, Arc::new(m))),
                     None => tracing::error!(stream = self.id, offset = e.offset, "unreadable stream entry skipped"),
                 }
             }
+            c.read_ahead.extend(recent.iter().cloned());
         }
         // Left in the batch until taken: an offer refused for want of credit is offered again.
         match c.read_ahead.front() {

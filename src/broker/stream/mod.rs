@@ -90,6 +90,9 @@ struct StreamState {
     delivered: u64,
     /// Deleted: nothing is appended any more.
     closed: bool,
+    /// The last batch any consumer read from disk: others reading the same stretch take it
+    /// from here instead of reading it again.
+    recent: Vec<(u64, Arc<Message>)>,
 }
 
 pub struct Stream {
@@ -161,6 +164,7 @@ impl Stream {
             published: 0,
             delivered: 0,
             closed: false,
+            recent: Vec::new(),
         };
         Stream { id, handle, state: Mutex::new(state), notifier: OnceLock::new() }
     }
