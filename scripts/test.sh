@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly what CI runs (.ci/run calls this):
 # install what is missing, format check, clippy (-D warnings), the spec cross-check, and every
-# Rust test (unit, property, integration, the pamqp differential test), then the pika and
+# Rust test (unit, property, integration, the pamqp differential test), a short run of both fuzz
+# targets (scripts/fuzz.sh; WARREN_FUZZ_SECONDS per target, default 60, 0 = skip), then the pika and
 # amqplib interop suites (with their broker-restart tests), the management API, Prometheus
 # and web UI (headless Chromium) suites against a Warren started on a free port, the TLS suite
 # (interop-tests/tls, its own Warren with AMQPS), and the container image with the
@@ -40,6 +41,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace --all-targets --locked
+
+# After the test build on purpose: the fuzz build links its librocksdb.a instead of compiling
+# RocksDB again. cargo-fuzz is installed if missing and runs on this stable toolchain with
+# RUSTC_BOOTSTRAP=1 (see scripts/fuzz.sh). WARREN_FUZZ_SECONDS=0 skips it.
+step "fuzzing: frame_decoder and connection, ${WARREN_FUZZ_SECONDS:-60} s each (scripts/fuzz.sh)"
+scripts/fuzz.sh "${WARREN_FUZZ_SECONDS:-60}"
 
 step "interop tests (pika, amqplib) against Warren"
 # Warren runs on a free port. $data/warren.sh (written here) starts, stops and restarts it with the
