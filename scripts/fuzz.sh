@@ -89,5 +89,5 @@ for target in "${targets[@]}"; do
     echo "fuzzing $target found a failure: its input is in fuzz/artifacts/$target/ (see README, Fuzzing)" >&2
     exit 1
   fi
-  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' "$log"
+  grep -aE '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' "$log"
 done
