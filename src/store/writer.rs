@@ -184,7 +184,7 @@ fn run(store: Arc<Store>, rx: Receiver<Op>, stats: &WriterStats) {
 /// confirms go out with the batch all the same.
 fn settled_in_batch(ops: &[Op]) -> HashSet<(u64, u64)> {
     let mut settled = HashSet::new();
-    if ops.len() < 2 {
+    if ops.len() < 2 || !ops.iter().any(|op| matches!(op, Op::Delete { .. })) {
         return settled;
     }
     let mut put = HashSet::new();
