@@ -72,7 +72,7 @@ impl Exporter {
         // per-queue counters would drop whenever a queue is deleted: not a counter).
         let warren_queue = if per_object { objects::WARREN_QUEUE } else { &objects::WARREN_QUEUE[..1] };
         objects::write_queues(&mut e, &objects.queues, warren_queue, per_object);
-        streams::write_warren(&mut e, &streams::collect(&self.broker, None), per_object);
+        streams::write_warren(&mut e, &objects.streams, per_object);
         node::write_warren(&mut e, &self.broker);
         e.finish()
     }
@@ -94,10 +94,11 @@ impl Exporter {
         let objects = if vhosts.is_empty() {
             Objects::collect(&self.broker, None)
         } else {
-            let mut all = Objects { queues: Vec::new(), connections: Vec::new(), channels: Vec::new() };
+            let mut all = Objects::default();
             for v in &vhosts {
                 let some = Objects::collect(&self.broker, Some(v));
                 all.queues.extend(some.queues);
+                all.streams.extend(some.streams);
                 all.connections.extend(some.connections);
                 all.channels.extend(some.channels);
             }
@@ -116,13 +117,7 @@ impl Exporter {
             objects::write_queues(&mut e, &objects.queues, objects::QUEUE_METRICS, true);
         }
         if wants("stream_consumer_metrics") {
-            let mut rows = Vec::new();
-            let all: Vec<Option<&str>> =
-                if vhosts.is_empty() { vec![None] } else { vhosts.iter().map(|v| Some(v.as_str())).collect() };
-            for v in all {
-                rows.extend(streams::collect(&self.broker, v));
-            }
-            streams::write_max_lag(&mut e, &rows);
+            streams::write_max_lag(&mut e, &objects.streams);
         }
         if wants("channel_metrics") {
             objects::write_channels(&mut e, &objects.channels, objects::CHANNEL_METRICS, true);

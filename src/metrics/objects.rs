@@ -8,6 +8,7 @@ use crate::broker::stats::BrokerStats;
 use crate::broker::timer::now_ms;
 use crate::broker::Broker;
 
+use super::streams::StreamRow;
 use super::text::{Exposition, Kind, Value};
 
 /// One queue as a scrape saw it.
@@ -25,8 +26,11 @@ pub struct ChannelRow {
 
 /// Everything the object families need, read once per scrape (each queue under its own lock,
 /// briefly; no lock held across queues).
+#[derive(Default)]
 pub struct Objects {
     pub queues: Vec<QueueRow>,
+    /// The streams among `queues`, with their offsets and consumer lags.
+    pub streams: Vec<StreamRow>,
     pub connections: Vec<ConnectionSnapshot>,
     pub channels: Vec<ChannelRow>,
 }
@@ -35,13 +39,25 @@ impl Objects {
     /// `vhost`: only that vhost's queues, connections and channels (the detailed endpoint's filter).
     pub fn collect(broker: &Broker, vhost: Option<&str>) -> Objects {
         let mut queues = Vec::new();
+        let mut streams = Vec::new();
         for v in broker.vhosts() {
             let vname = v.name.to_string_lossy();
             if vhost.is_some_and(|want| want != vname) {
                 continue;
             }
             for q in v.queues() {
-                queues.push(QueueRow { vhost: vname.clone(), name: q.name.to_string_lossy(), g: q.gauges() });
+                let name = q.name.to_string_lossy();
+                // A stream is looked at once, for its queue figures and its own.
+                let g = match q.stream() {
+                    Some(s) => {
+                        let info = s.info();
+                        let g = q.stream_gauges(&info);
+                        streams.push(StreamRow { vhost: vname.clone(), name: name.clone(), info });
+                        g
+                    }
+                    None => q.gauges(),
+                };
+                queues.push(QueueRow { vhost: vname.clone(), name, g });
             }
         }
         let mut connections = Vec::new();
@@ -55,7 +71,7 @@ impl Objects {
             }
             connections.push(e.snapshot());
         }
-        Objects { queues, connections, channels }
+        Objects { queues, streams, connections, channels }
     }
 
     pub fn consumers(&self) -> u64 {

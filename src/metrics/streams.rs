@@ -4,7 +4,6 @@
 //! `warren_stream_*`, per consumer where it matters.
 
 use crate::broker::stream::StreamInfo;
-use crate::broker::Broker;
 
 use super::text::{Exposition, Kind};
 
@@ -12,23 +11,6 @@ pub struct StreamRow {
     pub vhost: String,
     pub name: String,
     pub info: StreamInfo,
-}
-
-/// Every stream (of `vhost` only, when given), each read under its own lock.
-pub fn collect(broker: &Broker, vhost: Option<&str>) -> Vec<StreamRow> {
-    let mut rows = Vec::new();
-    for v in broker.vhosts() {
-        let vname = v.name.to_string_lossy();
-        if vhost.is_some_and(|want| want != vname) {
-            continue;
-        }
-        for q in v.queues() {
-            if let Some(s) = q.stream() {
-                rows.push(StreamRow { vhost: vname.clone(), name: q.name.to_string_lossy(), info: s.info() });
-            }
-        }
-    }
-    rows
 }
 
 fn max_lag(info: &StreamInfo) -> u64 {

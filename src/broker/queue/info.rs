@@ -144,6 +144,18 @@ impl Queue {
         }
     }
 
+    /// [`gauges`](Self::gauges) of a stream from a look at it already taken.
+    pub fn stream_gauges(&self, info: &StreamInfo) -> QueueGauges {
+        QueueGauges {
+            ready: info.messages,
+            ready_bytes: info.bytes,
+            unacked: self.unacked.load(Ordering::Relaxed),
+            consumers: info.consumers.len() as u64,
+            counters: self.stream_counters(info),
+            ..QueueGauges::default()
+        }
+    }
+
     fn stream_counters(&self, info: &StreamInfo) -> Counters {
         Counters {
             published: info.published,
@@ -156,15 +168,7 @@ impl Queue {
     /// [`info`](Self::info) without the copies: one short lock, nothing allocated.
     pub fn gauges(&self) -> QueueGauges {
         if let Some(stream) = self.stream() {
-            let info = stream.info();
-            return QueueGauges {
-                ready: info.messages,
-                ready_bytes: info.bytes,
-                unacked: self.unacked.load(Ordering::Relaxed),
-                consumers: info.consumers.len() as u64,
-                counters: self.stream_counters(&info),
-                ..QueueGauges::default()
-            };
+            return self.stream_gauges(&stream.info());
         }
         let st = self.lock();
         let head = match st.ready.front() {
