@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::errors;
+use crate::broker::errors::invalid_queue_arg;
 use crate::broker::timer::now_ms;
 use crate::protocol::{AmqpError, FieldTable, FieldValue};
 
@@ -67,7 +68,7 @@ pub fn check_typed(args: &FieldTable, queue: &str, vhost: &str) -> Result<Stream
     if let Some((key, _)) = args.iter().find(|(k, _)| FOREIGN_ARGS.contains(&&*k.to_string_lossy())) {
         return Err(errors::foreign_arg(&key.to_string_lossy(), queue, vhost));
     }
-    let err = |key: &str, detail: String| errors::invalid_arg(key, queue, vhost, detail);
+    let err = |key: &str, detail: String| invalid_queue_arg(key, queue, vhost, detail);
     let mut out = StreamSettings::default();
     if let Some(v) = args.get("x-max-age") {
         let FieldValue::LongStr(s) = v else {
@@ -183,7 +184,7 @@ pub fn consume_spec(args: &FieldTable, queue: &str, vhost: &str) -> Result<Consu
         None => None,
         Some(v) => Some(start_at(v).ok_or_else(|| {
             let detail = format!("{{invalid_stream_offset_arg,{{{},{}}}}}", v.rabbit_type_name(), erlang_value(v));
-            errors::invalid_arg("x-stream-offset", queue, vhost, detail)
+            invalid_queue_arg("x-stream-offset", queue, vhost, detail)
         })?),
     };
     let values: Vec<Bytes> = match args.get("x-stream-filter") {
@@ -195,7 +196,7 @@ pub fn consume_spec(args: &FieldTable, queue: &str, vhost: &str) -> Result<Consu
         }
         Some(other) => {
             let detail = format!("{{unacceptable_type,{}}}", other.rabbit_type_name());
-            return Err(errors::invalid_arg("x-stream-filter", queue, vhost, detail));
+            return Err(invalid_queue_arg("x-stream-filter", queue, vhost, detail));
         }
     };
     let unfiltered = flag(args.get("x-stream-match-unfiltered"));

@@ -3,7 +3,6 @@
 
 use std::fmt::Display;
 
-use crate::broker::errors::invalid_queue_arg;
 use crate::protocol::{AmqpError, ReplyCode};
 
 fn precondition(text: String) -> AmqpError {
@@ -37,11 +36,6 @@ pub fn segment_too_large() -> AmqpError {
 /// (`what`: `type`).
 pub fn filter_size(what: &str) -> AmqpError {
     precondition(format!("Invalid {what} for x-stream-filter-size-bytes"))
-}
-
-/// 406: a stream argument RabbitMQ's checker refuses, with its reason term.
-pub fn invalid_arg(key: &str, queue: &str, vhost: &str, detail: impl Display) -> AmqpError {
-    invalid_queue_arg(key, queue, vhost, detail)
 }
 
 /// 406: `basic.consume` without a per-consumer prefetch.
