@@ -52,6 +52,17 @@ async fn publish(ch: &Channel, stream: &str, bodies: impl IntoIterator<Item = St
     }
 }
 
+/// A broker with a stream just declared (with `extra` arguments) and a channel in confirm
+/// mode to publish to it.
+async fn with_stream(extra: &[(&str, AMQPValue)]) -> (TestBroker, lapin::Connection, Channel, String) {
+    let b = common::start().await;
+    let (conn, ch) = b.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let s = unique("stream");
+    declare(&ch, &s, extra).await;
+    (b, conn, ch, s)
+}
+
 async fn consume(ch: &Channel, stream: &str, tag: &str, prefetch: u16, args: FieldTable) -> Consumer {
     ch.basic_qos(prefetch, BasicQosOptions::default()).await.unwrap();
     ch.basic_consume(stream.into(), tag.into(), BasicConsumeOptions::default(), args).await.expect("consume-ok")
@@ -122,11 +133,7 @@ async fn declaring_refuses_what_a_stream_cannot_be() {
 
 #[tokio::test]
 async fn consumers_read_by_offset_each_at_their_own_pace() {
-    let b = common::start().await;
-    let (_conn, ch) = b.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let s = unique("stream");
-    declare(&ch, &s, &[]).await;
+    let (b, _conn, ch, s) = with_stream(&[]).await;
     let mut h = FieldTable::default();
     h.insert("app".into(), text("kept"));
     publish(&ch, &s, bodies(0..10), Some(h)).await;
@@ -157,11 +164,7 @@ async fn consumers_read_by_offset_each_at_their_own_pace() {
 
 #[tokio::test]
 async fn prefetch_is_credit_and_acks_return_it_without_redelivery() {
-    let b = common::start().await;
-    let (_conn, ch) = b.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let s = unique("stream");
-    declare(&ch, &s, &[]).await;
+    let (b, _conn, ch, s) = with_stream(&[]).await;
     publish(&ch, &s, bodies(0..20), None).await;
     let reader = b.connect().await.create_channel().await.unwrap();
     let mut c = consume(&reader, &s, "c", 5, table(&[("x-stream-offset", text("first"))])).await;
@@ -178,11 +181,7 @@ async fn prefetch_is_credit_and_acks_return_it_without_redelivery() {
 
 #[tokio::test]
 async fn a_timestamp_or_an_interval_starts_at_the_messages_of_that_time() {
-    let b = common::start().await;
-    let (_conn, ch) = b.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let s = unique("stream");
-    declare(&ch, &s, &[]).await;
+    let (b, _conn, ch, s) = with_stream(&[]).await;
     publish(&ch, &s, bodies(0..5), None).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -198,15 +197,11 @@ async fn a_timestamp_or_an_interval_starts_at_the_messages_of_that_time() {
 
 #[tokio::test]
 async fn retention_cuts_whole_old_segments() {
-    let b = common::start().await;
-    let (_conn, ch) = b.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let s = unique("stream");
     let small = [
         ("x-stream-max-segment-size-bytes", AMQPValue::LongInt(1000)),
         ("x-max-length-bytes", AMQPValue::LongInt(3000)),
     ];
-    declare(&ch, &s, &small).await;
+    let (b, _conn, ch, s) = with_stream(&small).await;
     publish(&ch, &s, (0..100).map(|i| format!("{i:0>100}")), None).await;
     let info = b.queue(&s).stream().unwrap().info();
     assert!(info.first_offset > 0, "old segments are gone: {info:?}");
@@ -221,11 +216,7 @@ async fn retention_cuts_whole_old_segments() {
 
 #[tokio::test]
 async fn filters_deliver_exactly_what_a_consumer_asked_for() {
-    let b = common::start().await;
-    let (_conn, ch) = b.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let s = unique("stream");
-    declare(&ch, &s, &[]).await;
+    let (b, _conn, ch, s) = with_stream(&[]).await;
     for (i, colour) in ["red", "blue", "", "red", "green", ""].iter().enumerate() {
         let headers = (!colour.is_empty()).then(|| table(&[("x-stream-filter-value", text(colour))]));
         publish(&ch, &s, [format!("{i}")], headers).await;
@@ -290,11 +281,7 @@ async fn offsets_and_tracked_positions_survive_a_restart() {
 /// The management API and Prometheus show a stream's ends, size and each consumer's lag.
 #[tokio::test]
 async fn the_api_and_metrics_show_offsets_and_consumer_lag() {
-    let b = common::start().await;
-    let (_conn, ch) = b.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let s = unique("stream");
-    declare(&ch, &s, &[]).await;
+    let (b, _conn, ch, s) = with_stream(&[]).await;
     publish(&ch, &s, bodies(0..5), None).await;
     let reader = b.connect().await.create_channel().await.unwrap();
     // Prefetch 2 and no acks: it holds offsets 0 and 1, three behind the tail.
@@ -337,15 +324,11 @@ async fn the_api_and_metrics_show_offsets_and_consumer_lag() {
 /// A policy's `max-length-bytes` applies to a live stream at once (and wins over the argument).
 #[tokio::test]
 async fn a_policy_sets_retention_on_a_live_stream() {
-    let b = common::start().await;
-    let (_conn, ch) = b.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let s = unique("stream");
     let args = [
         ("x-stream-max-segment-size-bytes", AMQPValue::LongInt(1000)),
         ("x-max-length-bytes", AMQPValue::LongInt(1_000_000)),
     ];
-    declare(&ch, &s, &args).await;
+    let (b, _conn, ch, s) = with_stream(&args).await;
     publish(&ch, &s, (0..100).map(|i| format!("{i:0>100}")), None).await;
     assert_eq!(b.queue(&s).stream().unwrap().info().first_offset, 0, "within the argument's limit");
     let api = common::http::Http::new(b.mgmt);
@@ -359,11 +342,7 @@ async fn a_policy_sets_retention_on_a_live_stream() {
 /// A filter that matches one message in a long log still finds it (the scan goes on in turns).
 #[tokio::test]
 async fn a_selective_filter_scans_a_long_log() {
-    let b = common::start().await;
-    let (_conn, ch) = b.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let s = unique("stream");
-    declare(&ch, &s, &[]).await;
+    let (b, _conn, ch, s) = with_stream(&[]).await;
     publish(&ch, &s, bodies(0..10_000), Some(table(&[("x-stream-filter-value", text("common"))]))).await;
     publish(&ch, &s, ["needle".to_string()], Some(table(&[("x-stream-filter-value", text("rare"))]))).await;
     let reader = b.connect().await.create_channel().await.unwrap();
