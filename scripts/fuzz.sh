@@ -7,14 +7,14 @@
 # - cargo-fuzz is installed (`cargo install cargo-fuzz --locked`) when missing. It passes
 #   nightly-only flags (-Z...) to rustc; RUSTC_BOOTSTRAP=1 makes a stable toolchain accept them.
 # - The instrumented build has its own target directory, $CARGO_TARGET_DIR/fuzz (CARGO_TARGET_DIR
-#   defaulting to ~/.cache/warren-target as in test.sh), kept between runs: after the first
-#   build only what changed is rebuilt.
+#   defaulting to ~/.cache/warren-target as in test.sh; WARREN_FUZZ_TARGET_DIR overrides it),
+#   kept between runs: after the first build only what changed is rebuilt.
 # - RocksDB is not compiled again: its C++ does not take Rust's instrumentation anyway, so the
 #   fuzz build links the librocksdb.a of the normal debug build (ROCKSDB_LIB_DIR, ROCKSDB_STATIC),
 #   which is built first if missing. That saves the 10-15 minutes of compiling it.
 # - No sanitizer (--sanitizer none): Warren is safe Rust, so what the fuzzer looks for is panics,
 #   overflows (overflow checks and debug assertions are on), hangs and broken replies; ASan
-#   would double the time per input for the few unsafe lines (libc calls).
+#   would slow every input down for the few unsafe lines (libc calls).
 # - New corpus entries go to $CARGO_TARGET_DIR/fuzz/corpus/TARGET (kept between runs); the
 #   small seed corpora under fuzz/corpus/TARGET are read only. libFuzzer's output goes to
 #   $CARGO_TARGET_DIR/fuzz/TARGET.log (its tail is printed on a failure). A crash, a panic or a
@@ -36,7 +36,7 @@ main_target=${CARGO_TARGET_DIR:-$HOME/.cache/warren-target}
 export CARGO_TARGET_DIR=${WARREN_FUZZ_TARGET_DIR:-$main_target/fuzz}
 export RUSTC_BOOTSTRAP=1
 
-if ! command -v cargo-fuzz >/dev/null; then
+if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz ..." >&2
   cargo install cargo-fuzz --locked --version '^0.13' >&2
 fi
