@@ -7,20 +7,26 @@
 # - cargo-fuzz is installed (`cargo install cargo-fuzz --locked`) when missing. It passes
 #   nightly-only flags (-Z...) to rustc; RUSTC_BOOTSTRAP=1 makes a stable toolchain accept them.
 # - The instrumented build has its own target directory, $CARGO_TARGET_DIR/fuzz (CARGO_TARGET_DIR
-#   defaulting to ~/.cache/warren-target as in test.sh), kept between runs: after the first
-#   build only what changed is rebuilt.
+#   defaulting to ~/.cache/warren-target as in test.sh; WARREN_FUZZ_TARGET_DIR overrides it),
+#   kept between runs: after the first build only what changed is rebuilt.
 # - RocksDB is not compiled again: its C++ does not take Rust's instrumentation anyway, so the
 #   fuzz build links the librocksdb.a of the normal debug build (ROCKSDB_LIB_DIR, ROCKSDB_STATIC),
 #   which is built first if missing. That saves the 10-15 minutes of compiling it.
 # - No sanitizer (--sanitizer none): Warren is safe Rust, so what the fuzzer looks for is panics,
 #   overflows (overflow checks and debug assertions are on), hangs and broken replies; ASan
-#   would double the time per input for the few unsafe lines (libc calls).
-# - New corpus entries go to $CARGO_TARGET_DIR/fuzz/corpus/TARGET (kept between runs); the
-#   small seed corpora under fuzz/corpus/TARGET are read only. libFuzzer's output goes to
+#   would slow every input down for the few unsafe lines (libc calls).
+# - Each run starts from the small seed corpora under fuzz/corpus/TARGET (read only), as CI's do:
+#   what the fuzzer adds goes to a temporary directory, so that every run spends its time
+#   exploring rather than replaying an ever larger corpus. WARREN_FUZZ_CORPUS=DIR keeps it in
+#   DIR/TARGET between runs instead (longer sessions). libFuzzer's output goes to
 #   $CARGO_TARGET_DIR/fuzz/TARGET.log (its tail is printed on a failure). A crash, a panic or a
 #   hang leaves its input in fuzz/artifacts/TARGET and fails the script; running the target's
 #   binary on that file replays it (WARREN_FUZZ_VERBOSE=1 prints every frame: README, Fuzzing).
 set -euo pipefail
+# Directories named relative to where the script is started from.
+for var in WARREN_FUZZ_CORPUS WARREN_FUZZ_TARGET_DIR CARGO_TARGET_DIR; do
+  [[ -z ${!var:-} ]] || printf -v "$var" '%s' "$(realpath -m -- "${!var}")"
+done
 cd "$(dirname "$0")/.."
 
 seconds=${1:-${WARREN_FUZZ_SECONDS:-60}}
@@ -36,7 +42,7 @@ main_target=${CARGO_TARGET_DIR:-$HOME/.cache/warren-target}
 export CARGO_TARGET_DIR=${WARREN_FUZZ_TARGET_DIR:-$main_target/fuzz}
 export RUSTC_BOOTSTRAP=1
 
-if ! command -v cargo-fuzz >/dev/null; then
+if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz ..." >&2
   cargo install cargo-fuzz --locked --version '^0.13' >&2
 fi
@@ -68,7 +74,8 @@ if [[ -z $rocksdb ]]; then
 fi
 export ROCKSDB_LIB_DIR=$rocksdb ROCKSDB_STATIC=1
 
-# The broker under the connection target keeps its data here; removed when the script ends.
+# The broker under the connection target keeps its data here, and the corpus of this run goes
+# here too unless WARREN_FUZZ_CORPUS says otherwise; removed when the script ends.
 WARREN_FUZZ_DATA=$(mktemp -d)
 export WARREN_FUZZ_DATA
 trap 'rm -rf "$WARREN_FUZZ_DATA"' EXIT
@@ -79,7 +86,7 @@ start=$SECONDS
 cargo fuzz build "${fuzz_args[@]}"
 echo "fuzz build: $((SECONDS - start)) s"
 for target in "${targets[@]}"; do
-  corpus=$CARGO_TARGET_DIR/corpus/$target
+  corpus=${WARREN_FUZZ_CORPUS:-$WARREN_FUZZ_DATA/corpus}/$target
   log=$CARGO_TARGET_DIR/$target.log
   mkdir -p "$corpus" "corpus/$target"
   echo "--- fuzzing $target for $seconds s (libFuzzer's output: $log)"

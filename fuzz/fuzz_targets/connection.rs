@@ -2,9 +2,9 @@
 //! would: each input is a program of frames (see `connection/input.rs`) sent on one or two
 //! connections whose handshake is done, across a few channels. A run fails on any panic in the
 //! broker or here (libfuzzer-sys aborts on a panic in any thread), on a frame from the broker
-//! that does not decode, on a broker that stops answering (`client::PATIENCE`), and when a
-//! fresh connection afterwards cannot complete its handshake, delete what the run declared
-//! and close cleanly.
+//! that does not decode, on a broker that stops answering (`client::PATIENCE`), when a fresh
+//! connection afterwards cannot complete its handshake, delete what the run declared and close
+//! cleanly, and when something of the run's connections outlives them (see [`settle`]).
 #![no_main]
 
 #[path = "connection/client.rs"]
@@ -76,6 +76,7 @@ async fn run(addr: SocketAddr, broker: &Broker, data: &[u8]) {
         c.finish().await;
     }
     check(addr, broker).await;
+    settle(broker).await;
 }
 
 /// A fresh connection completes its handshake, deletes every queue and every exchange the run
@@ -106,6 +107,36 @@ async fn check(addr: SocketAddr, broker: &Broker) {
     match read_method(&mut sock, &mut buf).await {
         Method::ConnectionCloseOk(_) => {}
         other => panic!("expected connection.close-ok, got {other:?}"),
+    }
+}
+
+/// Once every connection of the run has gone, nothing it had may be left behind: no connection
+/// task, nothing counted against guest's connections and channels, no queue (exclusive ones go
+/// with their connection), no exchange but the predeclared ones. Checked after every input, so
+/// that a leak fails the input that made it.
+async fn settle(broker: &Broker) {
+    let vhost = broker.vhost(&ShortStr::from_static("/")).expect("the default vhost");
+    let guest = broker.connections().user_tallies("guest");
+    let deadline = tokio::time::Instant::now() + client::PATIENCE;
+    loop {
+        let exchanges =
+            vhost.exchanges().iter().filter(|x| !x.name.is_empty() && !x.name.as_bytes().starts_with(b"amq.")).count();
+        let left = (
+            broker.connection_count(),
+            guest.connections.count(),
+            guest.channels.count(),
+            vhost.queues().len(),
+            exchanges,
+        );
+        if left == (0, 0, 0, 0, 0) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?} after all connections closed: (connection tasks, guest's connections, guest's channels, queues, exchanges) = {left:?}",
+            client::PATIENCE,
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 
