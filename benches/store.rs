@@ -103,7 +103,7 @@ fn group_commit(c: &mut Criterion) {
                                 p.waiter.unpark();
                             }
                         });
-                        durable.writer.submit(Op::Put { queue, seq, record, done: Some(done) });
+                        durable.writer.submit(Op::Put { queue, seq, record, body: None, done: Some(done) });
                         seq += 1;
                     }
                     while pending.remaining.load(Ordering::Acquire) != 0 {

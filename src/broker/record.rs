@@ -1,9 +1,14 @@
 //! The stored form of a message: a format byte, the time Warren took it, exchange, routing key,
 //! properties (flag word + present properties, as in a content header) and the body, in one
 //! record.
+//!
+//! A persistent message of a durable queue is stored as an *entry* in the queue's index: the
+//! whole record when its body is small, or — from [`SPLIT_BODY`] bytes — only its header (with
+//! the body's length), the body going to a column family of its own. Recovery then reads the
+//! index alone, a few dozen bytes per message, and the bodies of the memory window: start-up no
+//! longer reads every body on disk (RabbitMQ's queue index embeds small messages the same way).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use nom::number::complete::{be_u16, be_u64, u8 as byte};
 
 use super::message::Message;
 use crate::protocol::wire::{self, PResult};
@@ -11,6 +16,84 @@ use crate::protocol::BasicProperties;
 
 /// Bumped when the layout changes; records of another format are refused, not misread.
 const FORMAT: u8 = 1;
+/// An index entry whose body is stored apart: format, timestamp, body length, then as a record
+/// without its body.
+const FORMAT_HEADER: u8 = 2;
+
+/// Bodies from this size on are stored apart from their index entry. Below it the whole record
+/// stays in the index, where RocksDB keeps it inline (its blob threshold is 1 KiB).
+pub const SPLIT_BODY: usize = 512;
+
+/// Whether a body of this size is stored apart from its message's index entry.
+pub fn is_split(body_len: usize) -> bool {
+    body_len >= SPLIT_BODY
+}
+
+/// A queue index entry, read back.
+pub enum Entry {
+    /// The whole message.
+    Whole(Message),
+    /// The message without its body (`body` is empty), which is `body_len` bytes in the store.
+    Header { msg: Message, body_len: u32 },
+}
+
+impl Entry {
+    /// The size of the message's body.
+    pub fn body_len(&self) -> usize {
+        match self {
+            Entry::Whole(m) => m.body.len(),
+            Entry::Header { body_len, .. } => *body_len as usize,
+        }
+    }
+
+    /// The message, its properties at least: a header entry's body is empty.
+    pub fn message(&self) -> &Message {
+        match self {
+            Entry::Whole(m) | Entry::Header { msg: m, .. } => m,
+        }
+    }
+
+    /// The whole message, given the body a header entry lacks (`None` if it needs one and
+    /// `body` is `None`, or the body is not the length the entry says).
+    pub fn with_body(self, body: Option<Bytes>) -> Option<Message> {
+        match self {
+            Entry::Whole(m) => Some(m),
+            Entry::Header { mut msg, body_len } => {
+                let body = body.filter(|b| b.len() == body_len as usize)?;
+                msg.body = body;
+                Some(msg)
+            }
+        }
+    }
+}
+
+/// The index entry of a persistent message: the whole record, or its header alone when the
+/// body is stored apart ([`is_split`]; the caller stores `m.body` itself).
+pub fn entry(m: &Message) -> Bytes {
+    if !is_split(m.body.len()) {
+        return encode(m);
+    }
+    let mut b = BytesMut::with_capacity(96);
+    b.put_u8(FORMAT_HEADER);
+    b.put_u64(m.timestamp_ms);
+    // A body of 4 GiB or more cannot arrive: frames and the max message size bound it.
+    b.put_u32(m.body.len() as u32);
+    put_envelope(&mut b, m);
+    b.freeze()
+}
+
+/// `None` when `entry` is neither a record nor a header that [`entry`] wrote.
+pub fn decode_entry(entry: &Bytes) -> Option<Entry> {
+    match entry.first() {
+        Some(&FORMAT_HEADER) => {
+            let (i, timestamp_ms) = wire::longlong(&entry[1..]).ok()?;
+            let (i, body_len) = wire::long(i).ok()?;
+            let (rest, msg) = decode_envelope(entry, i, timestamp_ms)?;
+            rest.is_empty().then_some(Entry::Header { msg, body_len })
+        }
+        _ => decode(entry).map(Entry::Whole),
+    }
+}
 
 pub fn encode(m: &Message) -> Bytes {
     let mut b = BytesMut::with_capacity(m.body.len() + 72);
@@ -34,30 +117,42 @@ pub fn timestamp_of(record: &[u8]) -> Option<u64> {
 fn encode_into(b: &mut BytesMut, m: &Message) {
     b.put_u8(FORMAT);
     b.put_u64(m.timestamp_ms);
+    put_envelope(b, m);
+    b.put_slice(&m.body);
+}
+
+/// Exchange, routing key and properties: what a record holds between its timestamp and body.
+fn put_envelope(b: &mut BytesMut, m: &Message) {
     wire::put_shortstr(b, &m.exchange);
     wire::put_shortstr(b, &m.routing_key);
     m.properties.encode(b);
-    b.put_slice(&m.body);
 }
 
 /// `None` when the record is not one `encode` wrote.
 pub fn decode(record: &Bytes) -> Option<Message> {
-    type Parts = (u8, u64, crate::protocol::ShortStr, crate::protocol::ShortStr, Box<BasicProperties>);
-    let parse = || -> PResult<'_, Parts> {
-        let (i, format) = byte(&record[..])?;
-        let (i, timestamp_ms) = be_u64(i)?;
-        let (i, exchange) = wire::shortstr(record, i)?;
-        let (i, routing_key) = wire::shortstr(record, i)?;
-        let (i, flags) = be_u16(i)?;
-        let (i, properties) = BasicProperties::decode_boxed(flags, record, i)?;
-        Ok((i, (format, timestamp_ms, exchange, routing_key, properties)))
-    };
-    let (rest, (format, timestamp_ms, exchange, routing_key, properties)) = parse().ok()?;
+    let (i, format) = wire::octet(&record[..]).ok()?;
     if format != FORMAT {
         return None;
     }
-    let body = record.slice_ref(rest);
-    Some(Message { exchange, routing_key, properties, body, timestamp_ms })
+    let (i, timestamp_ms) = wire::longlong(i).ok()?;
+    let (rest, mut msg) = decode_envelope(record, i, timestamp_ms)?;
+    msg.body = record.slice_ref(rest);
+    Some(msg)
+}
+
+/// The message whose envelope starts at `i` (a slice of `whole`), with an empty body, and
+/// what follows the envelope.
+fn decode_envelope<'a>(whole: &'a Bytes, i: &'a [u8], timestamp_ms: u64) -> Option<(&'a [u8], Message)> {
+    type Parts = (crate::protocol::ShortStr, crate::protocol::ShortStr, Box<BasicProperties>);
+    let parse = || -> PResult<'_, Parts> {
+        let (i, exchange) = wire::shortstr(whole, i)?;
+        let (i, routing_key) = wire::shortstr(whole, i)?;
+        let (i, flags) = wire::short(i)?;
+        let (i, properties) = BasicProperties::decode_boxed(flags, whole, i)?;
+        Ok((i, (exchange, routing_key, properties)))
+    };
+    let (rest, (exchange, routing_key, properties)) = parse().ok()?;
+    Some((rest, Message { exchange, routing_key, properties, body: Bytes::new(), timestamp_ms }))
 }
 
 #[cfg(test)]

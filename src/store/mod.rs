@@ -32,9 +32,14 @@ pub use metadata::{PermissionRecord, TopicPermissionRecord, UserRecord, VHostRec
 pub use policies::PolicyDef;
 
 const CF_DEFINITIONS: &str = "definitions";
-/// Persistent messages of durable queues, keyed `queue id ‖ seq` (big-endian): one queue is one
-/// contiguous range, so purge and delete are range deletes and recovery is one scan.
+/// The index of the persistent messages of durable queues, keyed `queue id ‖ seq` (big-endian):
+/// one queue is one contiguous range, so purge and delete are range deletes and recovery is one
+/// scan. An entry is a whole message, or its header when the body is in [`CF_BODIES`] (the
+/// broker decides which; see `broker::record`).
 const CF_MESSAGES: &str = "messages";
+/// Bodies stored apart from their index entries, under the same keys: a scan of the index
+/// never reads them.
+const CF_BODIES: &str = "bodies";
 /// `queue id ‖ seq` of messages delivered and not yet acked: they recover as redelivered.
 const CF_DELIVERED: &str = "delivered";
 /// Bodies of transient messages paged out of memory under a backlog; never synced, and
@@ -135,9 +140,12 @@ impl Store {
         let mut messages = Options::default();
         messages.set_enable_blob_files(true);
         messages.set_min_blob_size(1024);
+        let mut bodies = Options::default();
+        bodies.set_enable_blob_files(true);
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_DEFINITIONS, Options::default()),
             ColumnFamilyDescriptor::new(CF_MESSAGES, messages),
+            ColumnFamilyDescriptor::new(CF_BODIES, bodies),
             ColumnFamilyDescriptor::new(CF_DELIVERED, Options::default()),
             ColumnFamilyDescriptor::new(CF_TRANSIENT, Options::default()),
             ColumnFamilyDescriptor::new(delayed::CF_DELAYED, delayed_options()),
@@ -215,9 +223,18 @@ impl Store {
     }
 
     /// Reads stored message records of a queue by sequence number (`None` where there is none),
-    /// from the persistent messages or from the paged-out transient ones.
+    /// from the persistent messages' index or from the paged-out transient ones.
     pub fn read_messages(&self, queue: u64, seqs: &[u64], transient: bool) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let cf = self.cf(if transient { CF_TRANSIENT } else { CF_MESSAGES });
+        self.read(if transient { CF_TRANSIENT } else { CF_MESSAGES }, queue, seqs)
+    }
+
+    /// Reads the bodies stored apart from their index entries.
+    pub fn read_bodies(&self, queue: u64, seqs: &[u64]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        self.read(CF_BODIES, queue, seqs)
+    }
+
+    fn read(&self, cf: &str, queue: u64, seqs: &[u64]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let cf = self.cf(cf);
         let keys: Vec<(&ColumnFamily, [u8; 16])> = seqs.iter().map(|s| (cf, message_key(queue, *s))).collect();
         self.db
             .multi_get_cf(keys)
@@ -227,8 +244,9 @@ impl Store {
     }
 
     /// Calls `f` with each persistent message of a queue, in order: its sequence number, its
-    /// record and whether it was delivered before. Records are handed over one at a time, so
-    /// recovering a long backlog never holds it all in memory.
+    /// index entry and whether it was delivered before. Entries are handed over one at a time,
+    /// so recovering a long backlog never holds it all in memory; bodies stored apart are not
+    /// read.
     pub fn for_each_message(&self, queue: u64, mut f: impl FnMut(u64, Bytes, bool)) -> Result<(), StoreError> {
         let (from, to) = queue_range(queue);
         let mut read = rocksdb::ReadOptions::default();

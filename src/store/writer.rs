@@ -18,7 +18,7 @@ use crate::counters::Histogram;
 
 use super::delayed::{CF_DELAYED, CF_DELAYED_TRANSIENT};
 use super::streams::{self, SegmentRecord, CF_STREAMS, CF_STREAM_META};
-use super::{message_key, queue_range, Store, CF_DELIVERED, CF_MESSAGES, CF_TRANSIENT};
+use super::{message_key, queue_range, Store, CF_BODIES, CF_DELIVERED, CF_MESSAGES, CF_TRANSIENT};
 
 /// Runs once the operation it came with is durable (`Ok`) or failed (`Err`, with the reason).
 pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -35,10 +35,12 @@ pub trait StreamCommit: Send + Sync {
 }
 
 pub enum Op {
-    /// A persistent message enqueued in a durable queue; synced before its completion runs.
-    Put { queue: u64, seq: u64, record: Bytes, done: Option<Completion> },
-    /// Acked, rejected, or delivered without ack: the message is gone.
-    Delete { queue: u64, seq: u64 },
+    /// A persistent message enqueued in a durable queue: its index entry, and its body when
+    /// that is stored apart; synced before its completion runs.
+    Put { queue: u64, seq: u64, record: Bytes, body: Option<Bytes>, done: Option<Completion> },
+    /// Acked, rejected, or delivered without ack: the message is gone (`split`: its body was
+    /// stored apart).
+    Delete { queue: u64, seq: u64, split: bool },
     /// Delivered and awaiting an ack: after a crash it comes back `redelivered`.
     Delivered { queue: u64, seq: u64 },
     /// Purge or queue deletion.
@@ -193,7 +195,7 @@ fn settled_in_batch(ops: &[Op]) -> HashSet<(u64, u64)> {
             Op::Put { queue, seq, .. } => {
                 put.insert((*queue, *seq));
             }
-            Op::Delete { queue, seq } if put.contains(&(*queue, *seq)) => {
+            Op::Delete { queue, seq, .. } if put.contains(&(*queue, *seq)) => {
                 settled.insert((*queue, *seq));
             }
             _ => {}
@@ -203,7 +205,8 @@ fn settled_in_batch(ops: &[Op]) -> HashSet<(u64, u64)> {
 }
 
 fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
-    let (messages, delivered, transient) = (store.cf(CF_MESSAGES), store.cf(CF_DELIVERED), store.cf(CF_TRANSIENT));
+    let (messages, bodies) = (store.cf(CF_MESSAGES), store.cf(CF_BODIES));
+    let (delivered, transient) = (store.cf(CF_DELIVERED), store.cf(CF_TRANSIENT));
     let delayed = |transient: bool| store.cf(if transient { CF_DELAYED_TRANSIENT } else { CF_DELAYED });
     let (stream_entries, stream_meta) = (store.cf(CF_STREAMS), store.cf(CF_STREAM_META));
     let mut batch = WriteBatch::default();
@@ -212,20 +215,29 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
     let elided = |queue: &u64, seq: &u64| !settled.is_empty() && settled.contains(&(*queue, *seq));
     for op in ops.iter() {
         match op {
-            Op::Put { queue, seq, .. } | Op::Delete { queue, seq } | Op::Delivered { queue, seq }
+            Op::Put { queue, seq, .. } | Op::Delete { queue, seq, .. } | Op::Delivered { queue, seq }
                 if elided(queue, seq) => {}
-            Op::Put { queue, seq, record, .. } => {
-                batch.put_cf(messages, message_key(*queue, *seq), record);
+            Op::Put { queue, seq, record, body, .. } => {
+                let key = message_key(*queue, *seq);
+                batch.put_cf(messages, key, record);
+                if let Some(body) = body {
+                    batch.put_cf(bodies, key, body);
+                }
                 sync = true;
             }
-            Op::Delete { queue, seq } => {
-                batch.delete_cf(messages, message_key(*queue, *seq));
-                batch.delete_cf(delivered, message_key(*queue, *seq));
+            Op::Delete { queue, seq, split } => {
+                let key = message_key(*queue, *seq);
+                batch.delete_cf(messages, key);
+                batch.delete_cf(delivered, key);
+                if *split {
+                    batch.delete_cf(bodies, key);
+                }
             }
             Op::Delivered { queue, seq } => batch.put_cf(delivered, message_key(*queue, *seq), []),
             Op::DeleteQueue { queue } => {
                 let (from, to) = queue_range(*queue);
                 batch.delete_range_cf(messages, from, to);
+                batch.delete_range_cf(bodies, from, to);
                 batch.delete_range_cf(delivered, from, to);
                 batch.delete_range_cf(transient, from, to);
                 batch.delete_range_cf(stream_entries, from, to);
@@ -308,7 +320,7 @@ mod tests {
     use super::*;
 
     fn put(queue: u64, seq: u64, done: Option<Completion>) -> Op {
-        Op::Put { queue, seq, record: Bytes::from_static(b"body"), done }
+        Op::Put { queue, seq, record: Bytes::from_static(b"body"), body: None, done }
     }
 
     #[test]
@@ -323,7 +335,7 @@ mod tests {
             put(7, 1, Some(confirmed)),
             put(7, 2, None),
             Op::Delivered { queue: 7, seq: 1 },
-            Op::Delete { queue: 7, seq: 1 },
+            Op::Delete { queue: 7, seq: 1, split: false },
         ];
         assert_eq!(settled_in_batch(&ops), HashSet::from([(7, 1)]));
         write_batch(&store, &mut ops, &stats);
@@ -331,7 +343,7 @@ mod tests {
         let stored = store.read_messages(7, &[1, 2], false).unwrap();
         assert_eq!(stored, vec![None, Some(Bytes::from_static(b"body"))]);
         // A delete in a later batch deletes what an earlier one wrote.
-        write_batch(&store, &mut vec![Op::Delete { queue: 7, seq: 2 }], &stats);
+        write_batch(&store, &mut vec![Op::Delete { queue: 7, seq: 2, split: false }], &stats);
         assert_eq!(store.read_messages(7, &[2], false).unwrap(), vec![None]);
     }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use super::ready::Ready;
 use super::{Consumer, Queue, QueueArgs};
 use crate::broker::message::Message;
-use crate::broker::record;
 use crate::broker::stream::{Stream, StreamInfo};
 
 /// What went through a queue since it was created: monotonic counters, from which the
@@ -232,9 +231,9 @@ impl Queue {
                 Seen::Here(p) => Some(p),
                 Seen::Stored { seq, persisted, redelivered } => {
                     // One read per paged message: a peek is an operator's look, not a hot path.
-                    let read = store.handle.store.read_messages(store.id, &[seq], !persisted).ok()?;
+                    let read = store.read(&[seq], !persisted).ok()?;
                     let msg = read.into_iter().next()??;
-                    record::decode(&msg).map(|m| Peeked { msg: Arc::new(m), redelivered })
+                    Some(Peeked { msg: Arc::new(msg), redelivered })
                 }
             })
             .collect()

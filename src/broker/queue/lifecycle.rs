@@ -68,9 +68,9 @@ impl Queue {
     pub(super) fn kill(&self, dlx: bool, r: Ready, reason: DeathReason, dead: &mut Vec<DeadLetter>) {
         match r {
             Ready::Resident(m) => self.kill_message(dlx, m, reason, dead),
-            Ready::Paged { seq, persisted, .. } => {
+            Ready::Paged { seq, persisted, size, .. } => {
                 self.count_death(reason, false);
-                self.forget_paged(seq, persisted)
+                self.forget_paged(seq, persisted, size)
             }
         }
     }

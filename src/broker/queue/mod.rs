@@ -17,6 +17,7 @@ mod info;
 mod lifecycle;
 mod paging;
 mod ready;
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -24,7 +25,6 @@ pub use args::{consumer_priority, Overflow, QueueArgs};
 pub use consumers::{ConsumeRefused, Consumer, ConsumerSink, Offer};
 pub use flow::Flow;
 pub use info::{Counters, QueueGauges, QueueInfo};
-pub use paging::Recovered;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -327,7 +327,8 @@ impl Queue {
     pub fn forget(&self, m: &QueuedMessage) {
         self.release_identity(m.seq);
         if let (Some(s), true) = (&self.store, m.persisted) {
-            s.handle.writer.submit(Op::Delete { queue: s.id, seq: m.seq });
+            let split = record::is_split(m.msg.body.len());
+            s.handle.writer.submit(Op::Delete { queue: s.id, seq: m.seq, split });
         }
     }
 
@@ -364,7 +365,8 @@ impl Queue {
     /// Appends and delivers what it can.
     ///
     /// The queue decides whether the message is persisted here (a persistent message in a
-    /// durable queue): then `record` (encoded once for all the queues of a publish) goes to the
+    /// durable queue): then `record` (its index entry, encoded once for all the queues of a
+    /// publish) and the body if stored apart go to the
     /// writer under the queue lock, before any consumer can see the message, so its write always
     /// precedes the delete of its ack; and the write's completion goes to `outcome`, if anyone
     /// waits for it.
@@ -421,9 +423,10 @@ impl Queue {
         self.hold_identity(seq, identity);
         let persisted = match (&self.store, self.persists(&msg)) {
             (Some(s), true) => {
-                let record = record.get_or_insert_with(|| record::encode(&msg)).clone();
+                let record = record.get_or_insert_with(|| record::entry(&msg)).clone();
+                let body = record::is_split(msg.body.len()).then(|| msg.body.clone());
                 let done = outcome.map(|o| o.completion());
-                s.handle.writer.submit(Op::Put { queue: s.id, seq, record, done });
+                s.handle.writer.submit(Op::Put { queue: s.id, seq, record, body, done });
                 true
             }
             _ => false,
@@ -534,7 +537,7 @@ impl Queue {
         for r in all {
             match r {
                 Ready::Resident(m) => self.forget(&m),
-                Ready::Paged { seq, persisted, .. } => self.forget_paged(seq, persisted),
+                Ready::Paged { seq, persisted, size, .. } => self.forget_paged(seq, persisted, size),
             }
         }
         n

@@ -13,7 +13,7 @@ use super::ready::Ready;
 use super::{Queue, QueueArgs, QueueState, QueuedMessage};
 use crate::broker::dedup::identity;
 use crate::broker::message::Message;
-use crate::broker::record;
+use crate::broker::record::{self, Entry};
 use crate::store::writer::Op;
 
 /// Bodies read back from the store at a time when the head of a queue reaches paged messages.
@@ -59,9 +59,10 @@ impl Queue {
     /// What recovery keeps of a message beyond the memory window: enough to queue it in the
     /// right place and expire it on time, without its body. `args` are the queue's (read once
     /// for the whole recovery, not once per message).
-    pub fn recovered_place(&self, args: &QueueArgs, msg: &Message) -> Recovered {
+    pub fn recovered_place(&self, args: &QueueArgs, entry: &Entry) -> Recovered {
+        let msg = entry.message();
         Recovered::Paged {
-            size: msg.body.len() as u32,
+            size: entry.body_len() as u32,
             priority: msg.properties.priority,
             expires_at: args.expiry_of(msg),
             identity: self.held.as_ref().and_then(|_| identity(msg.headers())),
@@ -80,10 +81,14 @@ impl Queue {
         self.lock().ready.resident()
     }
 
-    pub(super) fn forget_paged(&self, seq: u64, persisted: bool) {
+    pub(super) fn forget_paged(&self, seq: u64, persisted: bool, size: u32) {
         self.release_identity(seq);
         if let Some(s) = &self.store {
-            let op = if persisted { Op::Delete { queue: s.id, seq } } else { Op::DeleteTransient { queue: s.id, seq } };
+            let op = if persisted {
+                Op::Delete { queue: s.id, seq, split: record::is_split(size as usize) }
+            } else {
+                Op::DeleteTransient { queue: s.id, seq }
+            };
             s.handle.writer.submit(op);
         }
     }
@@ -106,7 +111,7 @@ impl Queue {
             return;
         }
         // Persistent and transient bodies live in different column families: one read each.
-        let read = |st: &QueueState| -> Vec<Option<Bytes>> {
+        let read = |st: &QueueState| -> Vec<Option<Message>> {
             let mut out = vec![None; positions.len()];
             for transient in [false, true] {
                 let (slots, seqs): (Vec<usize>, Vec<u64>) = positions
@@ -120,23 +125,23 @@ impl Queue {
                 if seqs.is_empty() {
                     continue;
                 }
-                match store.handle.store.read_messages(store.id, &seqs, transient) {
-                    Ok(records) => slots.into_iter().zip(records).for_each(|(slot, r)| out[slot] = r),
+                match store.read(&seqs, transient) {
+                    Ok(messages) => slots.into_iter().zip(messages).for_each(|(slot, r)| out[slot] = r),
                     Err(e) => tracing::error!(queue = %self.name, error = %e, "reading paged messages failed"),
                 }
             }
             out
         };
-        let mut records = read(st);
-        if records.iter().any(Option::is_none) {
+        let mut messages = read(st);
+        if messages.iter().any(Option::is_none) {
             // The writes may still be queued in the writer: wait for them once.
             store.handle.writer.flush();
-            records = read(st);
+            messages = read(st);
         }
         let mut lost = Vec::new();
-        for (&i, record) in positions.iter().zip(records) {
+        for (&i, msg) in positions.iter().zip(messages) {
             let Ready::Paged { seq, redelivered, persisted, .. } = st.ready.level(level)[i] else { continue };
-            match record.as_ref().and_then(record::decode) {
+            match msg {
                 Some(msg) => {
                     if !persisted {
                         // Back in memory: the paged copy is not needed any more.

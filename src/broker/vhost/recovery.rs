@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use super::VHost;
 use crate::broker::exchange::{delayed as delayed_rules, Binding, Destination, Exchange, ExchangeKind};
-use crate::broker::queue::{Queue, QueueStore, Recovered};
-use crate::broker::record;
+use crate::broker::queue::{Queue, QueueStore};
 use crate::store::Definitions;
 
 impl VHost {
@@ -39,22 +38,14 @@ impl VHost {
             if let Some(storage) = &self.env.storage {
                 // Linked to the store first, so recovery keeps only the memory window resident.
                 q = q.with_store(QueueStore { id: d.id, handle: storage.clone() });
-                let (mut count, mut unreadable) = (0usize, 0usize);
-                let (window, args) = (self.env.paging.window, q.args());
-                let read = storage.store.for_each_message(d.id, |seq, bytes, delivered| {
-                    let Some(msg) = record::decode(&bytes) else {
-                        unreadable += 1;
-                        return;
-                    };
-                    let place = if count < window { Recovered::Resident(msg) } else { q.recovered_place(&args, &msg) };
-                    count += 1;
-                    q.recover(seq, place, delivered);
-                });
-                if let Err(e) = read {
-                    tracing::error!(queue = %d.name, error = %e, "could not read the queue's stored messages");
-                }
-                if unreadable > 0 {
-                    tracing::error!(queue = %d.name, unreadable, "skipped unreadable stored messages");
+                match q.recover_from_store(self.env.paging.window) {
+                    Ok(found) if found.unreadable > 0 => {
+                        tracing::error!(queue = %d.name, unreadable = found.unreadable, "skipped unreadable stored messages")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(queue = %d.name, error = %e, "could not read the queue's stored messages")
+                    }
                 }
             }
             let q = Arc::new(q);

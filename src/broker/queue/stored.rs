@@ -1,0 +1,160 @@
+//! A durable queue's messages as the store keeps them: index entries, and bodies stored apart
+//! (see `broker::record`). Reading them back whole, and recovering a queue at start-up from its
+//! index without reading the bodies beyond the memory window.
+
+use bytes::Bytes;
+
+use super::paging::Recovered;
+use super::{Queue, QueueStore};
+use crate::broker::message::Message;
+use crate::broker::record::{self, Entry};
+use crate::store::StoreError;
+
+/// Bodies read at a time while recovering the memory window.
+const RECOVERY_BATCH: usize = 256;
+
+/// What recovering a queue found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RecoveredCount {
+    pub messages: usize,
+    /// Entries that could not be decoded, or whose body is missing: skipped.
+    pub unreadable: usize,
+}
+
+impl QueueStore {
+    /// Messages by sequence number, whole (`None` where missing or unreadable): persistent ones
+    /// from the index and, where their body is stored apart, the bodies; paged-out transient
+    /// ones (`transient`) from their own family, where they are whole records.
+    pub fn read(&self, seqs: &[u64], transient: bool) -> Result<Vec<Option<Message>>, StoreError> {
+        let store = &self.handle.store;
+        let entries: Vec<Option<Entry>> = store
+            .read_messages(self.id, seqs, transient)?
+            .iter()
+            .map(|e| e.as_ref().and_then(record::decode_entry))
+            .collect();
+        let apart: Vec<u64> = (seqs.iter().zip(&entries))
+            .filter(|(_, e)| matches!(e, Some(Entry::Header { .. })))
+            .map(|(seq, _)| *seq)
+            .collect();
+        let bodies = if apart.is_empty() { Vec::new() } else { store.read_bodies(self.id, &apart)? };
+        Ok(with_bodies(entries, bodies))
+    }
+}
+
+/// Joins header entries with their bodies (given in the order of the header entries).
+fn with_bodies(entries: Vec<Option<Entry>>, bodies: Vec<Option<Bytes>>) -> Vec<Option<Message>> {
+    let mut bodies = bodies.into_iter();
+    entries
+        .into_iter()
+        .map(|e| match e? {
+            header @ Entry::Header { .. } => header.with_body(bodies.next().flatten()),
+            whole => whole.with_body(None),
+        })
+        .collect()
+}
+
+/// Index entries within the memory window, waiting for their bodies to be read in one go.
+struct Pending {
+    entries: Vec<(u64, Option<Entry>, bool)>,
+}
+
+impl Queue {
+    /// Puts back, in order, the persistent messages the store holds for this queue (start-up):
+    /// the first `window` with their bodies, the rest as places whose bodies stay on disk —
+    /// which, for bodies stored apart, are never read here.
+    pub fn recover_from_store(&self, window: usize) -> Result<RecoveredCount, StoreError> {
+        let Some(store) = &self.store else { return Ok(RecoveredCount::default()) };
+        let args = self.args();
+        let mut found = RecoveredCount::default();
+        let mut pending = Pending { entries: Vec::new() };
+        let mut failed = None;
+        store.handle.store.for_each_message(store.id, |seq, bytes, delivered| {
+            if failed.is_some() {
+                return;
+            }
+            let entry = record::decode_entry(&bytes);
+            if found.messages + found.unreadable + pending.entries.len() < window {
+                pending.entries.push((seq, entry, delivered));
+                if pending.entries.len() == RECOVERY_BATCH {
+                    failed = self.recover_pending(store, &mut pending, &mut found).err();
+                }
+                return;
+            }
+            if !pending.entries.is_empty() {
+                failed = self.recover_pending(store, &mut pending, &mut found).err();
+            }
+            match entry {
+                Some(entry) => {
+                    self.recover(seq, self.recovered_place(&args, &entry), delivered);
+                    found.messages += 1;
+                }
+                None => found.unreadable += 1,
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.recover_pending(store, &mut pending, &mut found)?;
+        Ok(found)
+    }
+
+    fn recover_pending(
+        &self,
+        store: &QueueStore,
+        pending: &mut Pending,
+        found: &mut RecoveredCount,
+    ) -> Result<(), StoreError> {
+        let apart: Vec<u64> = (pending.entries.iter())
+            .filter(|(_, e, _)| matches!(e, Some(Entry::Header { .. })))
+            .map(|(seq, _, _)| *seq)
+            .collect();
+        let bodies = if apart.is_empty() { Vec::new() } else { store.handle.store.read_bodies(store.id, &apart)? };
+        let (places, entries): (Vec<(u64, bool)>, Vec<Option<Entry>>) =
+            pending.entries.drain(..).map(|(seq, e, delivered)| ((seq, delivered), e)).unzip();
+        for ((seq, delivered), msg) in places.into_iter().zip(with_bodies(entries, bodies)) {
+            match msg {
+                Some(msg) => {
+                    self.recover(seq, Recovered::Resident(msg), delivered);
+                    found.messages += 1;
+                }
+                None => found.unreadable += 1,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::record::SPLIT_BODY;
+    use crate::protocol::{BasicProperties, ShortStr};
+
+    fn message(body: usize) -> Message {
+        Message {
+            exchange: ShortStr::from_static(""),
+            routing_key: ShortStr::from_static("q"),
+            properties: Box::new(BasicProperties { priority: Some(3), ..Default::default() }),
+            body: Bytes::from(vec![7u8; body]),
+            timestamp_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn small_bodies_stay_in_the_entry_and_large_ones_are_joined_back() {
+        let (small, large) = (message(SPLIT_BODY - 1), message(SPLIT_BODY));
+        let entries = vec![
+            record::decode_entry(&record::entry(&small)),
+            record::decode_entry(&record::entry(&large)),
+            None,
+            record::decode_entry(&record::entry(&large)),
+        ];
+        assert!(matches!(entries[0], Some(Entry::Whole(_))));
+        // A record stored whole by an earlier version reads back as a whole entry, whatever its size.
+        assert!(matches!(record::decode_entry(&record::encode(&large)), Some(Entry::Whole(m)) if m == large));
+        assert!(matches!(&entries[1], Some(e @ Entry::Header { .. }) if e.body_len() == SPLIT_BODY));
+        // The second large message's body is missing, so it is unreadable, not half a message.
+        let joined = with_bodies(entries, vec![Some(large.body.clone()), None]);
+        assert_eq!(joined, vec![Some(small), Some(large), None, None]);
+    }
+}
