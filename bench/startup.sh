@@ -40,7 +40,7 @@ for bin in "$@"; do
   rm -rf "$work/data"
   start "$bin"
   "$bin" perf --uri "amqp://guest:guest@127.0.0.1:$port/%2F" --queue warren-startup --producers 1 --consumers 0 \
-    --size "$size" --persistent --confirm 100 --keep-queues --pmessages "$messages" >/dev/null
+    --size "$size" --persistent --confirm 100 --keep-queues --pmessages "$messages" >/dev/null 2>&1
   stop
   kinds=(warm)
   [[ $cold == 1 ]] && kinds+=(cold)

@@ -249,20 +249,28 @@ impl Store {
     /// read.
     pub fn for_each_message(&self, queue: u64, mut f: impl FnMut(u64, Bytes, bool)) -> Result<(), StoreError> {
         let (from, to) = queue_range(queue);
-        let mut read = rocksdb::ReadOptions::default();
-        read.set_iterate_upper_bound(to);
+        // One pass over each block: caching them would only grow the block cache by the size
+        // of the index.
+        let scan = || {
+            let mut read = rocksdb::ReadOptions::default();
+            read.set_iterate_upper_bound(to);
+            read.fill_cache(false);
+            read
+        };
         let mut delivered = std::collections::HashSet::new();
-        for item in
-            self.db.iterator_cf_opt(self.cf(CF_DELIVERED), read, IteratorMode::From(&from, rocksdb::Direction::Forward))
-        {
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_DELIVERED),
+            scan(),
+            IteratorMode::From(&from, rocksdb::Direction::Forward),
+        ) {
             let (k, _) = item?;
             delivered.insert(seq_of(&k)?);
         }
-        let mut read = rocksdb::ReadOptions::default();
-        read.set_iterate_upper_bound(to);
-        for item in
-            self.db.iterator_cf_opt(self.cf(CF_MESSAGES), read, IteratorMode::From(&from, rocksdb::Direction::Forward))
-        {
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_MESSAGES),
+            scan(),
+            IteratorMode::From(&from, rocksdb::Direction::Forward),
+        ) {
             let (k, v) = item?;
             let seq = seq_of(&k)?;
             f(seq, Bytes::from(v.into_vec()), delivered.contains(&seq));
