@@ -216,6 +216,7 @@ async fn the_overview_dashboards_metrics_are_all_there_after_traffic() {
     assert_eq!(one(&s, "rabbitmq_queues_created_total", &[]), 3.0);
     assert_eq!(one(&s, "warren_confirm_latency_seconds_count", &[]), 9.0);
     assert!(one(&s, "warren_store_batch_size_count", &[]) >= 0.0);
+    assert_eq!(one(&s, "warren_store_queued_bytes", &[]), 0.0, "every confirmed write is done");
     assert!(one(&s, "rabbitmq_connections", &[]) >= 1.0);
     assert!(one(&s, "rabbitmq_connection_incoming_bytes_total", &[]) > 0.0);
 }

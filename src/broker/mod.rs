@@ -246,6 +246,12 @@ impl Broker {
         self.storage.as_ref().map(|s| s.writer.stats())
     }
 
+    /// Writes queued for the store, which publishers wait on when they are too many (`None`
+    /// without a store).
+    pub fn store_backlog(&self) -> Option<&Arc<crate::store::backlog::Backlog>> {
+        self.storage.as_ref().map(|s| s.writer.backlog())
+    }
+
     /// Direct reply-to consumers (channels register theirs here).
     pub fn replies(&self) -> &ReplyConsumers {
         &self.vhost_env.replies

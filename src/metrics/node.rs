@@ -287,5 +287,13 @@ pub fn write_warren(e: &mut Exposition, broker: &Broker) {
             1_000_000,
         );
     }
+    if let Some(backlog) = broker.store_backlog() {
+        e.single(
+            "warren_store_queued_bytes",
+            Kind::Gauge,
+            "Bytes of messages handed to the store writer and not yet written (publishers wait above 32 MiB)",
+            backlog.queued_bytes(),
+        );
+    }
     e.set_prefix(saved);
 }

@@ -207,6 +207,9 @@ impl Connection {
             if published > 0 && self.alarms.borrow().any() {
                 self.block(reader, &mut stop).await?;
             }
+            if published > 0 {
+                self.wait_for_store(reader, &mut stop).await?;
+            }
             if !flow.is_empty() {
                 self.hold_back(flow, reader, &mut stop).await?;
             }
@@ -264,6 +267,23 @@ impl Connection {
                     e = stop.wait() => return Err(e.into()),
                 }
             }
+        }
+        stats.set_state(ConnectionState::Running);
+        reader.last_read = Instant::now();
+        Ok(())
+    }
+
+    /// Stops reading from a publisher while the store writer has more queued than it should
+    /// (`store::backlog`): what a publisher sends faster than the disk takes stays in its socket.
+    async fn wait_for_store(&mut self, reader: &mut FrameReader, stop: &mut Stop) -> Result<(), ConnError> {
+        let Some(backlog) = self.session.broker.store_backlog().filter(|b| b.is_held()).cloned() else {
+            return Ok(());
+        };
+        let stats = &self.session.registry.stats;
+        stats.set_state(ConnectionState::Flow);
+        tokio::select! {
+            _ = backlog.wait_drained() => {}
+            e = stop.wait() => return Err(e.into()),
         }
         stats.set_state(ConnectionState::Running);
         reader.last_read = Instant::now();

@@ -12,6 +12,7 @@
 //! RocksDB's `LOCK` file keeps a second Warren off the same directory; that is reported as
 //! [`StoreError::InUse`], not as a RocksDB message.
 
+pub mod backlog;
 pub mod definitions;
 pub mod delayed;
 pub mod metadata;

@@ -16,6 +16,7 @@ use rocksdb::{WriteBatch, WriteOptions};
 
 use crate::counters::Histogram;
 
+use super::backlog::Backlog;
 use super::delayed::{CF_DELAYED, CF_DELAYED_TRANSIENT};
 use super::streams::{self, SegmentRecord, CF_STREAMS, CF_STREAM_META};
 use super::{message_key, queue_range, Store, CF_BODIES, CF_DELIVERED, CF_MESSAGES, CF_TRANSIENT};
@@ -104,29 +105,52 @@ pub struct StoreWriter {
     /// `None` once closed: the thread then finishes what it has and exits.
     tx: Option<Sender<Op>>,
     stats: Arc<WriterStats>,
+    backlog: Arc<Backlog>,
+}
+
+impl Op {
+    /// Bytes of message data the operation carries to the disk (what the backlog counts).
+    fn payload(&self) -> u64 {
+        let n = match self {
+            Op::Put { record, body, .. } => record.len() + body.as_ref().map_or(0, Bytes::len),
+            Op::PutTransient { record, .. } => record.len(),
+            Op::PutDelayed { value, .. } | Op::StreamAppend { value, .. } => value.len(),
+            _ => 0,
+        };
+        n as u64
+    }
 }
 
 impl StoreWriter {
     pub fn start(store: Arc<Store>) -> (StoreWriter, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(WriterStats::default());
-        let for_thread = stats.clone();
+        let backlog = Arc::new(Backlog::default());
+        let (for_thread, backlog_for_thread) = (stats.clone(), backlog.clone());
         let thread = std::thread::Builder::new()
             .name("warren-store-writer".into())
-            .spawn(move || run(store, rx, &for_thread))
+            .spawn(move || run(store, rx, &for_thread, &backlog_for_thread))
             .expect("spawn the store writer thread");
-        (StoreWriter { tx: Some(tx), stats }, thread)
+        (StoreWriter { tx: Some(tx), stats, backlog }, thread)
     }
 
     pub fn stats(&self) -> &WriterStats {
         &self.stats
     }
 
+    /// What is queued for the disk, for publishers to wait on when it is too much.
+    pub fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
+    }
+
     /// Queues an operation. If the writer is gone (shutting down), a completion is told so.
     pub fn submit(&self, op: Op) {
         match &self.tx {
             Some(tx) => {
+                let payload = op.payload();
+                self.backlog.queued(payload);
                 if let Err(mpsc::SendError(op)) = tx.send(op) {
+                    self.backlog.written(payload);
                     fail(op, "the store is shut down");
                 }
             }
@@ -166,7 +190,7 @@ fn fail(op: Op, why: &str) {
     }
 }
 
-fn run(store: Arc<Store>, rx: Receiver<Op>, stats: &WriterStats) {
+fn run(store: Arc<Store>, rx: Receiver<Op>, stats: &WriterStats, backlog: &Backlog) {
     let mut ops: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         ops.push(first);
@@ -177,7 +201,9 @@ fn run(store: Arc<Store>, rx: Receiver<Op>, stats: &WriterStats) {
             }
         }
         stats.batch_size.observe(ops.len() as u64);
+        let payload = ops.iter().map(Op::payload).sum();
         write_batch(&store, &mut ops, stats);
+        backlog.written(payload);
     }
 }
 
