@@ -353,8 +353,9 @@ impl Conn {
     // --- the non-blocking interface of the load loops ---
 
     /// Waits until the socket is readable, or writable when there is something to write (or
-    /// `want_write`: the caller has more to encode once the socket takes it). Readiness polls
-    /// take part in tokio's cooperative budget, so a producer that never waits still yields.
+    /// `want_write`: the caller has more to encode once the socket takes it). Readiness does
+    /// not take part in tokio's cooperative budget: loops that may never wait call
+    /// `tokio::task::consume_budget` themselves.
     pub async fn ready(&self, want_write: bool) -> io::Result<Ready> {
         let interest = if self.wbuf.is_empty() && !want_write {
             Interest::READABLE

@@ -190,6 +190,8 @@ pub async fn run(
         conn.try_flush()?;
     }
     let result = loop {
+        // As the producer's loop: readiness alone would never yield to the other tasks.
+        tokio::task::consume_budget().await;
         tokio::select! {
             biased;
             _ = &mut check_stop => {

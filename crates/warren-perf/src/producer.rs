@@ -280,6 +280,11 @@ pub async fn run(
     let mut check_stop = std::pin::pin!(tokio::time::sleep(STOP_CHECK));
     let mut rate_wait = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     let result = loop {
+        // A socket that always takes more never makes this task wait, and socket readiness does
+        // not count against tokio's cooperative budget: without this, on one runtime thread the
+        // consumers and timers would never run (seen against LavinMQ, which reads fast enough
+        // that the socket never fills). It yields once the task's budget is spent.
+        tokio::task::consume_budget().await;
         // How many messages may go now, and whether the rate is what holds them back.
         let now = Instant::now();
         let mut allowed = plan.max_messages.map_or(u64::MAX, |max| max - sent).min(per_batch);
