@@ -6,6 +6,7 @@
 //! - [`topic_permissions`]: per user, vhost and exchange, the write/read patterns over routing
 //!   keys.
 //! - [`access`]: both compiled for one connection, and the checks of every AMQP operation.
+//! - [`access_cache`]: one compiled `Access` shared by a user's connections to a vhost.
 //! - [`limits`]: vhost and user limits (connections, channels, queues) and their counts.
 //! - [`sasl`]: the user name and password out of `PLAIN` and `AMQPLAIN` responses.
 //!
@@ -13,6 +14,7 @@
 //! which keeps users, vhosts and permissions consistent with each other.
 
 pub mod access;
+pub mod access_cache;
 pub mod limits;
 pub mod password;
 pub mod permissions;

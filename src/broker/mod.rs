@@ -103,6 +103,8 @@ pub struct Broker {
     pub permissions: Permissions,
     /// Changed through [`Broker::set_topic_permission`] and [`Broker::clear_topic_permission`].
     pub topic_permissions: TopicPermissions,
+    /// Compiled permissions, shared by the connections of a user in a vhost.
+    pub access_cache: crate::auth::access_cache::AccessCache,
     /// Serializes vhost, user and permission changes (`definitions::metadata`): the outermost
     /// lock, see `LOCKS.md`.
     metadata_changes: Mutex<()>,
@@ -191,6 +193,7 @@ impl Broker {
             users: Users::new(metadata.clone()),
             permissions: Permissions::new(metadata.clone()),
             topic_permissions: TopicPermissions::new(metadata),
+            access_cache: Default::default(),
             metadata_changes: Mutex::new(()),
             disk_free_limit: AtomicU64::new(limits.disk_free_limit),
             memory_limit: AtomicU64::new(memory_limit),

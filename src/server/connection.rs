@@ -240,8 +240,14 @@ impl Connection {
                 }
                 e = stop.wait() => return Err(e.into()),
                 _ = ticker.tick() => {
-                    if !heartbeat.is_zero() && reader.last_read.elapsed() > heartbeat * 2 {
+                    let silent = reader.last_read.elapsed();
+                    if !heartbeat.is_zero() && silent > heartbeat * 2 {
                         return Err(ConnError::Gone("missed heartbeats from client"));
+                    }
+                    // Nothing read for half the check interval: the read buffer a burst grew
+                    // is given back (an idle connection holds only a small one).
+                    if silent >= check_every / 2 {
+                        reader.quiet();
                     }
                 }
             }

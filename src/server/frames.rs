@@ -8,6 +8,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::broker::connections::ConnectionStats;
 use crate::protocol::{decode_frame, AmqpError, Frame};
+use crate::server::buffers::BufferSize;
 use crate::server::transport::BoxRead;
 
 /// Reads whole frames off the socket.
@@ -16,6 +17,8 @@ pub(super) struct FrameReader {
     pub(super) buf: BytesMut,
     pub(super) frame_max: u32,
     pub(super) last_read: Instant,
+    /// How much room a read gets: small until the client sends more (see `buffers.rs`).
+    size: BufferSize,
     /// Counts the bytes read (once per read).
     stats: Arc<ConnectionStats>,
 }
@@ -27,7 +30,14 @@ pub(super) enum Read {
 
 impl FrameReader {
     pub(super) fn new(socket: BoxRead, frame_max: u32, stats: Arc<ConnectionStats>) -> FrameReader {
-        FrameReader { socket, buf: BytesMut::with_capacity(64 * 1024), frame_max, last_read: Instant::now(), stats }
+        FrameReader {
+            socket,
+            buf: BytesMut::new(),
+            frame_max,
+            last_read: Instant::now(),
+            size: BufferSize::default(),
+            stats,
+        }
     }
 
     pub(super) async fn next(&mut self) -> Result<Read, ConnError> {
@@ -43,11 +53,22 @@ impl FrameReader {
 
     /// Reads more bytes; false at end of stream.
     pub(super) async fn fill(&mut self) -> Result<bool, ConnError> {
-        self.buf.reserve(64 * 1024);
+        self.size.reserve(&mut self.buf);
+        let room = self.buf.capacity() - self.buf.len();
         let n = self.socket.read_buf(&mut self.buf).await.map_err(ConnError::Io)?;
+        self.size.record(n, room);
         self.last_read = Instant::now();
         self.stats.received(n);
         Ok(n > 0)
+    }
+
+    /// The connection has been quiet for a while (called at its heartbeat check): an empty
+    /// read buffer is given back, whatever size the traffic before needed.
+    pub(super) fn quiet(&mut self) {
+        if self.buf.is_empty() {
+            self.size.reset();
+            self.size.release_if_oversized(&mut self.buf);
+        }
     }
 
     /// Once our last frame is out and our half of the socket shut (FIN sent): reads and drops

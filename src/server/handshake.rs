@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::warn;
 
-use crate::auth::access::Access;
 use crate::auth::limits::{Place, MAX_CONNECTIONS};
 use crate::auth::sasl::{self, SaslError};
 use crate::broker::connections::{ConnectionEntry, ConnectionInfo, ConnectionStats, PROTOCOL};
@@ -226,7 +225,7 @@ pub(super) async fn handshake(
         return Err(errors::vhost_access_refused(&vhost.name, &user).into());
     };
     let topics = broker.topic_permissions.of_user_in(&user, &vhost.name);
-    let access = Arc::new(Access::new(&permission, &topics));
+    let access = broker.access_cache.get(&permission, topics);
     outbound.send_method(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
     let id = broker.next_connection_id();
     let info = ConnectionInfo {
@@ -236,7 +235,9 @@ pub(super) async fn handshake(
         local: origin.local,
         user: user.clone(),
         vhost: vhost.name.clone(),
-        client_properties: start_ok.client_properties,
+        // Kept for the management API as long as the connection lives: detached, so that
+        // it does not keep the read buffer it was decoded from (see `buffers.rs`).
+        client_properties: start_ok.client_properties.detached(),
         connected_at: origin.connected_at,
         frame_max,
         channel_max,

@@ -2,6 +2,7 @@
 //! the channels a connection carries.
 
 pub mod accept;
+mod buffers;
 pub mod channel;
 pub mod confirms;
 pub mod connection;

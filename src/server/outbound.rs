@@ -20,13 +20,14 @@ use tracing::debug;
 use crate::broker::connections::ConnectionStats;
 use crate::broker::queue::Queue;
 use crate::protocol::{encode_heartbeat, encode_method, Method};
+use crate::server::buffers::BufferSize;
 use crate::server::transport::BoxWrite;
 
 pub const HIGH_WATER: usize = 1024 * 1024;
 pub const LOW_WATER: usize = 256 * 1024;
 
 pub struct Outbound {
-    buf: Mutex<BytesMut>,
+    buf: Mutex<Buffer>,
     /// Bytes in `buf`, readable without the lock for the congestion check.
     pending: AtomicUsize,
     /// Bytes of the chunk the writer took out of `buf` and is still writing.
@@ -40,10 +41,18 @@ pub struct Outbound {
     heartbeat_ms: AtomicU64,
 }
 
+/// The bytes waiting for the writer, and how large a buffer the connection's traffic needs.
+#[derive(Default)]
+struct Buffer {
+    bytes: BytesMut,
+    size: BufferSize,
+}
+
 impl Default for Outbound {
     fn default() -> Self {
         Outbound {
-            buf: Mutex::new(BytesMut::with_capacity(64 * 1024)),
+            // No allocation until the first frame (see `buffers.rs`).
+            buf: Mutex::default(),
             pending: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             wake_writer: Notify::new(),
@@ -60,8 +69,15 @@ impl Outbound {
     pub fn write<R>(&self, f: impl FnOnce(&mut BytesMut) -> R) -> R {
         let r = {
             let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-            let r = f(&mut buf);
-            self.pending.store(buf.len(), Ordering::Release);
+            let Buffer { bytes, size } = &mut *buf;
+            // Only when there is no room at all (new, released, or split off full): the frames
+            // that follow then fill one allocation of the traffic's size instead of growing
+            // one from a few bytes.
+            if bytes.capacity() == bytes.len() {
+                bytes.reserve(size.want());
+            }
+            let r = f(bytes);
+            self.pending.store(bytes.len(), Ordering::Release);
             r
         };
         self.wake_writer.notify_one();
@@ -124,7 +140,7 @@ impl Outbound {
         loop {
             let chunk = {
                 let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-                let chunk = buf.split();
+                let chunk = buf.bytes.split();
                 self.in_flight.store(chunk.len(), Ordering::Release);
                 self.pending.store(0, Ordering::Release);
                 chunk
@@ -139,6 +155,7 @@ impl Outbound {
                     break;
                 }
                 stats.sent(len);
+                self.batch_written(len);
                 self.after_drain();
                 continue;
             }
@@ -155,6 +172,23 @@ impl Outbound {
         self.closed.store(true, Ordering::Release);
         self.drained.notify_waiters();
         let _ = socket.shutdown().await;
+    }
+
+    /// Sizes the buffer to the batches written: nothing new in it and more room than the
+    /// traffic needs, it is given back (an idle connection holds no outbound buffer once its
+    /// last small batch is out).
+    fn batch_written(&self, len: usize) {
+        let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let Buffer { bytes, size } = &mut *buf;
+        size.record(len, size.want());
+        if len <= size.want() / 4 {
+            // A small batch: whatever room is left is more than the traffic needs.
+            if bytes.is_empty() {
+                *bytes = BytesMut::new();
+            }
+        } else {
+            size.release_if_oversized(bytes);
+        }
     }
 
     fn after_drain(&self) {

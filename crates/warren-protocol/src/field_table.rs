@@ -178,6 +178,18 @@ impl FieldTable {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
+    /// The same table with its strings in one allocation of its own. A decoded table's
+    /// strings are slices of the buffer it was read from, and keep all of that buffer alive
+    /// for as long as they live: a table kept for long (a connection's client properties) is
+    /// detached from it first.
+    pub fn detached(&self) -> FieldTable {
+        let mut buf = BytesMut::new();
+        put_table(&mut buf, self);
+        let src = buf.freeze();
+        // It was decoded before, so it decodes again; a clone would do if it did not.
+        parse_table(&src, &src, 0).map(|(_, t)| t).unwrap_or_else(|_| self.clone())
+    }
+
     /// Decodes table entries written without the table's length prefix (how AMQPLAIN's SASL
     /// response carries LOGIN and PASSWORD).
     pub fn decode_entries(entries: &Bytes) -> Result<FieldTable, super::AmqpError> {
@@ -352,6 +364,21 @@ mod tests {
         let mut buf = BytesMut::new();
         put_table(&mut buf, t);
         buf.to_vec()
+    }
+
+    #[test]
+    fn a_detached_table_no_longer_holds_the_buffer_it_was_decoded_from() {
+        let mut wire = BytesMut::new();
+        put_table(&mut wire, &FieldTable(vec![(ShortStr::from_static("product"), FieldValue::from("client"))]));
+        wire.extend_from_slice(&[0u8; 60 * 1024]); // the rest of a read buffer
+        let src = wire.freeze();
+        let t = parse_table(&src, &src, 0).unwrap().1;
+        let detached = t.detached();
+        assert_eq!(detached, t);
+        drop(t);
+        // The only handle left on the read buffer is ours: it can be reused in place.
+        assert!(src.is_unique());
+        assert_eq!(detached.get("product"), Some(&FieldValue::from("client")));
     }
 
     #[test]
