@@ -168,6 +168,12 @@ impl Outbound {
             } else if tokio::time::timeout(heartbeat / 2, self.wake_writer.notified()).await.is_err() {
                 self.write(encode_heartbeat);
             }
+            // Once woken, let the tasks already ready (the publisher's read loop that woke us,
+            // others' reads) run before taking the buffer: what they deliver meanwhile goes out
+            // in the same write. With publishers that write one frame per syscall, reads are
+            // small and frequent, and writing after each of them cost a send (and a wake-up of
+            // the consumer) per read. The delay is one turn of the scheduler.
+            tokio::task::yield_now().await;
         }
         self.closed.store(true, Ordering::Release);
         self.drained.notify_waiters();
