@@ -26,17 +26,20 @@ impl QueueStore {
     /// from the index and, where their body is stored apart, the bodies; paged-out transient
     /// ones (`transient`) from their own family, where they are whole records.
     pub fn read(&self, seqs: &[u64], transient: bool) -> Result<Vec<Option<Message>>, StoreError> {
-        let store = &self.handle.store;
-        let entries: Vec<Option<Entry>> = store
-            .read_messages(self.id, seqs, transient)?
-            .iter()
+        let entries: Vec<Option<Entry>> = (self.handle.store.read_messages(self.id, seqs, transient)?.iter())
             .map(|e| e.as_ref().and_then(record::decode_entry))
             .collect();
+        self.whole(seqs, entries)
+    }
+
+    /// The messages of `entries` (those of `seqs`, in order) made whole: the bodies stored
+    /// apart are read in one go.
+    fn whole(&self, seqs: &[u64], entries: Vec<Option<Entry>>) -> Result<Vec<Option<Message>>, StoreError> {
         let apart: Vec<u64> = (seqs.iter().zip(&entries))
             .filter(|(_, e)| matches!(e, Some(Entry::Header { .. })))
             .map(|(seq, _)| *seq)
             .collect();
-        let bodies = if apart.is_empty() { Vec::new() } else { store.read_bodies(self.id, &apart)? };
+        let bodies = if apart.is_empty() { Vec::new() } else { self.handle.store.read_bodies(self.id, &apart)? };
         Ok(with_bodies(entries, bodies))
     }
 }
@@ -53,11 +56,6 @@ fn with_bodies(entries: Vec<Option<Entry>>, bodies: Vec<Option<Bytes>>) -> Vec<O
         .collect()
 }
 
-/// Index entries within the memory window, waiting for their bodies to be read in one go.
-struct Pending {
-    entries: Vec<(u64, Option<Entry>, bool)>,
-}
-
 impl Queue {
     /// Puts back, in order, the persistent messages the store holds for this queue (start-up):
     /// the first `window` with their bodies, the rest as places whose bodies stay on disk —
@@ -66,21 +64,23 @@ impl Queue {
         let Some(store) = &self.store else { return Ok(RecoveredCount::default()) };
         let args = self.args();
         let mut found = RecoveredCount::default();
-        let mut pending = Pending { entries: Vec::new() };
+        // Index entries within the memory window (sequence number, entry, delivered), waiting
+        // for their bodies to be read in one go.
+        let mut pending = Vec::new();
         let mut failed = None;
         store.handle.store.for_each_message(store.id, |seq, bytes, delivered| {
             if failed.is_some() {
                 return;
             }
             let entry = record::decode_entry(&bytes);
-            if found.messages + found.unreadable + pending.entries.len() < window {
-                pending.entries.push((seq, entry, delivered));
-                if pending.entries.len() == RECOVERY_BATCH {
+            if found.messages + found.unreadable + pending.len() < window {
+                pending.push((seq, entry, delivered));
+                if pending.len() == RECOVERY_BATCH {
                     failed = self.recover_pending(store, &mut pending, &mut found).err();
                 }
                 return;
             }
-            if !pending.entries.is_empty() {
+            if !pending.is_empty() {
                 failed = self.recover_pending(store, &mut pending, &mut found).err();
             }
             match entry {
@@ -101,17 +101,13 @@ impl Queue {
     fn recover_pending(
         &self,
         store: &QueueStore,
-        pending: &mut Pending,
+        pending: &mut Vec<(u64, Option<Entry>, bool)>,
         found: &mut RecoveredCount,
     ) -> Result<(), StoreError> {
-        let apart: Vec<u64> = (pending.entries.iter())
-            .filter(|(_, e, _)| matches!(e, Some(Entry::Header { .. })))
-            .map(|(seq, _, _)| *seq)
-            .collect();
-        let bodies = if apart.is_empty() { Vec::new() } else { store.handle.store.read_bodies(store.id, &apart)? };
         let (places, entries): (Vec<(u64, bool)>, Vec<Option<Entry>>) =
-            pending.entries.drain(..).map(|(seq, e, delivered)| ((seq, delivered), e)).unzip();
-        for ((seq, delivered), msg) in places.into_iter().zip(with_bodies(entries, bodies)) {
+            pending.drain(..).map(|(seq, e, delivered)| ((seq, delivered), e)).unzip();
+        let seqs: Vec<u64> = places.iter().map(|(seq, _)| *seq).collect();
+        for ((seq, delivered), msg) in places.into_iter().zip(store.whole(&seqs, entries)?) {
             match msg {
                 Some(msg) => {
                     self.recover(seq, Recovered::Resident(msg), delivered);
