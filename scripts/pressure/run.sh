@@ -8,6 +8,7 @@
 #     fd-limit          more connections than the broker's file-descriptor limit    (fd-limit.sh)
 #     stalled-consumers 1,000 consumers that stop reading + one healthy consumer    (stalled-consumers.sh)
 #     ignore-blocked    a publisher that ignores connection.blocked                 (ignore-blocked.sh)
+#     pinned-buffers    small messages kept among many delivered: memory per kept one (pinned-buffers.sh)
 #     kill9             100 kill -9 rounds under confirmed load                      (kill9.sh)
 #     slow-disk         fsync delayed 20 ms by an LD_PRELOAD shim                    (slow-disk.sh)
 #
@@ -15,9 +16,9 @@
 # header). WARREN_BIN picks the broker (default: a release build made here); logs go to
 # PRESSURE_LOGS (default: a new directory under /tmp, printed at the end). Loopback only.
 source "$(dirname "$0")/lib.sh"
-all=(handshakes fd-limit stalled-consumers ignore-blocked kill9 slow-disk)
+all=(handshakes fd-limit stalled-consumers ignore-blocked pinned-buffers kill9 slow-disk)
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 scenarios=("$@")

@@ -14,11 +14,9 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-
 use super::exchange::Exchange;
 use super::message::Message;
-use super::queue::{Enqueued, Queue};
+use super::queue::{Derived, Enqueued, Queue};
 use super::reply_to::REPLY_TO_PREFIX;
 use super::vhost::VHost;
 use crate::store::writer::Completion;
@@ -76,14 +74,14 @@ impl VHost {
         let replied = exchange.name.is_empty()
             && p.message.routing_key.as_bytes().starts_with(REPLY_TO_PREFIX.as_bytes())
             && self.env.replies.deliver(&p.message.routing_key, &p.message);
-        // Encoded once, however many durable queues it goes to.
-        let mut record: Option<Bytes> = None;
+        // Encoded (and copied, if it waits) once, however many queues it goes to.
+        let mut derived = Derived::default();
         let mut flow = None;
         for q in &route.queues {
             if p.refuse.is_some_and(|refuse| refuse(q)) {
                 continue;
             }
-            if q.publish(p.message.clone(), p.outcome, &mut record) == Enqueued::Rejected {
+            if q.publish(p.message.clone(), p.outcome, &mut derived) == Enqueued::Rejected {
                 // A full queue refused it (x-overflow reject-publish): the publisher is nacked,
                 // though other queues may have taken it.
                 if let Some(o) = p.outcome {

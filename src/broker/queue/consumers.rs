@@ -82,7 +82,9 @@ impl Queue {
         self.send_dead_letters(dead);
     }
 
-    pub(super) fn deliver(self: &Arc<Self>, st: &mut QueueState) {
+    /// Hands ready messages to consumers with credit; whether it stopped because their
+    /// connections were full (the rest leaves as soon as they have written).
+    pub(super) fn deliver(self: &Arc<Self>, st: &mut QueueState) -> bool {
         let (mut congested, mut delivered) = (false, 0);
         while !st.consumers.is_empty() && self.head_resident(st) {
             let Some(Ready::Resident(front)) = st.ready.front() else { break };
@@ -118,6 +120,7 @@ impl Queue {
             }
         }
         self.flow.update(delivered, congested, st.ready.len());
+        congested
     }
 
     /// A connection whose consumers were congested drained: they may take messages again. (All

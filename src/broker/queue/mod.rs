@@ -12,6 +12,7 @@
 
 mod args;
 mod consumers;
+mod derived;
 pub mod flow;
 mod info;
 mod lifecycle;
@@ -23,6 +24,7 @@ mod tests;
 
 pub use args::{consumer_priority, Overflow, QueueArgs};
 pub use consumers::{ConsumeRefused, Consumer, ConsumerSink, Offer};
+pub use derived::Derived;
 pub use flow::Flow;
 pub use info::{Counters, QueueGauges, QueueInfo};
 
@@ -374,13 +376,13 @@ impl Queue {
         self: &Arc<Self>,
         msg: Arc<Message>,
         outcome: Option<&Arc<PublishOutcome>>,
-        record: &mut Option<Bytes>,
+        derived: &mut Derived,
     ) -> Enqueued {
         if let Some(stream) = &self.stream {
             return stream.append(self, &msg, outcome);
         }
         let mut dead = Vec::new();
-        let enqueued = self.publish_locked(msg, outcome, record, &mut dead);
+        let enqueued = self.publish_locked(msg, outcome, derived, &mut dead);
         self.send_dead_letters(dead);
         enqueued
     }
@@ -389,7 +391,7 @@ impl Queue {
         self: &Arc<Self>,
         msg: Arc<Message>,
         outcome: Option<&Arc<PublishOutcome>>,
-        record: &mut Option<Bytes>,
+        derived: &mut Derived,
         dead: &mut Vec<DeadLetter>,
     ) -> Enqueued {
         let mut st = self.lock();
@@ -423,7 +425,7 @@ impl Queue {
         self.hold_identity(seq, identity);
         let persisted = match (&self.store, self.persists(&msg)) {
             (Some(s), true) => {
-                let record = record.get_or_insert_with(|| record::entry(&msg)).clone();
+                let record = derived.entry(&msg);
                 let body = record::is_split(msg.body.len()).then(|| msg.body.clone());
                 let done = outcome.map(|o| o.completion());
                 s.handle.writer.submit(Op::Put { queue: s.id, seq, record, body, done });
@@ -457,7 +459,15 @@ impl Queue {
         }
         st.counters.published += 1;
         // Offered before expiring: a TTL of 0 means "to a consumer ready now, or never".
-        self.deliver(&mut st);
+        let congested = self.deliver(&mut st);
+        // Left to wait, it must not keep its publisher's read buffer alive meanwhile (see
+        // `derived`). Held up only by its consumers' full connections, it leaves within
+        // microseconds and flow control bounds that backlog: a copy would cost S1 a tenth.
+        if !congested || st.ready.len() >= flow::FLOW_HIGH {
+            if let Some(Ready::Resident(m)) = st.ready.back_mut(level).filter(|r| r.seq() == seq) {
+                m.msg = derived.detached(&m.msg);
+            }
+        }
         self.expire(&mut st, now, dead);
         self.drop_over_limit(&mut st, dead);
         Enqueued::Queued

@@ -179,6 +179,12 @@ impl ReadyList {
         &self.levels[level]
     }
 
+    /// The newest entry of `level`. Replacing a resident message in it by one of the same
+    /// size keeps the counts right.
+    pub(super) fn back_mut(&mut self, level: usize) -> Option<&mut Ready> {
+        self.levels[level].back_mut()
+    }
+
     pub(super) fn pop_front_of(&mut self, level: usize) -> Option<Ready> {
         let r = self.levels[level].pop_front()?;
         self.removed(&r);

@@ -63,7 +63,7 @@ fn round_robin_with_credit_and_priority() {
     q.add_consumer(consumer("b", 0, b.clone()), || {}).unwrap();
     q.add_consumer(consumer("hi", 5, hi.clone()), || {}).unwrap();
     for _ in 0..6 {
-        q.publish(msg(), None, &mut None);
+        q.publish(msg(), None, &mut Derived::default());
     }
     assert_eq!(hi.got.lock().unwrap().len(), 2, "high priority first, until its credit runs out");
     let (na, nb) = (a.got.lock().unwrap().len(), b.got.lock().unwrap().len());
@@ -74,7 +74,7 @@ fn round_robin_with_credit_and_priority() {
 fn messages_wait_for_credit_and_requeue_keeps_order() {
     let q = queue();
     for _ in 0..3 {
-        q.publish(msg(), None, &mut None);
+        q.publish(msg(), None, &mut Derived::default());
     }
     let (first, left) = q.get().unwrap();
     assert_eq!((first.seq, left), (0, 2));
@@ -119,14 +119,14 @@ fn exclusive_consumers_and_auto_delete() {
     let sink: Arc<dyn ConsumerSink> = r;
     assert!(q.remove_consumer(&ShortStr::from_static("x"), &sink), "last consumer of an auto-delete queue");
     assert_eq!(q.delete(), 0);
-    assert_eq!(q.publish(msg(), None, &mut None), Enqueued::Deleted);
+    assert_eq!(q.publish(msg(), None, &mut Derived::default()), Enqueued::Deleted);
 }
 
 #[test]
 fn reapplied_arguments_take_effect_at_once_and_keep_the_storage_shape() {
     let q = queue();
     for _ in 0..5 {
-        q.publish(msg(), None, &mut None);
+        q.publish(msg(), None, &mut Derived::default());
     }
     let mut args = FieldTable::new();
     args.insert(ShortStr::from_static("x-max-length"), crate::protocol::FieldValue::I32(2));
@@ -139,7 +139,7 @@ fn reapplied_arguments_take_effect_at_once_and_keep_the_storage_shape() {
     assert_eq!(q.args().max_priority, None, "priority levels stay as declared");
     q.reapply_args(QueueArgs::default());
     for _ in 0..5 {
-        q.publish(msg(), None, &mut None);
+        q.publish(msg(), None, &mut Derived::default());
     }
     assert_eq!(q.message_count(), 6, "no limit any more");
 }
@@ -175,7 +175,7 @@ fn a_congested_consumer_is_not_asked_again_until_its_connection_drains() {
     let healthy = recorder(1000);
     q.add_consumer(consumer("healthy", 0, healthy.clone()), || {}).unwrap();
     for _ in 0..500 {
-        q.publish(msg(), None, &mut None);
+        q.publish(msg(), None, &mut Derived::default());
     }
     assert_eq!(healthy.got.lock().unwrap().len(), 500, "the healthy consumer gets every message");
     let asked: usize = stalled.iter().map(|s| s.asked.load(Ordering::Relaxed)).sum();
@@ -183,15 +183,28 @@ fn a_congested_consumer_is_not_asked_again_until_its_connection_drains() {
 
     // One connection drains. Until it says so, its consumer stays parked.
     stalled[7].congested.store(false, Ordering::Relaxed);
-    q.publish(msg(), None, &mut None);
+    q.publish(msg(), None, &mut Derived::default());
     assert_eq!(stalled[7].asked.load(Ordering::Relaxed), 1, "parked until the drain wakes the queue");
     // The drain wakes the queue: every parked consumer is asked once more, the drained one takes.
     q.dispatch_after_drain();
     for _ in 0..101 {
-        q.publish(msg(), None, &mut None);
+        q.publish(msg(), None, &mut Derived::default());
     }
     assert!(stalled[7].asked.load(Ordering::Relaxed) > 1, "the drained consumer gets messages again");
     for (i, s) in stalled.iter().enumerate().filter(|(i, _)| *i != 7) {
         assert!(s.asked.load(Ordering::Relaxed) <= 2, "stalled consumer {i} asked about every message again");
     }
+}
+
+#[test]
+fn a_message_left_waiting_holds_a_copy_not_its_read_buffer() {
+    let q = queue();
+    let read_buffer = Bytes::from(vec![7u8; 64 * 1024]);
+    let mut m = (*msg()).clone();
+    m.body = read_buffer.slice(10..26);
+    q.publish(Arc::new(m), None, &mut Derived::default());
+    let (got, _) = q.get().unwrap();
+    assert_eq!(got.msg.body, read_buffer.slice(10..26));
+    let at = (got.msg.body.as_ptr() as usize).wrapping_sub(read_buffer.as_ptr() as usize);
+    assert!(at >= read_buffer.len(), "the queue kept a slice of the publisher's read buffer");
 }
