@@ -15,6 +15,7 @@
 pub mod backlog;
 pub mod definitions;
 pub mod delayed;
+mod messages;
 pub mod metadata;
 pub mod policies;
 pub mod streams;
@@ -24,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 use crate::protocol::ShortStr;
@@ -221,62 +221,6 @@ impl Store {
 
     fn definitions(&self) -> &ColumnFamily {
         self.cf(CF_DEFINITIONS)
-    }
-
-    /// Reads stored message records of a queue by sequence number (`None` where there is none),
-    /// from the persistent messages' index or from the paged-out transient ones.
-    pub fn read_messages(&self, queue: u64, seqs: &[u64], transient: bool) -> Result<Vec<Option<Bytes>>, StoreError> {
-        self.read(if transient { CF_TRANSIENT } else { CF_MESSAGES }, queue, seqs)
-    }
-
-    /// Reads the bodies stored apart from their index entries.
-    pub fn read_bodies(&self, queue: u64, seqs: &[u64]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        self.read(CF_BODIES, queue, seqs)
-    }
-
-    fn read(&self, cf: &str, queue: u64, seqs: &[u64]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let cf = self.cf(cf);
-        let keys: Vec<(&ColumnFamily, [u8; 16])> = seqs.iter().map(|s| (cf, message_key(queue, *s))).collect();
-        self.db
-            .multi_get_cf(keys)
-            .into_iter()
-            .map(|r| r.map(|v| v.map(Bytes::from)).map_err(StoreError::from))
-            .collect()
-    }
-
-    /// Calls `f` with each persistent message of a queue, in order: its sequence number, its
-    /// index entry and whether it was delivered before. Entries are handed over one at a time,
-    /// so recovering a long backlog never holds it all in memory; bodies stored apart are not
-    /// read.
-    pub fn for_each_message(&self, queue: u64, mut f: impl FnMut(u64, Bytes, bool)) -> Result<(), StoreError> {
-        let (from, to) = queue_range(queue);
-        // One pass over each block: caching them would only grow the block cache by the size
-        // of the index.
-        let scan = || {
-            let mut read = rocksdb::ReadOptions::default();
-            read.set_iterate_upper_bound(to);
-            read.fill_cache(false);
-            read
-        };
-        let mut delivered = std::collections::HashSet::new();
-        for item in self.db.iterator_cf_opt(
-            self.cf(CF_DELIVERED),
-            scan(),
-            IteratorMode::From(&from, rocksdb::Direction::Forward),
-        ) {
-            let (k, _) = item?;
-            delivered.insert(seq_of(&k)?);
-        }
-        for item in self.db.iterator_cf_opt(
-            self.cf(CF_MESSAGES),
-            scan(),
-            IteratorMode::From(&from, rocksdb::Direction::Forward),
-        ) {
-            let (k, v) = item?;
-            let seq = seq_of(&k)?;
-            f(seq, Bytes::from(v.into_vec()), delivered.contains(&seq));
-        }
-        Ok(())
     }
 
     fn synced() -> WriteOptions {

@@ -6,7 +6,7 @@
 //! confirms). Under load batches grow by themselves; idle, a lone publish is written at once —
 //! no timer adds latency.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,6 +18,7 @@ use crate::counters::Histogram;
 
 use super::backlog::Backlog;
 use super::delayed::{CF_DELAYED, CF_DELAYED_TRANSIENT};
+use super::messages::delivered_mark_key;
 use super::streams::{self, SegmentRecord, CF_STREAMS, CF_STREAM_META};
 use super::{message_key, queue_range, Store, CF_BODIES, CF_DELIVERED, CF_MESSAGES, CF_TRANSIENT};
 
@@ -192,6 +193,7 @@ fn fail(op: Op, why: &str) {
 
 fn run(store: Arc<Store>, rx: Receiver<Op>, stats: &WriterStats, backlog: &Backlog) {
     let mut ops: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    let mut marks_written = HashMap::new();
     while let Ok(first) = rx.recv() {
         ops.push(first);
         while ops.len() < MAX_BATCH {
@@ -202,7 +204,7 @@ fn run(store: Arc<Store>, rx: Receiver<Op>, stats: &WriterStats, backlog: &Backl
         }
         stats.batch_size.observe(ops.len() as u64);
         let payload = ops.iter().map(Op::payload).sum();
-        write_batch(&store, &mut ops, stats);
+        write_batch(&store, &mut ops, stats, &mut marks_written);
         backlog.written(payload);
     }
 }
@@ -230,7 +232,34 @@ fn settled_in_batch(ops: &[Op]) -> HashSet<(u64, u64)> {
     settled
 }
 
-fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
+/// The highest sequence number delivered per queue in a batch: one mark each (see
+/// `store::messages`).
+#[derive(Default)]
+struct DeliveredMarks(Vec<(u64, u64)>);
+
+impl DeliveredMarks {
+    fn raise(&mut self, queue: u64, seq: u64) {
+        match self.0.iter_mut().find(|(q, _)| *q == queue) {
+            Some((_, at)) => *at = (*at).max(seq),
+            None => self.0.push((queue, seq)),
+        }
+    }
+
+    /// Puts the marks that are higher than what the queue's mark already is. A priority queue
+    /// delivers out of order: a mark must never go down.
+    fn write(self, batch: &mut WriteBatch, cf: &rocksdb::ColumnFamily, written: &mut HashMap<u64, u64>) {
+        for (queue, seq) in self.0 {
+            let at = written.entry(queue).or_insert(0);
+            if seq > *at || *at == 0 {
+                *at = seq;
+                batch.put_cf(cf, delivered_mark_key(queue), seq.to_be_bytes());
+            }
+        }
+    }
+}
+
+/// `marks_written`: each queue's delivered mark as this writer last put it.
+fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_written: &mut HashMap<u64, u64>) {
     let (messages, bodies) = (store.cf(CF_MESSAGES), store.cf(CF_BODIES));
     let (delivered, transient) = (store.cf(CF_DELIVERED), store.cf(CF_TRANSIENT));
     let delayed = |transient: bool| store.cf(if transient { CF_DELAYED_TRANSIENT } else { CF_DELAYED });
@@ -239,6 +268,7 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
     let mut sync = false;
     let settled = settled_in_batch(ops);
     let elided = |queue: &u64, seq: &u64| !settled.is_empty() && settled.contains(&(*queue, *seq));
+    let mut marks = DeliveredMarks::default();
     for op in ops.iter() {
         match op {
             Op::Put { queue, seq, .. } | Op::Delete { queue, seq, .. } | Op::Delivered { queue, seq }
@@ -254,13 +284,13 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
             Op::Delete { queue, seq, split } => {
                 let key = message_key(*queue, *seq);
                 batch.delete_cf(messages, key);
-                batch.delete_cf(delivered, key);
                 if *split {
                     batch.delete_cf(bodies, key);
                 }
             }
-            Op::Delivered { queue, seq } => batch.put_cf(delivered, message_key(*queue, *seq), []),
+            Op::Delivered { queue, seq } => marks.raise(*queue, *seq),
             Op::DeleteQueue { queue } => {
+                marks_written.remove(queue);
                 let (from, to) = queue_range(*queue);
                 batch.delete_range_cf(messages, from, to);
                 batch.delete_range_cf(bodies, from, to);
@@ -298,6 +328,7 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats) {
             Op::Barrier(_) => sync = true,
         }
     }
+    marks.write(&mut batch, delivered, marks_written);
     let mut opts = WriteOptions::default();
     opts.set_sync(sync);
     let started = std::time::Instant::now();
@@ -364,12 +395,12 @@ mod tests {
             Op::Delete { queue: 7, seq: 1, split: false },
         ];
         assert_eq!(settled_in_batch(&ops), HashSet::from([(7, 1)]));
-        write_batch(&store, &mut ops, &stats);
+        write_batch(&store, &mut ops, &stats, &mut HashMap::new());
         assert_eq!(rx.try_recv(), Ok(Ok(())), "the publisher still gets its confirm");
         let stored = store.read_messages(7, &[1, 2], false).unwrap();
         assert_eq!(stored, vec![None, Some(Bytes::from_static(b"body"))]);
         // A delete in a later batch deletes what an earlier one wrote.
-        write_batch(&store, &mut vec![Op::Delete { queue: 7, seq: 2, split: false }], &stats);
+        write_batch(&store, &mut vec![Op::Delete { queue: 7, seq: 2, split: false }], &stats, &mut HashMap::new());
         assert_eq!(store.read_messages(7, &[2], false).unwrap(), vec![None]);
     }
 }
