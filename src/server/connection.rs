@@ -60,9 +60,10 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
         stats: Arc::new(ConnectionStats::counted_in(broker.stats().clone())),
         tls: socket.tls(),
     };
+    let fd = socket.tcp_fd();
     let (read_half, write_half) = socket.into_halves();
     let outbound = Arc::new(Outbound::default());
-    let mut reader = FrameReader::new(read_half, broker.limits.frame_max, origin.stats.clone());
+    let mut reader = FrameReader::new(read_half, fd, broker.limits.frame_max, origin.stats.clone());
 
     let writer = tokio::spawn(outbound.clone().run_writer(write_half, origin.stats.clone()));
 
@@ -188,6 +189,7 @@ impl Connection {
         let ack_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(ack_timer);
         let mut armed_for: Option<u64> = None;
+        let mut sent = self.session.outbound.total_queued();
         loop {
             let mut frames = 0;
             while let Some(frame) = decode_frame(&mut reader.buf, reader.frame_max)? {
@@ -204,6 +206,11 @@ impl Connection {
             }
             let published = std::mem::take(&mut self.published);
             self.session.registry.stats.read_batch(frames, published);
+            let now_sent = self.session.outbound.total_queued();
+            if now_sent != sent {
+                sent = now_sent;
+                reader.answered();
+            }
             if published > 0 && self.alarms.borrow().any() {
                 self.block(reader, &mut stop).await?;
             }

@@ -1,5 +1,6 @@
 //! Whole frames off a connection's read half, and the ways reading a connection can fail.
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use tokio::io::AsyncReadExt;
 use crate::broker::connections::ConnectionStats;
 use crate::protocol::{decode_frame, AmqpError, Frame};
 use crate::server::buffers::BufferSize;
+use crate::server::coalesce::{self, ReadCoalescing};
 use crate::server::transport::BoxRead;
 
 /// Reads whole frames off the socket.
@@ -19,6 +21,8 @@ pub(super) struct FrameReader {
     pub(super) last_read: Instant,
     /// How much room a read gets: small until the client sends more (see `buffers.rs`).
     size: BufferSize,
+    /// Whether reads wait for a few frames (see `coalesce.rs`).
+    coalescing: ReadCoalescing,
     /// Counts the bytes read (once per read).
     stats: Arc<ConnectionStats>,
 }
@@ -29,13 +33,15 @@ pub(super) enum Read {
 }
 
 impl FrameReader {
-    pub(super) fn new(socket: BoxRead, frame_max: u32, stats: Arc<ConnectionStats>) -> FrameReader {
+    /// `fd`: the TCP socket under `socket`, if it is one.
+    pub(super) fn new(socket: BoxRead, fd: Option<RawFd>, frame_max: u32, stats: Arc<ConnectionStats>) -> FrameReader {
         FrameReader {
             socket,
             buf: BytesMut::new(),
             frame_max,
             last_read: Instant::now(),
             size: BufferSize::default(),
+            coalescing: ReadCoalescing::new(fd),
             stats,
         }
     }
@@ -55,7 +61,19 @@ impl FrameReader {
     pub(super) async fn fill(&mut self) -> Result<bool, ConnError> {
         self.size.reserve(&mut self.buf);
         let room = self.buf.capacity() - self.buf.len();
-        let n = self.socket.read_buf(&mut self.buf).await.map_err(ConnError::Io)?;
+        let n = if self.coalescing.is_raised() {
+            match tokio::time::timeout(coalesce::MAX_WAIT, self.socket.read_buf(&mut self.buf)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    self.coalescing.timed_out();
+                    self.socket.read_buf(&mut self.buf).await
+                }
+            }
+        } else {
+            self.socket.read_buf(&mut self.buf).await
+        }
+        .map_err(ConnError::Io)?;
+        self.coalescing.record(n);
         self.size.record(n, room);
         self.last_read = Instant::now();
         self.stats.received(n);
@@ -69,6 +87,11 @@ impl FrameReader {
             self.size.reset();
             self.size.release_if_oversized(&mut self.buf);
         }
+    }
+
+    /// The frames last read made the broker send something to the client (see `coalesce.rs`).
+    pub(super) fn answered(&mut self) {
+        self.coalescing.answered();
     }
 
     /// Once our last frame is out and our half of the socket shut (FIN sent): reads and drops
@@ -103,5 +126,33 @@ pub(super) enum ConnError {
 impl From<AmqpError> for ConnError {
     fn from(e: AmqpError) -> Self {
         ConnError::Amqp(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_read_waiting_for_the_raised_mark_still_gets_what_is_below_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let fd = server.as_raw_fd();
+        let mut reader = FrameReader::new(Box::new(server), Some(fd), 0, Arc::default());
+        // Nothing to read yet: the reader learns so (a fresh socket is tried once at first).
+        assert!(tokio::time::timeout(Duration::from_millis(20), reader.fill()).await.is_err());
+        // A fast run of small reads raises the socket's low-water mark...
+        while !reader.coalescing.is_raised() {
+            reader.coalescing.record(40);
+        }
+        // ...and then the client sends one heartbeat frame (8 bytes, far below it) and stops.
+        client.write_all(&[8, 0, 0, 0, 0, 0, 0, 0xce]).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(10), reader.fill()).await;
+        assert!(matches!(read, Ok(Ok(true))), "the frame below the mark was never read");
+        assert_eq!(reader.buf.len(), 8);
+        assert!(!reader.coalescing.is_raised(), "lowered after waiting");
     }
 }

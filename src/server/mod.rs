@@ -4,6 +4,7 @@
 pub mod accept;
 mod buffers;
 pub mod channel;
+mod coalesce;
 pub mod confirms;
 pub mod connection;
 mod frames;

@@ -46,6 +46,8 @@ pub struct Outbound {
 struct Buffer {
     bytes: BytesMut,
     size: BufferSize,
+    /// Bytes ever queued: whether anything was sent between two looks.
+    total: u64,
 }
 
 impl Default for Outbound {
@@ -69,19 +71,26 @@ impl Outbound {
     pub fn write<R>(&self, f: impl FnOnce(&mut BytesMut) -> R) -> R {
         let r = {
             let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-            let Buffer { bytes, size } = &mut *buf;
+            let Buffer { bytes, size, total } = &mut *buf;
             // Only when there is no room at all (new, released, or split off full): the frames
             // that follow then fill one allocation of the traffic's size instead of growing
             // one from a few bytes.
             if bytes.capacity() == bytes.len() {
                 bytes.reserve(size.want());
             }
+            let before = bytes.len();
             let r = f(bytes);
+            *total += bytes.len().saturating_sub(before) as u64;
             self.pending.store(bytes.len(), Ordering::Release);
             r
         };
         self.wake_writer.notify_one();
         r
+    }
+
+    /// Bytes queued for the client since the connection began (grows with every frame).
+    pub fn total_queued(&self) -> u64 {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 
     pub fn send_method(&self, channel: u16, method: &Method) {
@@ -185,7 +194,7 @@ impl Outbound {
     /// last small batch is out).
     fn batch_written(&self, len: usize) {
         let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        let Buffer { bytes, size } = &mut *buf;
+        let Buffer { bytes, size, .. } = &mut *buf;
         size.record(len, size.want());
         if len <= size.want() / 4 {
             // A small batch: whatever room is left is more than the traffic needs.

@@ -36,6 +36,12 @@ pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + Sized + 'static {
     fn tls(&self) -> Option<TlsInfo> {
         None
     }
+
+    /// The TCP socket, when the stream is one (reads are coalesced through its options, see
+    /// `coalesce.rs`).
+    fn tcp_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// A TLS connection's facts the handshake needs (SASL `EXTERNAL` is offered only on TLS).
@@ -62,6 +68,10 @@ impl Transport for TcpStream {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         TcpStream::local_addr(self)
+    }
+
+    fn tcp_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(self))
     }
 }
 
