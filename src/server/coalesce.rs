@@ -12,8 +12,8 @@
 //! So when a connection's reads keep being small and frequent, the socket's receive low-water
 //! mark (`SO_RCVLOWAT`) is raised: the kernel wakes the reader once [`LOWAT`] bytes are there,
 //! not at each segment. A read never waits for more than [`MAX_WAIT`]: then the mark goes back
-//! to one byte (the kernel signals at once if anything is there) until the pattern is seen
-//! again. A client writing slower than [`RATE`] reads per second, or in larger writes, is never
+//! to one byte (the kernel signals at once if anything is there), and up again only if that
+//! read found at least half a mark, or when the pattern is seen again. A client writing slower than [`RATE`] reads per second, or in larger writes, is never
 //! held: the wait applies only where it saves a wake-up per message. Nor is a client that waits
 //! for answers: a read that made the broker send anything to the connection (a confirm, a
 //! delivery after an ack, a method's reply) lowers the mark at once and starts the count again,
@@ -41,11 +41,13 @@ pub(super) struct ReadCoalescing {
     small_run: u32,
     run_started: Instant,
     raised: bool,
+    /// The last read waited [`MAX_WAIT`] for the mark and was lowered.
+    waited: bool,
 }
 
 impl ReadCoalescing {
     pub(super) fn new(fd: Option<RawFd>) -> ReadCoalescing {
-        ReadCoalescing { fd, small_run: 0, run_started: Instant::now(), raised: false }
+        ReadCoalescing { fd, small_run: 0, run_started: Instant::now(), raised: false, waited: false }
     }
 
     /// Whether the next read should be bounded by [`MAX_WAIT`] (then [`timed_out`] follows
@@ -58,6 +60,13 @@ impl ReadCoalescing {
 
     /// After a read of `n` bytes.
     pub(super) fn record(&mut self, n: usize) {
+        if std::mem::take(&mut self.waited) && n >= LOWAT as usize / 2 {
+            // The wait ran out with half the mark there: the client still writes more than a
+            // mark every two milliseconds (a pause of its own, say), so the mark goes back up
+            // rather than paying a wake-up per message for another run.
+            self.raised = self.set_lowat(LOWAT);
+            return;
+        }
         if n >= SMALL {
             self.small_run = 0;
             return;
@@ -78,7 +87,11 @@ impl ReadCoalescing {
     /// What the last read brought made the broker answer the client (see the module doc).
     pub(super) fn answered(&mut self) {
         self.small_run = 0;
-        self.timed_out();
+        self.waited = false;
+        if self.raised {
+            self.set_lowat(1);
+            self.raised = false;
+        }
     }
 
     /// A raised read waited [`MAX_WAIT`]: the client went slower or quiet. The mark goes back
@@ -87,6 +100,7 @@ impl ReadCoalescing {
         if self.raised {
             self.set_lowat(1);
             self.raised = false;
+            self.waited = true;
         }
     }
 
@@ -147,6 +161,13 @@ mod tests {
         c.timed_out();
         assert!(!c.is_raised());
         assert_eq!(lowat(server.as_raw_fd()), 1);
+        // Half a mark came in the wait: back up at once.
+        c.record(LOWAT as usize / 2);
+        assert!(c.is_raised());
+        // Less: down it stays.
+        c.timed_out();
+        c.record(40);
+        assert!(!c.is_raised());
 
         // A client answered (request-reply) is never held: the count starts again.
         for _ in 0..RUN - 1 {
