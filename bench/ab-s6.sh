@@ -39,11 +39,11 @@ for round in $(seq 1 "$rounds"); do
     rm -rf "$data/d"
     start "$bin"
     publish=$("$bin" perf --uri "amqp://guest:guest@127.0.0.1:$port/%2F" --broker-pid "$pid" --queue s6 \
-      --producers 1 --consumers 0 --size 1024 --persistent --confirm 100 --keep-queues --pmessages "$n" 2>&1 | figures published)
+      --producers 1 --consumers 0 --size 1024 --persistent --confirm 100 --keep-queues --pmessages "$n" 2>&1 | figures published || true)
     stop
     start "$bin"
     drain=$("$bin" perf --uri "amqp://guest:guest@127.0.0.1:$port/%2F" --broker-pid "$pid" --queue s6 \
-      --producers 0 --consumers 1 --size 1024 --persistent --prefetch 100 --keep-queues --cmessages "$n" 2>&1 | figures received)
+      --producers 0 --consumers 1 --size 1024 --persistent --prefetch 100 --keep-queues --cmessages "$n" 2>&1 | figures received || true)
     stop
     echo "$(basename "$bin") #$round: publish ${publish:-failed}| drain ${drain:-failed}"
   done

@@ -80,6 +80,42 @@ async fn persistent_messages_survive_restarts_and_unacked_ones_come_back_redeliv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_published_after_a_queue_was_drained_and_restarted_are_not_redelivered() {
+    let b = common::start().await;
+    let q = unique("drained");
+    {
+        let (conn, ch) = b.channel().await;
+        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        ch.queue_declare(q.as_str().into(), durable(), FieldTable::default()).await.unwrap();
+        for i in 0..3 {
+            publish(&ch, &q, i, true).await;
+        }
+        for _ in 0..3 {
+            let m = ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap().unwrap();
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        conn.close(200, "restart".into()).await.unwrap();
+    }
+    // Empty now; the queue remembers only how far its deliveries got.
+    let b = b.restart().await;
+    {
+        let (conn, ch) = b.channel().await;
+        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        for i in 3..5 {
+            publish(&ch, &q, i, true).await;
+        }
+        conn.close(200, "restart".into()).await.unwrap();
+    }
+    let b = b.restart().await;
+    let (_c, ch) = b.channel().await;
+    for i in 3..5 {
+        let m = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().expect("recovered");
+        assert_eq!(m.delivery.data, body(i));
+        assert!(!m.delivery.redelivered, "message {i} was never delivered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purged_and_deleted_messages_stay_gone_after_a_restart() {
     let b = common::start().await;
     let (purged, deleted) = (unique("purged"), unique("deleted"));

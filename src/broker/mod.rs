@@ -389,7 +389,11 @@ async fn monitor_resources(broker: std::sync::Weak<Broker>) {
     let mut next_full = tokio::time::Instant::now();
     loop {
         let Some(b) = broker.upgrade() else { return };
-        if tokio::time::Instant::now() >= next_full {
+        // Above the watermark with the alarm not raised yet: the full look decides, after
+        // giving back what malloc keeps of freed memory (raising on that would flap).
+        let (used, limit) = b.memory();
+        let over = limit > 0 && used > limit && !b.alarms.current().memory;
+        if over || tokio::time::Instant::now() >= next_full {
             let b2 = b.clone();
             // statvfs and the probe write may block on a sick disk: not on a runtime thread.
             if tokio::task::spawn_blocking(move || b2.check_resources()).await.is_err() {

@@ -11,14 +11,16 @@
 //!
 //! So when a connection's reads keep being small and frequent, the socket's receive low-water
 //! mark (`SO_RCVLOWAT`) is raised: the kernel wakes the reader once [`LOWAT`] bytes are there,
-//! not at each segment. A read never waits for more than [`MAX_WAIT`]: then the mark goes back
+//! not at each segment. A read waits no longer than [`MAX_WAIT`] (tokio's timer: up to twice
+//! that): then the mark goes back
 //! to one byte (the kernel signals at once if anything is there), and up again only if that
 //! read found at least half a mark, or when the pattern is seen again. A client writing slower than [`RATE`] reads per second, or in larger writes, is never
 //! held: the wait applies only where it saves a wake-up per message. Nor is a client that waits
-//! for answers: a read that made the broker send anything to the connection (a confirm, a
-//! delivery after an ack, a method's reply) lowers the mark at once and starts the count again,
-//! since the client's next frame may wait for that answer — a request-reply client would
-//! otherwise stall [`MAX_WAIT`] per exchange.
+//! for answers: a read after which the broker sent anything to the connection (a confirm, a
+//! delivery, a method's reply — whichever task sent it), or after which publishes wait for
+//! their confirms from the disk, lowers the mark at once and starts the count again, since
+//! the client's next frame may wait for that answer — a request-reply client would otherwise
+//! stall [`MAX_WAIT`] per exchange.
 
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};

@@ -103,18 +103,21 @@ impl Confirms {
     }
 
     /// Sends what is ready; the lock is held while encoding so confirms leave in order.
-    pub fn flush(&self) {
+    /// Returns whether publishes are still waiting for their confirms (for the disk).
+    pub fn flush(&self) -> bool {
         let mut tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(t) = tracker.as_mut() else { return };
+        let Some(t) = tracker.as_mut() else { return false };
         let ready = t.take_ready();
+        let waiting = !t.pending.is_empty();
         if ready.is_empty() {
-            return;
+            return waiting;
         }
         self.outbound.write(|buf| {
             for m in &ready {
                 crate::protocol::encode_method(buf, self.channel, m);
             }
         });
+        waiting
     }
 }
 

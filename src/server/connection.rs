@@ -199,15 +199,17 @@ impl Connection {
                     return Ok(());
                 }
             }
-            let mut flow = Vec::new();
+            let (mut flow, mut confirming) = (Vec::new(), false);
             for ch in self.channels.values_mut() {
-                ch.flush_confirms();
+                confirming |= ch.flush_confirms();
                 flow.extend(ch.flow.take());
             }
             let published = std::mem::take(&mut self.published);
             self.session.registry.stats.read_batch(frames, published);
+            // A client waiting for an answer — sent now, or a confirm still owed — is not
+            // made to wait for more of its frames (see `coalesce.rs`).
             let now_sent = self.session.outbound.total_queued();
-            if now_sent != sent {
+            if now_sent != sent || confirming {
                 sent = now_sent;
                 reader.answered();
             }

@@ -76,8 +76,10 @@ impl Store {
     /// Calls `f` with each persistent message of a queue, in order: its sequence number, its
     /// index entry and whether it may have been delivered before. Entries are handed over one
     /// at a time, so recovering a long backlog never holds it all in memory; bodies stored
-    /// apart are not read.
-    pub fn for_each_message(&self, queue: u64, mut f: impl FnMut(u64, Bytes, bool)) -> Result<(), StoreError> {
+    /// apart are not read. Returns the queue's delivered mark: the queue must number its next
+    /// messages above it (a queue drained empty has no message left to say how far it got),
+    /// or new messages would recover flagged.
+    pub fn for_each_message(&self, queue: u64, mut f: impl FnMut(u64, Bytes, bool)) -> Result<Option<u64>, StoreError> {
         let (from, to) = queue_range(queue);
         // One pass over each block: caching them would only grow the block cache by the size
         // of the index.
@@ -87,7 +89,7 @@ impl Store {
             read.fill_cache(false);
             read
         };
-        let (mut mark, mut per_message) = (None, std::collections::HashSet::new());
+        let (mut mark, mut per_message) = (None, None::<u64>);
         for item in self.db.iterator_cf_opt(
             self.cf(CF_DELIVERED),
             scan(),
@@ -96,12 +98,10 @@ impl Store {
             let (k, v) = item?;
             match seq_of(&k)? {
                 u64::MAX => mark = v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes),
-                seq => {
-                    per_message.insert(seq);
-                }
+                seq => per_message = per_message.max(Some(seq)),
             }
         }
-        if let Some(&highest) = per_message.iter().max() {
+        if let Some(highest) = per_message {
             // An earlier version's marks, one per message: folded into the one mark.
             let mut fold = WriteBatch::default();
             fold.delete_range_cf(self.cf(CF_DELIVERED), from, delivered_mark_key(queue));
@@ -119,7 +119,7 @@ impl Store {
             let seq = seq_of(&k)?;
             f(seq, Bytes::from(v.into_vec()), mark.is_some_and(|m| seq <= m));
         }
-        Ok(())
+        Ok(mark)
     }
 }
 
@@ -201,6 +201,8 @@ mod tests {
         let keys = [delivered_mark_key(1), delivered_mark_key(2)].map(|k| k.to_vec().into_boxed_slice());
         assert_eq!(marks, keys, "the old per-message mark was folded into the queue's mark");
         assert_eq!(redelivered(&store, 2), old, "and reads the same after");
+        assert_eq!(store.for_each_message(1, |_, _, _| {}).unwrap(), Some(3), "the mark, for the queue's numbering");
+        assert_eq!(store.for_each_message(9, |_, _, _| {}).unwrap(), None);
         drop(writer);
         thread.join().unwrap();
     }

@@ -290,6 +290,8 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
             }
             Op::Delivered { queue, seq } => marks.raise(*queue, *seq),
             Op::DeleteQueue { queue } => {
+                // Marks go in after the ops: one from before the delete must not outlive it.
+                marks.0.retain(|(q, _)| q != queue);
                 marks_written.remove(queue);
                 let (from, to) = queue_range(*queue);
                 batch.delete_range_cf(messages, from, to);

@@ -9,7 +9,9 @@
 //! every hundred held 9 KiB of memory each (`scripts/pressure/pinned-buffers.sh`), where the
 //! transient budget counted a few hundred octets for it. So a message left waiting after its
 //! queue's delivery round is swapped for a copy in one allocation of its own, the size the
-//! budget counts; the copy is made once and shared by every queue it waits in.
+//! budget counts; the copy is made once and shared by every queue it waits in. Only a body of
+//! up to [`DETACH_MAX`]: a larger one fills most of the buffer it came in (or, over several
+//! frames, has a buffer of its own), and copying it would cost more than it frees.
 
 use std::sync::Arc;
 
@@ -17,6 +19,10 @@ use bytes::Bytes;
 
 use crate::broker::message::Message;
 use crate::broker::record;
+
+/// The largest body copied out of its read buffer: a quarter of the largest read buffer
+/// (`server::buffers::MAX`), so a larger body never pins more than four times its size.
+pub const DETACH_MAX: usize = 16 * 1024;
 
 #[derive(Default)]
 pub struct Derived {
@@ -31,7 +37,11 @@ impl Derived {
     }
 
     /// `msg` in memory of its own: its encoded record, decoded again, owns its strings and body.
+    /// A body over [`DETACH_MAX`] stays as it is.
     pub(super) fn detached(&mut self, msg: &Arc<Message>) -> Arc<Message> {
+        if msg.body.len() > DETACH_MAX {
+            return msg.clone();
+        }
         self.detached
             .get_or_insert_with(|| {
                 // A whole index entry is that record already.
@@ -78,5 +88,10 @@ mod tests {
         let id = copy.properties.message_id.as_ref().unwrap();
         assert!(!within(id.as_bytes(), &read_buffer));
         assert!(Arc::ptr_eq(&copy, &derived.detached(&msg)), "one copy per publish, shared by its queues");
+
+        let mut large = (*msg).clone();
+        large.body = Bytes::from(vec![0u8; DETACH_MAX + 1]);
+        let large = Arc::new(large);
+        assert!(Arc::ptr_eq(&Derived::default().detached(&large), &large), "a large body is not copied");
     }
 }

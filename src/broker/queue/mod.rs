@@ -461,8 +461,10 @@ impl Queue {
         // Offered before expiring: a TTL of 0 means "to a consumer ready now, or never".
         let congested = self.deliver(&mut st);
         // Left to wait, it must not keep its publisher's read buffer alive meanwhile (see
-        // `derived`). Held up only by its consumers' full connections, it leaves within
-        // microseconds and flow control bounds that backlog: a copy would cost S1 a tenth.
+        // `derived`). Held up only by its consumers' full connections, it usually leaves
+        // within microseconds and flow control bounds that backlog: a copy would cost S1 a
+        // tenth. (A consumer that stopped reading keeps the queue congested without flow: up
+        // to FLOW_HIGH messages per queue then stay uncopied.)
         if !congested || st.ready.len() >= flow::FLOW_HIGH {
             if let Some(Ready::Resident(m)) = st.ready.back_mut(level).filter(|r| r.seq() == seq) {
                 m.msg = derived.detached(&m.msg);

@@ -56,6 +56,12 @@ impl Queue {
         }
     }
 
+    /// New messages are numbered above `seq` (recovery: the queue's delivered mark).
+    pub fn number_above(&self, seq: u64) {
+        let mut st = self.lock();
+        st.next_seq = st.next_seq.max(seq.saturating_add(1));
+    }
+
     /// What recovery keeps of a message beyond the memory window: enough to queue it in the
     /// right place and expire it on time, without its body. `args` are the queue's (read once
     /// for the whole recovery, not once per message).

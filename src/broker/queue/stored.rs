@@ -68,7 +68,7 @@ impl Queue {
         // for their bodies to be read in one go.
         let mut pending = Vec::new();
         let mut failed = None;
-        store.handle.store.for_each_message(store.id, |seq, bytes, delivered| {
+        let mark = store.handle.store.for_each_message(store.id, |seq, bytes, delivered| {
             if failed.is_some() {
                 return;
             }
@@ -95,6 +95,9 @@ impl Queue {
             return Err(e);
         }
         self.recover_pending(store, &mut pending, &mut found)?;
+        if let Some(mark) = mark {
+            self.number_above(mark);
+        }
         Ok(found)
     }
 

@@ -201,8 +201,9 @@ impl Channel {
 
     /// Sends the confirms owed for what this read batch published: one `basic.ack` with
     /// `multiple` covering the run when there are several.
-    pub fn flush_confirms(&mut self) {
-        self.shared.confirms.flush();
+    /// Sends the confirms that are ready; true while others wait for the disk.
+    pub fn flush_confirms(&mut self) -> bool {
+        self.shared.confirms.flush()
     }
 
     /// Ends the channel: consumers cancelled, unacked messages requeued (redelivered), a
