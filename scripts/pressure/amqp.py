@@ -92,9 +92,9 @@ def channel_open(ch=1):
     return method(ch, CHANNEL_OPEN, shortstr(""))
 
 
-def queue_declare(ch, queue, durable=False, auto_delete=False):
+def queue_declare(ch, queue, durable=False, auto_delete=False, passive=False):
     return method(
-        ch, QUEUE_DECLARE, struct.pack(">H", 0) + shortstr(queue) + bits(False, durable, False, auto_delete, False) + table({})
+        ch, QUEUE_DECLARE, struct.pack(">H", 0) + shortstr(queue) + bits(passive, durable, False, auto_delete, False) + table({})
     )
 
 

@@ -43,7 +43,7 @@ async def consumer(host, port, stop, counts):
 
 
 async def depth(c, queue):
-    c.writer.write(amqp.method(1, amqp.QUEUE_DECLARE, b"\x00\x00" + amqp.shortstr(queue) + amqp.bits(True) + amqp.table({})))
+    c.writer.write(amqp.queue_declare(1, queue, passive=True))
     ok = await c.expect(1, amqp.QUEUE_DECLARE_OK)
     n = ok[4]
     return int.from_bytes(ok[5 + n : 9 + n], "big")

@@ -321,21 +321,21 @@ impl Broker {
         tokio::spawn(monitor_resources(Arc::downgrade(self)));
     }
 
-    /// One look at memory, disk space and store health.
+    /// One look at memory, disk space and store health. Above the watermark, what malloc keeps
+    /// of freed memory is given back first (it is not in use, and kept resident it would hold
+    /// the alarm on after every backlog is gone); that can take milliseconds with a large heap,
+    /// so only this look does it, not the frequent one of memory alone.
     fn check_resources(&self) {
-        self.check_memory(true);
+        let (mut used, limit) = self.memory();
+        if limit > 0 && used > limit && vm_memory::release_free_memory() {
+            used = vm_memory::resident_bytes();
+        }
+        self.set_memory_alarm(used, limit);
         self.check_disk_and_store();
     }
 
-    /// The memory alarm against the process's resident memory. `trim`: above the watermark,
-    /// what malloc keeps of freed memory is given back first (it is not in use, and kept
-    /// resident it would hold the alarm on after every backlog is gone); that can take
-    /// milliseconds with a large heap, so only the once-a-second look does it.
-    fn check_memory(&self, trim: bool) {
-        let (mut used, limit) = self.memory();
-        if trim && limit > 0 && used > limit && vm_memory::release_free_memory() {
-            used = vm_memory::resident_bytes();
-        }
+    /// The memory alarm for `used` bytes resident against `limit`.
+    fn set_memory_alarm(&self, used: u64, limit: u64) {
         // used == 0: /proc could not be read (out of file descriptors, say); that is no reason
         // to clear an alarm, nor to raise one.
         if limit > 0 && used > 0 {
@@ -401,7 +401,7 @@ async fn monitor_resources(broker: std::sync::Weak<Broker>) {
             }
             next_full = tokio::time::Instant::now() + RESOURCE_CHECK_INTERVAL;
         } else {
-            b.check_memory(false);
+            b.set_memory_alarm(used, limit);
         }
         let recheck = b.recheck_resources.clone();
         let stop = b.shutdown_signal();

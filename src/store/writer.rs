@@ -249,9 +249,8 @@ impl DeliveredMarks {
     /// delivers out of order: a mark must never go down.
     fn write(self, batch: &mut WriteBatch, cf: &rocksdb::ColumnFamily, written: &mut HashMap<u64, u64>) {
         for (queue, seq) in self.0 {
-            let at = written.entry(queue).or_insert(0);
-            if seq > *at || *at == 0 {
-                *at = seq;
+            if written.get(&queue).is_none_or(|&at| seq > at) {
+                written.insert(queue, seq);
                 batch.put_cf(cf, delivered_mark_key(queue), seq.to_be_bytes());
             }
         }

@@ -1,5 +1,6 @@
 //! What a publish makes of its message at most once, however many queues it reaches: the
-//! index entry the durable ones store, and the copy of the message that waits in queues.
+//! index entry the durable ones store, the whole record transient ones page out, and the copy
+//! of the message that waits in queues.
 //!
 //! Why a copy: a message published by a client is slices of its connection's read buffer
 //! (body, exchange, routing key and property strings), and a slice keeps the whole buffer — up
@@ -27,6 +28,7 @@ pub const DETACH_MAX: usize = 16 * 1024;
 #[derive(Default)]
 pub struct Derived {
     entry: Option<Bytes>,
+    record: Option<Bytes>,
     detached: Option<Arc<Message>>,
 }
 
@@ -36,23 +38,30 @@ impl Derived {
         self.entry.get_or_insert_with(|| record::entry(msg)).clone()
     }
 
-    /// `msg` in memory of its own: its encoded record, decoded again, owns its strings and body.
-    /// A body over [`DETACH_MAX`] stays as it is.
+    /// The message's whole record (see `record::encode`).
+    pub(super) fn record(&mut self, msg: &Message) -> Bytes {
+        let entry = &self.entry;
+        self.record
+            .get_or_insert_with(|| match entry {
+                // A whole index entry is that record already.
+                Some(e) if !record::is_split(msg.body.len()) => e.clone(),
+                _ => record::encode(msg),
+            })
+            .clone()
+    }
+
+    /// `msg` in memory of its own: its record, decoded again, owns its strings and body. A
+    /// body over [`DETACH_MAX`] stays as it is.
     pub(super) fn detached(&mut self, msg: &Arc<Message>) -> Arc<Message> {
         if msg.body.len() > DETACH_MAX {
             return msg.clone();
         }
-        self.detached
-            .get_or_insert_with(|| {
-                // A whole index entry is that record already.
-                let whole = match &self.entry {
-                    Some(e) if !record::is_split(msg.body.len()) => e.clone(),
-                    _ => record::encode(msg),
-                };
-                // It decodes: it was just encoded. Were it not so, the message stays as it is.
-                record::decode(&whole).map_or_else(|| msg.clone(), Arc::new)
-            })
-            .clone()
+        if let Some(d) = &self.detached {
+            return d.clone();
+        }
+        // It decodes: it was just encoded. Were it not so, the message stays as it is.
+        let copy = record::decode(&self.record(msg)).map_or_else(|| msg.clone(), Arc::new);
+        self.detached.insert(copy).clone()
     }
 }
 

@@ -446,7 +446,7 @@ impl Queue {
         match &self.store {
             Some(s) if beyond && !st.ready.is_empty() => {
                 if !persisted {
-                    let record = record::encode(&msg);
+                    let record = derived.record(&msg);
                     s.handle.writer.submit(Op::PutTransient { queue: s.id, seq, record });
                 }
                 let size = msg.body.len() as u32;

@@ -200,8 +200,8 @@ impl Channel {
     }
 
     /// Sends the confirms owed for what this read batch published: one `basic.ack` with
-    /// `multiple` covering the run when there are several.
-    /// Sends the confirms that are ready; true while others wait for the disk.
+    /// `multiple` covering the run when there are several. True while others still wait for
+    /// the disk.
     pub fn flush_confirms(&mut self) -> bool {
         self.shared.confirms.flush()
     }
