@@ -12,14 +12,19 @@
 //! So when a connection's reads keep being small and frequent, the socket's receive low-water
 //! mark (`SO_RCVLOWAT`) is raised: the kernel wakes the reader once [`LOWAT`] bytes are there,
 //! not at each segment. A read waits no longer than [`MAX_WAIT`] (tokio's timer: up to twice
-//! that): then the mark goes back
-//! to one byte (the kernel signals at once if anything is there), and up again only if that
-//! read found at least half a mark, or when the pattern is seen again. A client writing slower than [`RATE`] reads per second, or in larger writes, is never
-//! held: the wait applies only where it saves a wake-up per message. Nor is a client that waits
-//! for answers: a read after which the broker sent anything to the connection (a confirm, a
+//! that): then the mark goes back to one byte (the kernel signals at once if anything is
+//! there), and up again if that read found at least half a mark, or when the pattern is seen
+//! again: after such a pause, a run of [`RUN_AGAIN`] small reads is enough. (A single-threaded
+//! client stops publishing while it reads its deliveries, a few hundred times a second in S1f;
+//! a whole [`RUN`] of one wake-up per frame after each pause made 12,000–16,000 reads a second
+//! where the raised mark makes about 400.)
+//!
+//! A client writing slower than [`RATE`] reads per second, or in larger writes, is never held:
+//! the wait applies only where it saves a wake-up per message. Nor is a client that waits for
+//! answers: a read after which the broker sent anything to the connection (a confirm, a
 //! delivery, a method's reply — whichever task sent it), or after which publishes wait for
-//! their confirms from the disk, lowers the mark at once and starts the count again, since
-//! the client's next frame may wait for that answer — a request-reply client would otherwise
+//! their confirms from the disk, lowers the mark at once and starts the count again, since the
+//! client's next frame may wait for that answer — a request-reply client would otherwise
 //! stall [`MAX_WAIT`] per exchange.
 
 use std::os::fd::RawFd;
@@ -29,6 +34,9 @@ use std::time::{Duration, Instant};
 const SMALL: usize = 512;
 /// Consecutive small reads, faster than [`RATE`], before the low-water mark goes up.
 const RUN: u32 = 64;
+/// The same after a wait for the mark ran out: the client paused (a single-threaded client
+/// reading its deliveries, say) and the pattern was seen already.
+const RUN_AGAIN: u32 = 8;
 /// Reads per second from which one wake-up per read costs more than the wait below.
 const RATE: u32 = 20_000;
 /// The low-water mark while coalescing: a couple of dozen small publishes.
@@ -45,11 +53,13 @@ pub(super) struct ReadCoalescing {
     raised: bool,
     /// The last read waited [`MAX_WAIT`] for the mark and was lowered.
     waited: bool,
+    /// Small reads that raise the mark next time: [`RUN`], or [`RUN_AGAIN`] after a pause.
+    run: u32,
 }
 
 impl ReadCoalescing {
     pub(super) fn new(fd: Option<RawFd>) -> ReadCoalescing {
-        ReadCoalescing { fd, small_run: 0, run_started: Instant::now(), raised: false, waited: false }
+        ReadCoalescing { fd, small_run: 0, run_started: Instant::now(), raised: false, waited: false, run: RUN }
     }
 
     /// Whether the next read should be bounded by [`MAX_WAIT`] (then [`timed_out`] follows
@@ -77,12 +87,13 @@ impl ReadCoalescing {
             self.run_started = Instant::now();
         }
         self.small_run += 1;
-        if self.small_run >= RUN {
-            let fast = self.run_started.elapsed() < Duration::from_secs(1) * RUN / RATE;
+        if self.small_run >= self.run {
+            let fast = self.run_started.elapsed() < Duration::from_secs(1) * self.run / RATE;
             if fast && !self.raised {
                 self.raised = self.set_lowat(LOWAT);
             }
             self.small_run = 0;
+            self.run = RUN;
         }
     }
 
@@ -90,6 +101,7 @@ impl ReadCoalescing {
     pub(super) fn answered(&mut self) {
         self.small_run = 0;
         self.waited = false;
+        self.run = RUN;
         if self.raised {
             self.set_lowat(1);
             self.raised = false;
@@ -103,6 +115,8 @@ impl ReadCoalescing {
             self.set_lowat(1);
             self.raised = false;
             self.waited = true;
+            self.small_run = 0;
+            self.run = RUN_AGAIN;
         }
     }
 
@@ -166,10 +180,20 @@ mod tests {
         // Half a mark came in the wait: back up at once.
         c.record(LOWAT as usize / 2);
         assert!(c.is_raised());
-        // Less: down it stays.
+        // Less: down it stays, until a short fast run shows the client is back.
         c.timed_out();
         c.record(40);
         assert!(!c.is_raised());
+        (1..RUN_AGAIN).for_each(|_| c.record(40));
+        assert!(c.is_raised(), "after a pause, {RUN_AGAIN} fast small reads raise it again");
+        // A slow run after the pause does not, and the next one takes a whole run again.
+        c.timed_out();
+        c.record(40);
+        c.run_started = Instant::now() - Duration::from_secs(1);
+        (1..RUN_AGAIN).for_each(|_| c.record(40));
+        assert!(!c.is_raised());
+        (0..RUN_AGAIN).for_each(|_| c.record(40));
+        assert!(!c.is_raised(), "a whole run once a short one was slow");
 
         // A client answered (request-reply) is never held: the count starts again.
         for _ in 0..RUN - 1 {

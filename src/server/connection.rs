@@ -63,6 +63,9 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
     let fd = socket.tcp_fd();
     let (read_half, write_half) = socket.into_halves();
     let outbound = Arc::new(Outbound::default());
+    if let Some(fd) = fd {
+        outbound.send_directly_on(fd, origin.stats.clone());
+    }
     let mut reader = FrameReader::new(read_half, fd, broker.limits.frame_max, origin.stats.clone());
 
     let writer = tokio::spawn(outbound.clone().run_writer(write_half, origin.stats.clone()));
@@ -190,7 +193,9 @@ impl Connection {
         tokio::pin!(ack_timer);
         let mut armed_for: Option<u64> = None;
         let mut sent = self.session.outbound.total_queued();
+        let outbound = self.session.outbound.clone();
         loop {
+            let batch = outbound.begin_batch();
             let mut frames = 0;
             while let Some(frame) = decode_frame(&mut reader.buf, reader.frame_max)? {
                 frames += 1;
@@ -204,6 +209,7 @@ impl Connection {
                 confirming |= ch.flush_confirms();
                 flow.extend(ch.flow.take());
             }
+            drop(batch);
             let published = std::mem::take(&mut self.published);
             self.session.registry.stats.read_batch(frames, published);
             // A client waiting for an answer — sent now, or a confirm still owed — is not

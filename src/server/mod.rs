@@ -11,6 +11,7 @@ mod frames;
 mod handshake;
 pub mod listener;
 pub mod outbound;
+mod read_batch;
 pub mod session;
 pub mod tls;
 pub mod transport;

@@ -8,11 +8,12 @@
 //! therefore bounded by roughly one high-water mark plus one message. (The chunk in the writer's
 //! hands counts: without it a stuck write of one high-water mark let the buffer fill another.)
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tracing::debug;
@@ -21,10 +22,18 @@ use crate::broker::connections::ConnectionStats;
 use crate::broker::queue::Queue;
 use crate::protocol::{encode_heartbeat, encode_method, Method};
 use crate::server::buffers::BufferSize;
+use crate::server::read_batch;
 use crate::server::transport::BoxWrite;
 
 pub const HIGH_WATER: usize = 1024 * 1024;
 pub const LOW_WATER: usize = 256 * 1024;
+
+/// A writer woken [`BUSY_WAKES`] times in a row, each within this of its previous write, is
+/// busy: it yields once to gather more before writing.
+const BUSY_GAP: Duration = Duration::from_micros(500);
+const BUSY_WAKES: u32 = 3;
+/// A writer whose last write was at least this large yields once before writing, whenever.
+const GATHER_AFTER: usize = 2048;
 
 pub struct Outbound {
     buf: Mutex<Buffer>,
@@ -32,13 +41,16 @@ pub struct Outbound {
     pending: AtomicUsize,
     /// Bytes of the chunk the writer took out of `buf` and is still writing.
     in_flight: AtomicUsize,
-    wake_writer: Notify,
+    wake_writer: Arc<Notify>,
     drained: Notify,
     closed: AtomicBool,
     /// Queues that found this connection congested and want a `dispatch` once it drains.
     waiting_queues: Mutex<Vec<Weak<Queue>>>,
     /// Negotiated heartbeat interval in milliseconds; 0 until tune-ok, and when turned off.
     heartbeat_ms: AtomicU64,
+    /// A plain TCP socket the read loop may send on itself at the end of a batch (see
+    /// [`Outbound::begin_batch`]), and where those bytes are counted.
+    direct: OnceLock<(RawFd, Arc<ConnectionStats>)>,
 }
 
 /// The bytes waiting for the writer, and how large a buffer the connection's traffic needs.
@@ -57,11 +69,12 @@ impl Default for Outbound {
             buf: Mutex::default(),
             pending: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
-            wake_writer: Notify::new(),
+            wake_writer: Arc::new(Notify::new()),
             drained: Notify::new(),
             closed: AtomicBool::new(false),
             waiting_queues: Mutex::new(Vec::new()),
             heartbeat_ms: AtomicU64::new(0),
+            direct: OnceLock::new(),
         }
     }
 }
@@ -84,8 +97,61 @@ impl Outbound {
             self.pending.store(bytes.len(), Ordering::Release);
             r
         };
-        self.wake_writer.notify_one();
+        if !read_batch::defer(self.address(), &self.wake_writer) {
+            self.wake_writer.notify_one();
+        }
         r
+    }
+
+    fn address(&self) -> usize {
+        self as *const Outbound as usize
+    }
+
+    /// Lets the connection's read loop send on `fd` itself (plain TCP only; the read loop
+    /// keeps the socket open for as long as it may).
+    pub fn send_directly_on(&self, fd: RawFd, stats: Arc<ConnectionStats>) {
+        let _ = self.direct.set((fd, stats));
+    }
+
+    /// The read loop starts handling what it read (see `read_batch.rs`). Until the guard
+    /// drops, writers woken from this thread wait; then they are woken, and this
+    /// connection's own frames (confirms, replies, deliveries its acks made room for) go out
+    /// in one `send` from the read loop if the writer is not busy.
+    pub fn begin_batch(&self) -> Batch<'_> {
+        read_batch::begin(self.address());
+        Batch(self)
+    }
+
+    fn end_batch(&self) {
+        read_batch::end();
+        let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        // A writer that is writing comes back for the rest after its write, in order.
+        if buf.bytes.is_empty() || self.in_flight.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let mut sent = 0;
+        if let Some((fd, stats)) = self.direct.get().filter(|_| !self.is_closed()) {
+            // SAFETY: a valid buffer; `fd` is open while the read loop (our caller) runs.
+            let n = unsafe {
+                libc::send(*fd, buf.bytes.as_ptr().cast(), buf.bytes.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            };
+            if n > 0 {
+                sent = n as usize;
+                buf.bytes.advance(sent);
+                self.pending.store(buf.bytes.len(), Ordering::Release);
+                stats.sent(sent);
+            }
+            // An error (a full socket, a reset) is the writer's to meet on its own write.
+        }
+        let rest = !buf.bytes.is_empty();
+        drop(buf);
+        if sent > 0 {
+            self.batch_written(sent);
+            self.after_drain();
+        }
+        if rest {
+            self.wake_writer.notify_one();
+        }
     }
 
     /// Bytes queued for the client since the connection began (grows with every frame).
@@ -146,6 +212,10 @@ impl Outbound {
     /// went out for half the heartbeat interval. Counts the bytes written in `stats`, once per
     /// batch.
     pub async fn run_writer(self: Arc<Self>, mut socket: BoxWrite, stats: Arc<ConnectionStats>) {
+        let mut last_write = Instant::now();
+        // Wake-ups in a row that came soon after the previous write.
+        let mut busy = 0u32;
+        let mut last_len = 0;
         loop {
             let chunk = {
                 let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
@@ -166,6 +236,8 @@ impl Outbound {
                 stats.sent(len);
                 self.batch_written(len);
                 self.after_drain();
+                last_write = Instant::now();
+                last_len = len;
                 continue;
             }
             if self.is_closed() {
@@ -177,12 +249,19 @@ impl Outbound {
             } else if tokio::time::timeout(heartbeat / 2, self.wake_writer.notified()).await.is_err() {
                 self.write(encode_heartbeat);
             }
-            // Once woken, let the tasks already ready (the publisher's read loop that woke us,
-            // others' reads) run before taking the buffer: what they deliver meanwhile goes out
-            // in the same write. With publishers that write one frame per syscall, reads are
-            // small and frequent, and writing after each of them cost a send (and a wake-up of
-            // the consumer) per read. The delay is one turn of the scheduler.
-            tokio::task::yield_now().await;
+            // Once woken in heavy traffic, let the tasks already ready (the publisher's read
+            // loop that woke us, others' reads) run before taking the buffer: what they deliver
+            // meanwhile goes out in the same write. With publishers that write one frame per
+            // syscall, reads are small and frequent, and writing after each of them cost a send
+            // (and a wake-up of the consumer) per read. The delay is one turn of the scheduler.
+            // Not after a small write long past (a low steady rate, request and reply): there is
+            // nothing to gather then, and the yield has a price of its own (tokio runs the
+            // yielded task as a "searching" worker, which wakes the idle worker thread: a futex
+            // round trip per message).
+            busy = if last_write.elapsed() < BUSY_GAP { busy.saturating_add(1) } else { 0 };
+            if busy >= BUSY_WAKES || last_len >= GATHER_AFTER {
+                tokio::task::yield_now().await;
+            }
         }
         self.closed.store(true, Ordering::Release);
         self.drained.notify_waiters();
@@ -218,6 +297,15 @@ impl Outbound {
     }
 }
 
+/// The read loop's batch (see [`Outbound::begin_batch`]): ends when dropped, on every path.
+pub struct Batch<'a>(&'a Outbound);
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.0.end_batch();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +323,51 @@ mod tests {
         }
         assert!(out.is_congested(), "the stuck chunk is still the client's, memory held for it");
         out.close();
+    }
+
+    /// A socket pair: the server side's fd for `send_directly_on`, the client side to read.
+    fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (server, client)
+    }
+
+    #[test]
+    fn a_batch_sends_its_own_frames_itself_when_it_ends() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (server, mut client) = tcp_pair();
+        // No writer task at all: only the batch's own send can deliver these bytes.
+        let out = Outbound::default();
+        let stats = Arc::new(ConnectionStats::default());
+        out.send_directly_on(server.as_raw_fd(), stats.clone());
+        {
+            let _batch = out.begin_batch();
+            out.write(|buf| buf.extend_from_slice(b"confirm "));
+            out.write(|buf| buf.extend_from_slice(b"reply"));
+            assert_eq!(out.pending.load(Ordering::Acquire), 13, "held until the batch ends");
+        }
+        let mut got = [0u8; 13];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"confirm reply");
+        assert_eq!(out.pending.load(Ordering::Acquire), 0);
+        assert_eq!(stats.snapshot().send_oct, 13, "counted as sent");
+    }
+
+    #[test]
+    fn a_batch_leaves_its_frames_to_a_writer_that_is_writing() {
+        use std::os::fd::AsRawFd;
+        let (server, _client) = tcp_pair();
+        let out = Outbound::default();
+        out.send_directly_on(server.as_raw_fd(), Arc::default());
+        // The writer holds an earlier chunk: sending now would put these bytes before it.
+        out.in_flight.store(100, Ordering::Release);
+        {
+            let _batch = out.begin_batch();
+            out.write(|buf| buf.extend_from_slice(b"later"));
+        }
+        assert_eq!(out.pending.load(Ordering::Acquire), 5, "still the writer's to send, in order");
     }
 }

@@ -1,0 +1,88 @@
+//! Writer wake-ups held back while a connection's read loop handles one read's frames.
+//!
+//! Handling a read makes frames for other connections (deliveries to consumers) and for the
+//! reading connection itself (confirms, replies, deliveries its acks made room for). Waking a
+//! writer task at each frame lets a writer on the other worker thread send each delivery as it
+//! comes, one `send` and one wake-up of its client per message, while the read is still being
+//! handled; and waking two tasks from one task makes tokio wake an idle worker thread to steal
+//! one (a futex round trip per message at a low rate). So while a read is handled, the wake-ups
+//! are collected here, on the thread that handles it (the handling never awaits), and done
+//! once each when it ends; the reading connection's own frames it sends itself (`outbound.rs`).
+//! The delay is the handling of one read buffer, at most a few hundred microseconds.
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+thread_local! {
+    /// The connection whose read is being handled on this thread (its outbound's address).
+    static READING: Cell<usize> = const { Cell::new(0) };
+    /// Other connections' writers to wake when it ends.
+    static WAKES: RefCell<Vec<Arc<Notify>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The read of the connection whose outbound is at `own` starts being handled.
+pub(super) fn begin(own: usize) {
+    READING.with(|r| r.set(own));
+}
+
+/// Whether the wake-up of the writer `wake` (of the outbound at `who`) waits for the end of the
+/// read being handled on this thread; false when none is.
+pub(super) fn defer(who: usize, wake: &Arc<Notify>) -> bool {
+    match READING.with(Cell::get) {
+        0 => false,
+        own if own == who => true,
+        _ => {
+            WAKES.with(|w| {
+                let mut w = w.borrow_mut();
+                if !w.iter().any(|n| Arc::ptr_eq(n, wake)) {
+                    w.push(wake.clone());
+                }
+            });
+            true
+        }
+    }
+}
+
+/// The read has been handled: wakes the writers it held back.
+pub(super) fn end() {
+    READING.with(|r| r.set(0));
+    // Taken out first: a woken writer may run on this thread only after we return, but the
+    // borrow must not be held across `notify_one` in any case.
+    let wakes = WAKES.with(|w| std::mem::take(&mut *w.borrow_mut()));
+    for n in &wakes {
+        n.notify_one();
+    }
+    // Keep the allocation for the next read.
+    let mut wakes = wakes;
+    wakes.clear();
+    WAKES.with(|w| {
+        let mut w = w.borrow_mut();
+        if w.capacity() == 0 {
+            *w = wakes;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wakes_are_held_until_the_read_ends_and_done_once_each() {
+        let (own, other) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        assert!(!defer(2, &other), "no read being handled: wake now");
+        begin(1);
+        assert!(defer(1, &own), "the reading connection's own: it sends them itself");
+        assert!(defer(2, &other));
+        assert!(defer(2, &other));
+        assert_eq!(WAKES.with(|w| w.borrow().len()), 1, "one wake-up per writer");
+        end();
+        assert!(!defer(2, &other), "the read ended");
+        // The held wake-up was done: a permit is stored for the writer.
+        let woken = other.notified();
+        tokio::pin!(woken);
+        assert!(woken.as_mut().enable(), "notified once the read ended");
+    }
+}
