@@ -208,9 +208,10 @@ impl Outbound {
         }
     }
 
-    /// The writer task: drains the buffer to the socket; sends a heartbeat when nothing else
-    /// went out for half the heartbeat interval. Counts the bytes written in `stats`, once per
-    /// batch.
+    /// The writer task: drains the buffer to the socket; sends a heartbeat when it has not been
+    /// woken for half the heartbeat interval (frames the read loop sent itself do not wake it,
+    /// so a connection whose traffic is all replies gets a heartbeat now and then, which the
+    /// protocol allows). Counts the bytes written in `stats`, once per batch.
     pub async fn run_writer(self: Arc<Self>, mut socket: BoxWrite, stats: Arc<ConnectionStats>) {
         let mut last_write = Instant::now();
         // Wake-ups in a row that came soon after the previous write.
@@ -302,6 +303,13 @@ pub struct Batch<'a>(&'a Outbound);
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The handling panicked: release the held writers, but send nothing and run no
+            // queue from here (state may be half-changed; a second panic would abort).
+            read_batch::end();
+            self.0.wake_writer.notify_one();
+            return;
+        }
         self.0.end_batch();
     }
 }
