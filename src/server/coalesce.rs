@@ -72,6 +72,12 @@ impl ReadCoalescing {
 
     /// After a read of `n` bytes.
     pub(super) fn record(&mut self, n: usize) {
+        self.record_with(n, Instant::now);
+    }
+
+    /// [`record`](Self::record) with the clock given (tests run it without the scheduler's
+    /// pauses counting).
+    fn record_with(&mut self, n: usize, now: impl Fn() -> Instant) {
         if std::mem::take(&mut self.waited) && n >= LOWAT as usize / 2 {
             // The wait ran out with half the mark there: the client still writes more than a
             // mark every two milliseconds (a pause of its own, say), so the mark goes back up
@@ -84,11 +90,11 @@ impl ReadCoalescing {
             return;
         }
         if self.small_run == 0 {
-            self.run_started = Instant::now();
+            self.run_started = now();
         }
         self.small_run += 1;
         if self.small_run >= self.run {
-            let fast = self.run_started.elapsed() < Duration::from_secs(1) * self.run / RATE;
+            let fast = now().saturating_duration_since(self.run_started) < Duration::from_secs(1) * self.run / RATE;
             if fast && !self.raised {
                 self.raised = self.set_lowat(LOWAT);
             }
@@ -162,47 +168,51 @@ mod tests {
         let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         let mut c = ReadCoalescing::new(Some(server.as_raw_fd()));
+        // A fixed clock: a preempted test thread must not make a run slow.
+        let t0 = Instant::now();
         for _ in 0..RUN - 1 {
-            c.record(40);
+            c.record_with(40, || t0);
         }
         assert!(!c.is_raised(), "not before a whole run");
-        c.record(4096);
+        c.record_with(4096, || t0);
         for _ in 0..RUN - 1 {
-            c.record(40);
+            c.record_with(40, || t0);
         }
         assert!(!c.is_raised(), "a large read starts the run again");
-        c.record(40);
+        c.record_with(40, || t0);
         assert!(c.is_raised());
         assert_eq!(lowat(server.as_raw_fd()), LOWAT);
         c.timed_out();
         assert!(!c.is_raised());
         assert_eq!(lowat(server.as_raw_fd()), 1);
         // Half a mark came in the wait: back up at once.
-        c.record(LOWAT as usize / 2);
+        c.record_with(LOWAT as usize / 2, || t0);
         assert!(c.is_raised());
         // Less: down it stays, until a short fast run shows the client is back.
         c.timed_out();
-        c.record(40);
+        c.record_with(40, || t0);
         assert!(!c.is_raised());
-        (1..RUN_AGAIN).for_each(|_| c.record(40));
+        (1..RUN_AGAIN).for_each(|_| c.record_with(40, || t0));
         assert!(c.is_raised(), "after a pause, {RUN_AGAIN} fast small reads raise it again");
         // A slow run after the pause does not, and the next one takes a whole run again.
         c.timed_out();
-        c.record(40);
-        c.run_started = Instant::now() - Duration::from_secs(1);
-        (1..RUN_AGAIN).for_each(|_| c.record(40));
+        c.record_with(40, || t0);
+        (1..RUN_AGAIN).for_each(|_| c.record_with(40, || t0 + Duration::from_secs(1)));
         assert!(!c.is_raised());
-        (0..RUN_AGAIN).for_each(|_| c.record(40));
+        (0..RUN_AGAIN).for_each(|_| c.record_with(40, || t0));
         assert!(!c.is_raised(), "a whole run once a short one was slow");
+        (RUN_AGAIN..RUN).for_each(|_| c.record_with(40, || t0));
+        assert!(c.is_raised());
+        c.answered();
 
         // A client answered (request-reply) is never held: the count starts again.
         for _ in 0..RUN - 1 {
-            c.record(40);
+            c.record_with(40, || t0);
         }
         c.answered();
-        c.record(40);
+        c.record_with(40, || t0);
         assert!(!c.is_raised());
-        (0..RUN).for_each(|_| c.record(40));
+        (0..RUN).for_each(|_| c.record_with(40, || t0));
         assert!(c.is_raised());
         c.answered();
         assert!(!c.is_raised());
