@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use crate::broker::NameHasher;
+
 #[derive(Debug)]
 pub struct TopicTrie<T> {
     root: Node<T>,
@@ -15,7 +17,7 @@ pub struct TopicTrie<T> {
 
 #[derive(Debug)]
 struct Node<T> {
-    words: HashMap<Bytes, Node<T>>,
+    words: HashMap<Bytes, Node<T>, NameHasher>,
     star: Option<Box<Node<T>>>,
     hash: Option<Box<Node<T>>>,
     /// Destinations of bindings whose key ends here.
@@ -24,7 +26,7 @@ struct Node<T> {
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
-        Node { words: HashMap::new(), star: None, hash: None, values: Vec::new() }
+        Node { words: HashMap::default(), star: None, hash: None, values: Vec::new() }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::broker::connections::{ChannelSnapshot, ChannelView};
 use crate::broker::errors;
 use crate::broker::message::Message;
 use crate::broker::queue::{Consumer, ConsumerSink, Offer, Queue, QueueArgs, QueuedMessage};
+use crate::broker::NameHasher;
 use crate::protocol::methods::*;
 use crate::protocol::{encode_content, AmqpError, Method, ShortStr};
 use crate::server::confirms::Confirms;
@@ -43,7 +44,8 @@ pub(super) struct DeliveryState {
     pub(super) unacked: VecDeque<Unacked>,
     /// `basic.qos global=true`: a limit shared by all consumers of the channel.
     pub(super) global_prefetch: u16,
-    pub(super) consumers: HashMap<ShortStr, ConsumerEntry>,
+    /// By tag, looked up at every delivery and ack: a cheap hasher for short names.
+    pub(super) consumers: HashMap<ShortStr, ConsumerEntry, NameHasher>,
     /// The direct reply-to consumer: its key in reply addresses and its consumer tag.
     pub(super) reply_consumer: Option<(ShortStr, ShortStr)>,
 }
