@@ -192,8 +192,8 @@ impl Connection {
         let ack_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(ack_timer);
         let mut armed_for: Option<u64> = None;
-        let mut sent = self.session.outbound.total_queued();
         let outbound = self.session.outbound.clone();
+        let mut sent = outbound.total_queued();
         loop {
             let batch = outbound.begin_batch();
             let mut frames = 0;
@@ -209,12 +209,11 @@ impl Connection {
                 confirming |= ch.flush_confirms();
                 flow.extend(ch.flow.take());
             }
-            drop(batch);
+            let now_sent = batch.end();
             let published = std::mem::take(&mut self.published);
             self.session.registry.stats.read_batch(frames, published);
             // A client waiting for an answer — sent now, or a confirm still owed — is not
             // made to wait for more of its frames (see `coalesce.rs`).
-            let now_sent = self.session.outbound.total_queued();
             if now_sent != sent || confirming {
                 sent = now_sent;
                 reader.answered();
@@ -229,10 +228,10 @@ impl Connection {
                 self.hold_back(flow, reader, &mut stop).await?;
             }
             // Back-pressure: a client that does not read what we send gets nothing more read.
-            if self.session.outbound.is_congested() {
-                self.session.outbound.wait_drained().await;
+            if outbound.is_congested() {
+                outbound.wait_drained().await;
             }
-            if self.session.outbound.is_closed() {
+            if outbound.is_closed() {
                 return Err(ConnError::Gone("socket closed for writing"));
             }
             let ack_deadline = self.channels.values().filter_map(|ch| ch.shared.ack_deadline()).min();

@@ -122,12 +122,14 @@ impl Outbound {
         Batch(self)
     }
 
-    fn end_batch(&self) {
+    /// Returns the bytes ever queued (see [`Outbound::total_queued`]), read under the same lock.
+    fn end_batch(&self) -> u64 {
         read_batch::end();
         let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let total = buf.total;
         // A writer that is writing comes back for the rest after its write, in order.
         if buf.bytes.is_empty() || self.in_flight.load(Ordering::Acquire) > 0 {
-            return;
+            return total;
         }
         let mut sent = 0;
         if let Some((fd, stats)) = self.direct.get().filter(|_| !self.is_closed()) {
@@ -152,6 +154,7 @@ impl Outbound {
         if rest {
             self.wake_writer.notify_one();
         }
+        total
     }
 
     /// Bytes queued for the client since the connection began (grows with every frame).
@@ -298,8 +301,19 @@ impl Outbound {
     }
 }
 
-/// The read loop's batch (see [`Outbound::begin_batch`]): ends when dropped, on every path.
+/// The read loop's batch (see [`Outbound::begin_batch`]): ends with [`Batch::end`], or when
+/// dropped on any other path.
 pub struct Batch<'a>(&'a Outbound);
+
+impl Batch<'_> {
+    /// Ends the batch; returns the bytes ever queued for the client, which tell the read loop
+    /// whether this read was answered.
+    pub fn end(self) -> u64 {
+        let total = self.0.end_batch();
+        std::mem::forget(self);
+        total
+    }
+}
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
@@ -351,12 +365,11 @@ mod tests {
         let out = Outbound::default();
         let stats = Arc::new(ConnectionStats::default());
         out.send_directly_on(server.as_raw_fd(), stats.clone());
-        {
-            let _batch = out.begin_batch();
-            out.write(|buf| buf.extend_from_slice(b"confirm "));
-            out.write(|buf| buf.extend_from_slice(b"reply"));
-            assert_eq!(out.pending.load(Ordering::Acquire), 13, "held until the batch ends");
-        }
+        let batch = out.begin_batch();
+        out.write(|buf| buf.extend_from_slice(b"confirm "));
+        out.write(|buf| buf.extend_from_slice(b"reply"));
+        assert_eq!(out.pending.load(Ordering::Acquire), 13, "held until the batch ends");
+        assert_eq!(batch.end(), 13, "the bytes ever queued, to tell whether the read was answered");
         let mut got = [0u8; 13];
         client.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"confirm reply");

@@ -49,22 +49,10 @@ pub(super) fn defer(who: usize, wake: &Arc<Notify>) -> bool {
 
 /// The read has been handled: wakes the writers it held back.
 pub(super) fn end() {
+    // Cleared first: from here on `defer` never touches `WAKES`, so draining it under its
+    // borrow is safe whatever a wake-up does (and keeps the allocation for the next read).
     READING.with(|r| r.set(0));
-    // Taken out first: a woken writer may run on this thread only after we return, but the
-    // borrow must not be held across `notify_one` in any case.
-    let wakes = WAKES.with(|w| std::mem::take(&mut *w.borrow_mut()));
-    for n in &wakes {
-        n.notify_one();
-    }
-    // Keep the allocation for the next read.
-    let mut wakes = wakes;
-    wakes.clear();
-    WAKES.with(|w| {
-        let mut w = w.borrow_mut();
-        if w.capacity() == 0 {
-            *w = wakes;
-        }
-    });
+    WAKES.with(|w| w.borrow_mut().drain(..).for_each(|n| n.notify_one()));
 }
 
 #[cfg(test)]
