@@ -149,7 +149,10 @@ impl Broker {
             tracing::info!(vhost = %boot.default_vhost, user = %boot.default_user, "first start: created the default vhost and user");
         }
         definitions::metadata::purge_orphans(&mut defs, &storage);
-        let b = Broker::with_store(limits, Some(Arc::new(storage)), &defs);
+        let storage = Arc::new(storage);
+        let b = Broker::with_store(limits, Some(storage.clone()), &defs);
+        // Every queue has counted its stored bodies: segments no message needs can go.
+        storage.store.recovered();
         b.users.set_loopback_users(boot.loopback_users.clone());
         let messages: u64 = b.vhosts.iter().map(|v| v.message_count()).sum();
         tracing::info!(

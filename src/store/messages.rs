@@ -11,7 +11,22 @@
 use bytes::Bytes;
 use rocksdb::{ColumnFamily, IteratorMode, ReadOptions, WriteBatch};
 
+use super::segments::{self, Location};
 use super::{message_key, queue_range, seq_of, Store, StoreError, CF_BODIES, CF_DELIVERED, CF_MESSAGES, CF_TRANSIENT};
+
+/// A message's index entry as stored, and where its body is when that is in a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub entry: Bytes,
+    pub body_at: Option<Location>,
+}
+
+impl Stored {
+    fn from_value(value: Bytes) -> Stored {
+        let (entry, body_at) = segments::untag(value);
+        Stored { entry, body_at }
+    }
+}
 
 /// The key of a queue's delivered mark: the last of its range, which no message reaches.
 pub(super) fn delivered_mark_key(queue: u64) -> [u8; 16] {
@@ -21,13 +36,25 @@ pub(super) fn delivered_mark_key(queue: u64) -> [u8; 16] {
 impl Store {
     /// Reads stored message records of a queue by sequence number (`None` where there is none),
     /// from the persistent messages' index or from the paged-out transient ones.
-    pub fn read_messages(&self, queue: u64, seqs: &[u64], transient: bool) -> Result<Vec<Option<Bytes>>, StoreError> {
-        self.read(if transient { CF_TRANSIENT } else { CF_MESSAGES }, queue, seqs)
+    pub fn read_messages(&self, queue: u64, seqs: &[u64], transient: bool) -> Result<Vec<Option<Stored>>, StoreError> {
+        let values = self.read(if transient { CF_TRANSIENT } else { CF_MESSAGES }, queue, seqs)?;
+        Ok(values.into_iter().map(|v| v.map(Stored::from_value)).collect())
     }
 
-    /// Reads the bodies stored apart from their index entries.
-    pub fn read_bodies(&self, queue: u64, seqs: &[u64]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        self.read(CF_BODIES, queue, seqs)
+    /// Reads the bodies stored apart from their index entries: from the segment an entry
+    /// names, or else (stored by an earlier version) from the bodies' column family.
+    pub fn read_bodies(
+        &self,
+        queue: u64,
+        wanted: &[(u64, Option<Location>)],
+    ) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let places: Vec<Location> = wanted.iter().filter_map(|(_, at)| *at).collect();
+        let legacy: Vec<u64> = wanted.iter().filter(|(_, at)| at.is_none()).map(|(seq, _)| *seq).collect();
+        let mut in_segments = self.segments.read(&places)?.into_iter();
+        let mut in_family =
+            if legacy.is_empty() { Vec::new() } else { self.read(CF_BODIES, queue, &legacy)? }.into_iter();
+        let mut next = |at: &Option<Location>| if at.is_some() { in_segments.next() } else { in_family.next() };
+        Ok(wanted.iter().map(|(_, at)| next(at).flatten()).collect())
     }
 
     fn read(&self, cf: &str, queue: u64, seqs: &[u64]) -> Result<Vec<Option<Bytes>>, StoreError> {
@@ -79,7 +106,14 @@ impl Store {
     /// apart are not read. Returns the queue's delivered mark: the queue must number its next
     /// messages above it (a queue drained empty has no message left to say how far it got),
     /// or new messages would recover flagged.
-    pub fn for_each_message(&self, queue: u64, mut f: impl FnMut(u64, Bytes, bool)) -> Result<Option<u64>, StoreError> {
+    ///
+    /// This is the queue's recovery: the bodies it has in segments are counted as live there
+    /// (so it is called once per queue, before [`Store::recovered`]).
+    pub fn for_each_message(
+        &self,
+        queue: u64,
+        mut f: impl FnMut(u64, Stored, bool),
+    ) -> Result<Option<u64>, StoreError> {
         let (from, to) = queue_range(queue);
         // One pass over each block: caching them would only grow the block cache by the size
         // of the index.
@@ -110,6 +144,7 @@ impl Store {
             self.write(fold)?;
             mark = Some(highest);
         }
+        let mut in_segments = Vec::new();
         for item in self.db.iterator_cf_opt(
             self.cf(CF_MESSAGES),
             scan(),
@@ -117,9 +152,22 @@ impl Store {
         ) {
             let (k, v) = item?;
             let seq = seq_of(&k)?;
-            f(seq, Bytes::from(v.into_vec()), mark.is_some_and(|m| seq <= m));
+            let stored = Stored::from_value(Bytes::from(v.into_vec()));
+            if let Some(at) = stored.body_at {
+                in_segments.push((seq, at.segment));
+                if in_segments.len() == 4096 {
+                    self.count_bodies(queue, &mut in_segments);
+                }
+            }
+            f(seq, stored, mark.is_some_and(|m| seq <= m));
         }
+        self.count_bodies(queue, &mut in_segments);
         Ok(mark)
+    }
+
+    fn count_bodies(&self, queue: u64, in_segments: &mut Vec<(u64, u32)>) {
+        let mut book = self.segments.book();
+        in_segments.drain(..).for_each(|(seq, segment)| book.add(queue, seq, segment));
     }
 }
 
@@ -157,7 +205,8 @@ mod tests {
             seqs.iter().map(|s| [2, 3, 5, 6, 9].contains(s).then(|| Bytes::copy_from_slice(&s.to_be_bytes()))).collect()
         };
         for seqs in [&[2u64, 3, 4, 5][..], &[1, 2, 3], &[4, 5, 6, 7, 8, 9, 10], &[9, 10, 11], &[1, 9, 40], &[4]] {
-            assert_eq!(store.read_bodies(1, seqs).unwrap(), want(seqs), "{seqs:?}");
+            let wanted: Vec<(u64, Option<Location>)> = seqs.iter().map(|s| (*s, None)).collect();
+            assert_eq!(store.read_bodies(1, &wanted).unwrap(), want(seqs), "{seqs:?}");
         }
     }
 
@@ -198,6 +247,7 @@ mod tests {
         assert_eq!(redelivered(&store, 2), old);
         let marks: Vec<_> =
             store.db.iterator_cf(store.cf(CF_DELIVERED), IteratorMode::Start).map(|kv| kv.unwrap().0).collect();
+        let marks: Vec<_> = marks.into_iter().filter(|k| **k != super::super::CHECKPOINT_KEY).collect();
         let keys = [delivered_mark_key(1), delivered_mark_key(2)].map(|k| k.to_vec().into_boxed_slice());
         assert_eq!(marks, keys, "the old per-message mark was folded into the queue's mark");
         assert_eq!(redelivered(&store, 2), old, "and reads the same after");

@@ -4,7 +4,9 @@
 //! permissions and topic permissions) live in the `definitions` column family, written with a WAL sync so a declare-ok means the definition
 //! survives a crash. Persistent messages of durable queues, the delivered marks of unacked ones,
 //! paged-out transient bodies, delayed messages and streams ([`streams`]) each have a column
-//! family of their own, written through the group-commit [`writer`].
+//! family of their own, written through the group-commit [`writer`]. Bodies of persistent
+//! messages from `broker::record::SPLIT_BODY` bytes on are in Warren's own append-only
+//! [`segments`] files beside RocksDB.
 //!
 //! The store deals in bytes and records: what a message or a definition means is the broker's
 //! business (`broker::record` encodes messages); nothing here imports from `broker/`.
@@ -18,6 +20,7 @@ pub mod delayed;
 mod messages;
 pub mod metadata;
 pub mod policies;
+pub mod segments;
 pub mod streams;
 pub mod writer;
 
@@ -29,23 +32,29 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, Write
 
 use crate::protocol::ShortStr;
 pub use definitions::{BindingDef, Definitions, ExchangeDef, MetadataStore, QueueDef};
+pub use messages::Stored;
 pub use metadata::{PermissionRecord, TopicPermissionRecord, UserRecord, VHostRecord};
 pub use policies::PolicyDef;
+pub use segments::Location;
 
 const CF_DEFINITIONS: &str = "definitions";
 /// The index of the persistent messages of durable queues, keyed `queue id ‖ seq` (big-endian):
 /// one queue is one contiguous range, so purge and delete are range deletes and recovery is one
-/// scan. An entry is a whole message, or its header when the body is in [`CF_BODIES`] (the
-/// broker decides which; see `broker::record`).
+/// scan. An entry is a whole message, or its header when the body is stored apart (the broker
+/// decides which; see `broker::record`): in a segment the entry names ([`segments::tagged`]),
+/// or, written before segments existed, in [`CF_BODIES`].
 const CF_MESSAGES: &str = "messages";
-/// Bodies stored apart from their index entries, under the same keys: a scan of the index
-/// never reads them.
+/// Bodies stored apart from their index entries, under the same keys, by versions before
+/// [`segments`]: still read and deleted, no longer written.
 const CF_BODIES: &str = "bodies";
 /// `queue id ‖ seq` of messages delivered and not yet acked: they recover as redelivered.
 const CF_DELIVERED: &str = "delivered";
 /// Bodies of transient messages paged out of memory under a backlog; never synced, and
 /// emptied at start-up (transient messages do not survive a restart).
 const CF_TRANSIENT: &str = "transient";
+
+/// In [`CF_DELIVERED`], where no queue's key reaches: how far the segments are indexed.
+const CHECKPOINT_KEY: [u8; 16] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0];
 
 pub fn message_key(queue: u64, seq: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
@@ -69,6 +78,8 @@ pub enum StoreError {
     Db(#[from] rocksdb::Error),
     #[error("storage corrupt: {0}")]
     Corrupt(String),
+    #[error("message segments: {0}")]
+    Segments(#[from] std::io::Error),
 }
 
 pub struct Store {
@@ -76,6 +87,10 @@ pub struct Store {
     path: PathBuf,
     /// The last write failed and none has succeeded since (the broker's store alarm).
     write_failing: std::sync::atomic::AtomicBool,
+    segments: segments::Segments,
+    /// [`CF_BODIES`] held bodies at start-up: deleting a message that has no segment deletes
+    /// its body there too (otherwise each ack would write a tombstone for nothing).
+    legacy_bodies: bool,
 }
 
 /// What the broker holds to persist things: the store for definitions, the group-commit
@@ -137,7 +152,9 @@ impl Store {
         // while flushing): draining a 1 M backlog writes a tombstone per ack, and those alone
         // took the broker from 90 to 194 MiB.
         opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
-        // Bodies live in blob files (key-value separation) so compaction does not rewrite them.
+        // An index entry of 1 KiB or more (a small body with large headers, or a whole message
+        // an earlier version stored) goes to a blob file, so compaction does not rewrite it;
+        // so does what remains of the bodies earlier versions stored in their own family.
         let mut messages = Options::default();
         messages.set_enable_blob_files(true);
         messages.set_min_blob_size(1024);
@@ -162,7 +179,16 @@ impl Store {
                 StoreError::Db(e)
             }
         })?;
-        let store = Store { db, path: dir.to_path_buf(), write_failing: Default::default() };
+        let checkpoint = match db.get_cf(cf_of(&db, CF_DELIVERED), CHECKPOINT_KEY)? {
+            Some(v) => {
+                Some(segments::Checkpoint::decode(&v).ok_or_else(|| StoreError::Corrupt("segment checkpoint".into()))?)
+            }
+            None => None,
+        };
+        let (segments, replayed) = segments::Segments::open(dir, checkpoint)?;
+        let legacy_bodies = db.iterator_cf(cf_of(&db, CF_BODIES), IteratorMode::Start).next().is_some();
+        let store = Store { db, path: dir.to_path_buf(), write_failing: Default::default(), segments, legacy_bodies };
+        store.index_replayed(replayed)?;
         // What a previous run paged out of transient messages is gone with that run.
         let mut wipe = WriteBatch::default();
         wipe.delete_range_cf(store.cf(CF_TRANSIENT), vec![0u8; 16], vec![0xffu8; 17]);
@@ -201,8 +227,12 @@ impl Store {
     }
 
     /// Tries a small synced write (into the transient family, which holds no real key at
-    /// `u64::MAX`) to learn whether the store takes writes again.
+    /// `u64::MAX`), and room for the segment write that failed, to learn whether the store
+    /// takes writes again.
     pub fn probe_write(&self) -> bool {
+        if !self.segments.probe() {
+            return false;
+        }
         let key = message_key(u64::MAX, u64::MAX);
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
@@ -215,8 +245,26 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {
-        // Every column family is created by `open` (create_missing_column_families).
-        self.db.cf_handle(name).expect("column family created at open")
+        cf_of(&self.db, name)
+    }
+
+    /// Indexes again the segment records whose index entries a crash lost (see [`segments`]),
+    /// and puts the checkpoint where appends start, synced: segment ids are never reused.
+    fn index_replayed(&self, replayed: Vec<segments::Replayed>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        if !replayed.is_empty() {
+            tracing::info!(messages = replayed.len(), "indexing again messages the last run stored and did not index");
+        }
+        for r in replayed {
+            batch.put_cf(self.cf(CF_MESSAGES), message_key(r.queue, r.seq), segments::tagged(r.at, &r.entry));
+        }
+        batch.put_cf(self.cf(CF_DELIVERED), CHECKPOINT_KEY, self.segments.start().encode());
+        self.write(batch)
+    }
+
+    /// Every queue has counted its stored bodies: segments no message needs may go.
+    pub fn recovered(&self) {
+        self.segments.recovered();
     }
 
     fn definitions(&self) -> &ColumnFamily {
@@ -419,6 +467,11 @@ fn delayed_options() -> Options {
     o.set_min_blob_size(1024);
     o.add_compact_on_deletion_collector_factory(4096, 2048, 0.5);
     o
+}
+
+fn cf_of<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
+    // Every column family is created by `open` (create_missing_column_families).
+    db.cf_handle(name).expect("column family created at open")
 }
 
 fn seq_of(key: &[u8]) -> Result<u64, StoreError> {

@@ -1,10 +1,11 @@
 //! The group-commit writer: one thread owns RocksDB writes of messages.
 //!
 //! Publishing connections and channels hand it operations without waiting. It takes everything
-//! that has queued up since its last write, applies it as one `WriteBatch`, syncs the WAL once
-//! if anything in the batch needs durability, and only then runs the completions (publisher
-//! confirms). Under load batches grow by themselves; idle, a lone publish is written at once —
-//! no timer adds latency.
+//! that has queued up since its last write, appends the bodies it carries to a segment
+//! ([`super::segments`]) and applies the rest as one `WriteBatch`, syncs once what needs
+//! durability (the segment, and the WAL only when the batch holds something durable besides
+//! bodies), and only then runs the completions (publisher confirms). Under load batches grow by
+//! themselves; idle, a lone publish is written at once — no timer adds latency.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -19,8 +20,9 @@ use crate::counters::Histogram;
 use super::backlog::Backlog;
 use super::delayed::{CF_DELAYED, CF_DELAYED_TRANSIENT};
 use super::messages::delivered_mark_key;
+use super::segments;
 use super::streams::{self, SegmentRecord, CF_STREAMS, CF_STREAM_META};
-use super::{message_key, queue_range, Store, CF_BODIES, CF_DELIVERED, CF_MESSAGES, CF_TRANSIENT};
+use super::{message_key, queue_range, Store, CF_BODIES, CF_DELIVERED, CF_MESSAGES, CF_TRANSIENT, CHECKPOINT_KEY};
 
 /// Runs once the operation it came with is durable (`Ok`) or failed (`Err`, with the reason).
 pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -38,7 +40,7 @@ pub trait StreamCommit: Send + Sync {
 
 pub enum Op {
     /// A persistent message enqueued in a durable queue: its index entry, and its body when
-    /// that is stored apart; synced before its completion runs.
+    /// that is stored apart (in a segment); synced before its completion runs.
     Put { queue: u64, seq: u64, record: Bytes, body: Option<Bytes>, done: Option<Completion> },
     /// Acked, rejected, or delivered without ack: the message is gone (`split`: its body was
     /// stored apart).
@@ -265,6 +267,11 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
     let (stream_entries, stream_meta) = (store.cf(CF_STREAMS), store.cf(CF_STREAM_META));
     let mut batch = WriteBatch::default();
     let mut sync = false;
+    let mut appender = store.segments.appender();
+    let mut book = store.segments.book();
+    // Bodies appended (counted live once the batch is written), and segments that may now
+    // hold no live body.
+    let (mut appended, mut unused) = (Vec::new(), Vec::new());
     let settled = settled_in_batch(ops);
     let elided = |queue: &u64, seq: &u64| !settled.is_empty() && settled.contains(&(*queue, *seq));
     let mut marks = DeliveredMarks::default();
@@ -272,19 +279,23 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
         match op {
             Op::Put { queue, seq, .. } | Op::Delete { queue, seq, .. } | Op::Delivered { queue, seq }
                 if elided(queue, seq) => {}
-            Op::Put { queue, seq, record, body, .. } => {
-                let key = message_key(*queue, *seq);
-                batch.put_cf(messages, key, record);
-                if let Some(body) = body {
-                    batch.put_cf(bodies, key, body);
-                }
+            Op::Put { queue, seq, record, body: Some(body), .. } => {
+                let at = appender.add(*queue, *seq, record, body);
+                batch.put_cf(messages, message_key(*queue, *seq), segments::tagged(at, record));
+                appended.push((*queue, *seq, at.segment));
+            }
+            Op::Put { queue, seq, record, body: None, .. } => {
+                batch.put_cf(messages, message_key(*queue, *seq), record);
                 sync = true;
             }
             Op::Delete { queue, seq, split } => {
                 let key = message_key(*queue, *seq);
                 batch.delete_cf(messages, key);
-                if *split {
-                    batch.delete_cf(bodies, key);
+                match split.then(|| book.remove(*queue, *seq)).flatten() {
+                    Some((segment, true)) => unused.push(segment),
+                    Some(_) => {}
+                    None if *split && store.legacy_bodies => batch.delete_cf(bodies, key),
+                    None => {}
                 }
             }
             Op::Delivered { queue, seq } => marks.raise(*queue, *seq),
@@ -292,6 +303,7 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
                 // Marks go in after the ops: one from before the delete must not outlive it.
                 marks.0.retain(|(q, _)| q != queue);
                 marks_written.remove(queue);
+                unused.extend(book.remove_queue(*queue));
                 let (from, to) = queue_range(*queue);
                 batch.delete_range_cf(messages, from, to);
                 batch.delete_range_cf(bodies, from, to);
@@ -330,12 +342,33 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
         }
     }
     marks.write(&mut batch, delivered, marks_written);
-    let mut opts = WriteOptions::default();
-    opts.set_sync(sync);
+    drop(book);
     let started = std::time::Instant::now();
-    let result = store.db.write_opt(batch, &opts).map_err(|e| e.to_string());
-    if sync {
-        stats.sync_latency_us.observe(started.elapsed().as_micros() as u64);
+    // The bodies first: an index entry must never name a body that is not on disk.
+    let result = match store.segments.write(&mut appender) {
+        Ok(Some((checkpoint, closed))) => {
+            batch.put_cf(delivered, CHECKPOINT_KEY, checkpoint.encode());
+            unused.extend(closed);
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(e) => Err(format!("writing message segments: {e}")),
+    };
+    drop(appender);
+    let result = result.and_then(|appended_any| {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        store.db.write_opt(batch, &opts).map_err(|e| e.to_string())?;
+        if sync || appended_any {
+            stats.sync_latency_us.observe(started.elapsed().as_micros() as u64);
+        }
+        Ok(())
+    });
+    if result.is_ok() {
+        let mut book = store.segments.book();
+        appended.into_iter().for_each(|(queue, seq, segment)| book.add(queue, seq, segment));
+        drop(book);
+        delete_unused_segments(store, &unused);
     }
     let changed = store.note_write(result.is_ok());
     match &result {
@@ -373,9 +406,24 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
     }
 }
 
+/// Deletes the segments of `candidates` no live message needs, once a synced WAL holds the
+/// checkpoint past them and the deletes that emptied them (a crash must not bring back an
+/// index entry naming a deleted segment, nor a replay start before one).
+fn delete_unused_segments(store: &Store, candidates: &[u32]) {
+    if candidates.is_empty() || !store.segments.may_delete() {
+        return;
+    }
+    if let Err(e) = store.db.flush_wal(true) {
+        tracing::warn!(error = %e, "cannot sync the WAL; unused message segments kept for now");
+        return;
+    }
+    store.segments.delete_unused(candidates);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Stored;
 
     fn put(queue: u64, seq: u64, done: Option<Completion>) -> Op {
         Op::Put { queue, seq, record: Bytes::from_static(b"body"), body: None, done }
@@ -399,7 +447,8 @@ mod tests {
         write_batch(&store, &mut ops, &stats, &mut HashMap::new());
         assert_eq!(rx.try_recv(), Ok(Ok(())), "the publisher still gets its confirm");
         let stored = store.read_messages(7, &[1, 2], false).unwrap();
-        assert_eq!(stored, vec![None, Some(Bytes::from_static(b"body"))]);
+        let body = Stored { entry: Bytes::from_static(b"body"), body_at: None };
+        assert_eq!(stored, vec![None, Some(body)]);
         // A delete in a later batch deletes what an earlier one wrote.
         write_batch(&store, &mut vec![Op::Delete { queue: 7, seq: 2, split: false }], &stats, &mut HashMap::new());
         assert_eq!(store.read_messages(7, &[2], false).unwrap(), vec![None]);

@@ -8,7 +8,7 @@ use super::paging::Recovered;
 use super::{Queue, QueueStore};
 use crate::broker::message::Message;
 use crate::broker::record::{self, Entry};
-use crate::store::StoreError;
+use crate::store::{Location, StoreError, Stored};
 
 /// Bodies read at a time while recovering the memory window.
 const RECOVERY_BATCH: usize = 256;
@@ -26,22 +26,32 @@ impl QueueStore {
     /// from the index and, where their body is stored apart, the bodies; paged-out transient
     /// ones (`transient`) from their own family, where they are whole records.
     pub fn read(&self, seqs: &[u64], transient: bool) -> Result<Vec<Option<Message>>, StoreError> {
-        let entries: Vec<Option<Entry>> = (self.handle.store.read_messages(self.id, seqs, transient)?.iter())
-            .map(|e| e.as_ref().and_then(record::decode_entry))
+        let entries: Vec<Option<Placed>> = (self.handle.store.read_messages(self.id, seqs, transient)?.into_iter())
+            .map(|s| s.and_then(decode))
             .collect();
         self.whole(seqs, entries)
     }
 
-    /// The messages of `entries` (those of `seqs`, in order) made whole: the bodies stored
-    /// apart are read in one go.
-    fn whole(&self, seqs: &[u64], entries: Vec<Option<Entry>>) -> Result<Vec<Option<Message>>, StoreError> {
-        let apart: Vec<u64> = (seqs.iter().zip(&entries))
-            .filter(|(_, e)| matches!(e, Some(Entry::Header { .. })))
-            .map(|(seq, _)| *seq)
+    /// The messages of `entries` (those of `seqs`, in order, with their bodies' places) made
+    /// whole: the bodies stored apart are read in one go.
+    fn whole(&self, seqs: &[u64], entries: Vec<Option<Placed>>) -> Result<Vec<Option<Message>>, StoreError> {
+        let apart: Vec<(u64, Option<Location>)> = (seqs.iter().zip(&entries))
+            .filter_map(|(seq, e)| match e {
+                Some((Entry::Header { .. }, at)) => Some((*seq, *at)),
+                _ => None,
+            })
             .collect();
+        let entries = entries.into_iter().map(|e| e.map(|(entry, _)| entry)).collect();
         let bodies = if apart.is_empty() { Vec::new() } else { self.handle.store.read_bodies(self.id, &apart)? };
         Ok(with_bodies(entries, bodies))
     }
+}
+
+/// An index entry decoded, with its body's place when that is in a segment.
+type Placed = (Entry, Option<Location>);
+
+fn decode(stored: Stored) -> Option<Placed> {
+    Some((record::decode_entry(&stored.entry)?, stored.body_at))
 }
 
 /// Joins header entries with their bodies (given in the order of the header entries).
@@ -68,11 +78,11 @@ impl Queue {
         // for their bodies to be read in one go.
         let mut pending = Vec::new();
         let mut failed = None;
-        let mark = store.handle.store.for_each_message(store.id, |seq, bytes, delivered| {
+        let mark = store.handle.store.for_each_message(store.id, |seq, stored, delivered| {
             if failed.is_some() {
                 return;
             }
-            let entry = record::decode_entry(&bytes);
+            let entry = decode(stored);
             if found.messages + found.unreadable + pending.len() < window {
                 pending.push((seq, entry, delivered));
                 if pending.len() == RECOVERY_BATCH {
@@ -84,7 +94,7 @@ impl Queue {
                 failed = self.recover_pending(store, &mut pending, &mut found).err();
             }
             match entry {
-                Some(entry) => {
+                Some((entry, _)) => {
                     self.recover(seq, self.recovered_place(&args, &entry), delivered);
                     found.messages += 1;
                 }
@@ -104,10 +114,10 @@ impl Queue {
     fn recover_pending(
         &self,
         store: &QueueStore,
-        pending: &mut Vec<(u64, Option<Entry>, bool)>,
+        pending: &mut Vec<(u64, Option<Placed>, bool)>,
         found: &mut RecoveredCount,
     ) -> Result<(), StoreError> {
-        let (places, entries): (Vec<(u64, bool)>, Vec<Option<Entry>>) =
+        let (places, entries): (Vec<(u64, bool)>, Vec<_>) =
             pending.drain(..).map(|(seq, e, delivered)| ((seq, delivered), e)).unzip();
         let seqs: Vec<u64> = places.iter().map(|(seq, _)| *seq).collect();
         for ((seq, delivered), msg) in places.into_iter().zip(store.whole(&seqs, entries)?) {
