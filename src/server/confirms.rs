@@ -105,6 +105,15 @@ impl Confirms {
     /// Sends what is ready; the lock is held while encoding so confirms leave in order.
     /// Returns whether publishes are still waiting for their confirms (for the disk).
     pub fn flush(&self) -> bool {
+        self.flush_with(false)
+    }
+
+    /// [`Confirms::flush`] from a store write's completion (see [`Outbound::write_completing`]).
+    pub fn flush_completing(&self) {
+        self.flush_with(true);
+    }
+
+    fn flush_with(&self, completing: bool) -> bool {
         let mut tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
         let Some(t) = tracker.as_mut() else { return false };
         let ready = t.take_ready();
@@ -112,11 +121,16 @@ impl Confirms {
         if ready.is_empty() {
             return waiting;
         }
-        self.outbound.write(|buf| {
+        let encode = |buf: &mut bytes::BytesMut| {
             for m in &ready {
                 crate::protocol::encode_method(buf, self.channel, m);
             }
-        });
+        };
+        if completing {
+            self.outbound.write_completing(encode);
+        } else {
+            self.outbound.write(encode);
+        }
         waiting
     }
 }

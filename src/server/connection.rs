@@ -67,6 +67,8 @@ pub async fn serve_connection<T: Transport>(broker: Arc<Broker>, mut socket: T, 
         outbound.send_directly_on(fd, origin.stats.clone());
     }
     let mut reader = FrameReader::new(read_half, fd, broker.limits.frame_max, origin.stats.clone());
+    // Dropped before `reader` (the socket's last owner): no other thread sends from then on.
+    let _detach = Detach(outbound.clone());
 
     let writer = tokio::spawn(outbound.clone().run_writer(write_half, origin.stats.clone()));
 
@@ -147,6 +149,15 @@ async fn fail_handshake(e: ConnError, reader: &mut FrameReader, outbound: &Outbo
         }
         ConnError::Io(e) => info!(%peer, error = %e, "connection lost during handshake"),
         ConnError::Gone(why) => warn!(%peer, "handshake failed: {why}"),
+    }
+}
+
+/// Detaches the outbound from the socket when dropped (see [`Outbound::detach_direct`]).
+struct Detach(Arc<Outbound>);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        self.0.detach_direct();
     }
 }
 

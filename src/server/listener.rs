@@ -23,6 +23,10 @@ pub struct Listener {
 
 impl Listener {
     pub async fn bind(config: &Config) -> std::io::Result<Listener> {
+        crate::store::writer::set_completion_scope(
+            super::read_batch::begin_completions,
+            super::read_batch::end_completions,
+        );
         // The TLS files first: a bad certificate or key stops start-up with its name.
         let tls = TlsSettings::from_config(config)?;
         if !config.plain_listener && tls.is_none() {

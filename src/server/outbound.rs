@@ -60,6 +60,9 @@ struct Buffer {
     size: BufferSize,
     /// Bytes ever queued: whether anything was sent between two looks.
     total: u64,
+    /// The socket is about to close: nobody but the writer sends any more (see
+    /// [`Outbound::detach_direct`]).
+    detached: bool,
 }
 
 impl Default for Outbound {
@@ -82,9 +85,29 @@ impl Default for Outbound {
 impl Outbound {
     /// Encodes into the buffer with `f` and wakes the writer.
     pub fn write<R>(&self, f: impl FnOnce(&mut BytesMut) -> R) -> R {
-        let r = {
+        let r = self.encode(f);
+        if !read_batch::defer(self.address(), &self.wake_writer) {
+            self.wake_writer.notify_one();
+        }
+        r
+    }
+
+    /// [`Outbound::write`] from the store writer's thread (confirms): while it runs a batch's
+    /// completions, the frames wait for the end of the batch, then go out with one `send` from
+    /// that thread (or one wake-up of the writer), instead of a wake-up of the writer task, on
+    /// a tokio thread, per batch and connection.
+    pub fn write_completing<R>(self: &Arc<Self>, f: impl FnOnce(&mut BytesMut) -> R) -> R {
+        let r = self.encode(f);
+        if !read_batch::defer_completing(self) && !read_batch::defer(self.address(), &self.wake_writer) {
+            self.wake_writer.notify_one();
+        }
+        r
+    }
+
+    fn encode<R>(&self, f: impl FnOnce(&mut BytesMut) -> R) -> R {
+        {
             let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-            let Buffer { bytes, size, total } = &mut *buf;
+            let Buffer { bytes, size, total, .. } = &mut *buf;
             // Only when there is no room at all (new, released, or split off full): the frames
             // that follow then fill one allocation of the traffic's size instead of growing
             // one from a few bytes.
@@ -96,11 +119,7 @@ impl Outbound {
             *total += bytes.len().saturating_sub(before) as u64;
             self.pending.store(bytes.len(), Ordering::Release);
             r
-        };
-        if !read_batch::defer(self.address(), &self.wake_writer) {
-            self.wake_writer.notify_one();
         }
-        r
     }
 
     fn address(&self) -> usize {
@@ -125,15 +144,30 @@ impl Outbound {
     /// Returns the bytes ever queued (see [`Outbound::total_queued`]), read under the same lock.
     fn end_batch(&self) -> u64 {
         read_batch::end();
+        self.send_or_wake()
+    }
+
+    /// The socket will be closed: from now on only the writer task sends. Called by the
+    /// connection before it drops its socket, so that a `send` from another thread (the store
+    /// writer's, see [`Outbound::write_completing`]) never reaches a closed descriptor, or one
+    /// the number was given to since.
+    pub fn detach_direct(&self) {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner()).detached = true;
+    }
+
+    /// Sends what is buffered with one non-blocking `send` on the socket, unless the writer is
+    /// writing (it comes back for the rest after its write, in order); wakes the writer for
+    /// whatever is left. Returns the bytes ever queued, read under the same lock.
+    pub(super) fn send_or_wake(&self) -> u64 {
         let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
         let total = buf.total;
-        // A writer that is writing comes back for the rest after its write, in order.
         if buf.bytes.is_empty() || self.in_flight.load(Ordering::Acquire) > 0 {
             return total;
         }
         let mut sent = 0;
-        if let Some((fd, stats)) = self.direct.get().filter(|_| !self.is_closed()) {
-            // SAFETY: a valid buffer; `fd` is open while the read loop (our caller) runs.
+        if let Some((fd, stats)) = self.direct.get().filter(|_| !self.is_closed() && !buf.detached) {
+            // SAFETY: a valid buffer; `fd` stays open until `detach_direct`, which waits for the
+            // lock we hold.
             let n = unsafe {
                 libc::send(*fd, buf.bytes.as_ptr().cast(), buf.bytes.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
             };
@@ -390,5 +424,33 @@ mod tests {
             out.write(|buf| buf.extend_from_slice(b"later"));
         }
         assert_eq!(out.pending.load(Ordering::Acquire), 5, "still the writer's to send, in order");
+    }
+
+    #[test]
+    fn a_store_batchs_confirms_leave_together_from_its_thread_until_the_socket_is_detached() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (server, mut client) = tcp_pair();
+        // No writer task: only the send at the end of the completions can deliver the bytes.
+        let out = Arc::new(Outbound::default());
+        out.send_directly_on(server.as_raw_fd(), Arc::default());
+        read_batch::begin_completions();
+        out.write_completing(|buf| buf.extend_from_slice(b"ack 1 "));
+        out.write_completing(|buf| buf.extend_from_slice(b"ack 2"));
+        assert_eq!(out.pending.load(Ordering::Acquire), 11, "held until the completions end");
+        read_batch::end_completions();
+        let mut got = [0u8; 11];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ack 1 ack 2");
+        // Outside a store batch, and once the connection detached its socket, the writer task
+        // sends.
+        out.detach_direct();
+        read_batch::begin_completions();
+        out.write_completing(|buf| buf.extend_from_slice(b"ack 3"));
+        read_batch::end_completions();
+        assert_eq!(out.pending.load(Ordering::Acquire), 5, "left to the writer task");
+        let woken = out.wake_writer.notified();
+        tokio::pin!(woken);
+        assert!(woken.as_mut().enable(), "which was woken");
     }
 }

@@ -11,17 +11,53 @@
 //! The delay is the handling of one read buffer, at most a few hundred microseconds; a fanout
 //! that turns one 64 KiB read into more than a consumer's high-water mark of deliveries parks
 //! that consumer until its writer drains it (back-pressure as usual, only burstier).
+//!
+//! The store writer's thread does the same for the confirms of a group commit
+//! ([`begin_completions`]): a batch settles many publishes of the same channels, and each would
+//! wake that connection's writer task on a tokio thread; instead their frames go out at the end
+//! of the batch, with one `send` each from the store writer's thread.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use super::outbound::Outbound;
+
 thread_local! {
     /// The connection whose read is being handled on this thread (its outbound's address).
     static READING: Cell<usize> = const { Cell::new(0) };
     /// Other connections' writers to wake when it ends.
     static WAKES: RefCell<Vec<Arc<Notify>>> = const { RefCell::new(Vec::new()) };
+    /// On the store writer's thread, while a batch's completions run: the connections they
+    /// wrote frames for.
+    static COMPLETING: RefCell<Option<Vec<Arc<Outbound>>>> = const { RefCell::new(None) };
+}
+
+/// The store writer starts running a group commit's completions on this thread.
+pub fn begin_completions() {
+    COMPLETING.with(|c| c.borrow_mut().get_or_insert_with(Vec::new).clear());
+}
+
+/// The completions have run: each connection they wrote for sends its frames now.
+pub fn end_completions() {
+    let Some(touched) = COMPLETING.with(|c| c.borrow_mut().take()) else { return };
+    for outbound in &touched {
+        outbound.send_or_wake();
+    }
+}
+
+/// Whether `outbound`'s frames wait for the end of the completions running on this thread.
+pub(super) fn defer_completing(outbound: &Arc<Outbound>) -> bool {
+    COMPLETING.with(|c| match c.borrow_mut().as_mut() {
+        Some(touched) => {
+            if !touched.iter().any(|o| Arc::ptr_eq(o, outbound)) {
+                touched.push(outbound.clone());
+            }
+            true
+        }
+        None => false,
+    })
 }
 
 /// The read of the connection whose outbound is at `own` starts being handled.

@@ -77,6 +77,17 @@ pub enum Op {
     Barrier(Completion),
 }
 
+/// Called on the writer thread before and after a batch's completions run (the server's, so
+/// that the confirms of one batch leave together: `server::read_batch`). Set once.
+static COMPLETION_SCOPE: std::sync::OnceLock<CompletionScope> = std::sync::OnceLock::new();
+
+/// What runs before and after a batch's completions.
+type CompletionScope = (fn(), fn());
+
+pub fn set_completion_scope(begin: fn(), end: fn()) {
+    let _ = COMPLETION_SCOPE.set((begin, end));
+}
+
 /// Most operations folded into one batch; bounds the latency of the last one in it.
 const MAX_BATCH: usize = 4096;
 
@@ -380,6 +391,10 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
         Ok(()) if changed => tracing::warn!("store writes succeed again"),
         Ok(()) => {}
     }
+    let scope = COMPLETION_SCOPE.get();
+    if let Some((begin, _)) = scope {
+        begin();
+    }
     // Each stream hears once, after the confirms of its entries went out.
     let mut commits: Vec<(Arc<dyn StreamCommit>, u64)> = Vec::new();
     for op in ops.drain(..) {
@@ -400,6 +415,9 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
             }
             _ => {}
         }
+    }
+    if let Some((_, end)) = scope {
+        end();
     }
     for (commit, up_to) in commits {
         commit.committed(up_to, result.clone());

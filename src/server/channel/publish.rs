@@ -120,7 +120,7 @@ impl Channel {
             // From the writer thread nobody else will flush; in the read loop the end of the
             // batch does, coalescing the acks.
             if from_writer {
-                shared.confirms.flush();
+                shared.confirms.flush_completing();
             }
         });
         self.publish(&x, Deferred { method, message, extra_keys }, Some(&outcome));
