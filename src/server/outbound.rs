@@ -46,6 +46,9 @@ pub struct Outbound {
     closed: AtomicBool,
     /// Queues that found this connection congested and want a `dispatch` once it drains.
     waiting_queues: Mutex<Vec<Weak<Queue>>>,
+    /// The store writer's thread sent and drained the buffer: the writer task runs the
+    /// queues' dispatch (never the store writer's thread, see [`Outbound::send_from_store`]).
+    drain_pending: AtomicBool,
     /// Negotiated heartbeat interval in milliseconds; 0 until tune-ok, and when turned off.
     heartbeat_ms: AtomicU64,
     /// A plain TCP socket the read loop may send on itself at the end of a batch (see
@@ -76,6 +79,7 @@ impl Default for Outbound {
             drained: Notify::new(),
             closed: AtomicBool::new(false),
             waiting_queues: Mutex::new(Vec::new()),
+            drain_pending: AtomicBool::new(false),
             heartbeat_ms: AtomicU64::new(0),
             direct: OnceLock::new(),
         }
@@ -144,7 +148,15 @@ impl Outbound {
     /// Returns the bytes ever queued (see [`Outbound::total_queued`]), read under the same lock.
     fn end_batch(&self) -> u64 {
         read_batch::end();
-        self.send_or_wake()
+        self.send_or_wake(true)
+    }
+
+    /// [`Outbound::send_or_wake`] at the end of a store batch's completions, on the store
+    /// writer's thread. A drain it makes does not run the waiting queues' dispatch there: that
+    /// may page bodies in and wait for the store writer (itself), or take a queue's lock a
+    /// thread waiting for the writer holds. The writer task does it.
+    pub(super) fn send_from_store(&self) {
+        self.send_or_wake(false);
     }
 
     /// The socket will be closed: from now on only the writer task sends. Called by the
@@ -157,8 +169,10 @@ impl Outbound {
 
     /// Sends what is buffered with one non-blocking `send` on the socket, unless the writer is
     /// writing (it comes back for the rest after its write, in order); wakes the writer for
-    /// whatever is left. Returns the bytes ever queued, read under the same lock.
-    pub(super) fn send_or_wake(&self) -> u64 {
+    /// whatever is left. After a send that drained it, runs the waiting queues' dispatch if
+    /// `dispatch`, or has the writer task run it. Returns the bytes ever queued, read under
+    /// the same lock.
+    fn send_or_wake(&self, dispatch: bool) -> u64 {
         let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
         let total = buf.total;
         if buf.bytes.is_empty() || self.in_flight.load(Ordering::Acquire) > 0 {
@@ -179,13 +193,21 @@ impl Outbound {
             }
             // An error (a full socket, a reset) is the writer's to meet on its own write.
         }
-        let rest = !buf.bytes.is_empty();
+        let mut wake = !buf.bytes.is_empty();
         drop(buf);
         if sent > 0 {
             self.batch_written(sent);
-            self.after_drain();
+            if dispatch {
+                self.after_drain();
+            } else if self.held() <= LOW_WATER {
+                self.drained.notify_waiters();
+                if !self.waiting_queues.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                    self.drain_pending.store(true, Ordering::Release);
+                    wake = true;
+                }
+            }
         }
-        if rest {
+        if wake {
             self.wake_writer.notify_one();
         }
         total
@@ -255,6 +277,9 @@ impl Outbound {
         let mut busy = 0u32;
         let mut last_len = 0;
         loop {
+            if self.drain_pending.swap(false, Ordering::AcqRel) {
+                self.after_drain();
+            }
             let chunk = {
                 let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
                 let chunk = buf.bytes.split();
@@ -452,5 +477,23 @@ mod tests {
         let woken = out.wake_writer.notified();
         tokio::pin!(woken);
         assert!(woken.as_mut().enable(), "which was woken");
+    }
+
+    #[test]
+    fn a_drain_from_the_store_writers_thread_leaves_the_queues_dispatch_to_the_writer_task() {
+        use std::os::fd::AsRawFd;
+        let (server, _client) = tcp_pair();
+        let out = Arc::new(Outbound::default());
+        out.send_directly_on(server.as_raw_fd(), Arc::default());
+        out.waiting_queues.lock().unwrap().push(Weak::new());
+        read_batch::begin_completions();
+        out.write_completing(|buf| buf.extend_from_slice(b"ack"));
+        read_batch::end_completions();
+        assert_eq!(out.pending.load(Ordering::Acquire), 0, "sent");
+        assert_eq!(out.waiting_queues.lock().unwrap().len(), 1, "no queue run on this thread");
+        assert!(out.drain_pending.load(Ordering::Acquire));
+        let woken = out.wake_writer.notified();
+        tokio::pin!(woken);
+        assert!(woken.as_mut().enable(), "the writer task is woken to run them");
     }
 }

@@ -43,7 +43,7 @@ pub fn begin_completions() {
 pub fn end_completions() {
     let Some(touched) = COMPLETING.with(|c| c.borrow_mut().take()) else { return };
     for outbound in &touched {
-        outbound.send_or_wake();
+        outbound.send_from_store();
     }
 }
 

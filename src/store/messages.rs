@@ -109,11 +109,16 @@ impl Store {
     ///
     /// This is the queue's recovery: the bodies it has in segments are counted as live there
     /// (so it is called once per queue, before [`Store::recovered`]).
-    pub fn for_each_message(
-        &self,
-        queue: u64,
-        mut f: impl FnMut(u64, Stored, bool),
-    ) -> Result<Option<u64>, StoreError> {
+    pub fn for_each_message(&self, queue: u64, f: impl FnMut(u64, Stored, bool)) -> Result<Option<u64>, StoreError> {
+        let scanned = self.scan_queue(queue, f);
+        if scanned.is_err() {
+            // Some of its bodies went uncounted: no segment may be deleted in this run.
+            self.segments.counting_failed();
+        }
+        scanned
+    }
+
+    fn scan_queue(&self, queue: u64, mut f: impl FnMut(u64, Stored, bool)) -> Result<Option<u64>, StoreError> {
         let (from, to) = queue_range(queue);
         // One pass over each block: caching them would only grow the block cache by the size
         // of the index.

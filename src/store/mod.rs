@@ -262,9 +262,15 @@ impl Store {
         self.write(batch)
     }
 
-    /// Every queue has counted its stored bodies: segments no message needs may go.
+    /// Every queue has counted its stored bodies: segments no message needs may go, once the
+    /// WAL holds what start-up deleted (expired messages, orphaned queues) for good.
     pub fn recovered(&self) {
-        self.segments.recovered();
+        match self.db.flush_wal(true) {
+            Ok(()) => self.segments.recovered(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sync the WAL; unused message segments kept until the next start")
+            }
+        }
     }
 
     fn definitions(&self) -> &ColumnFamily {

@@ -275,7 +275,12 @@ impl DeliveredMarks {
 }
 
 /// `marks_written`: each queue's delivered mark as this writer last put it.
-fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_written: &mut HashMap<u64, u64>) {
+pub(super) fn write_batch(
+    store: &Store,
+    ops: &mut Vec<Op>,
+    stats: &WriterStats,
+    marks_written: &mut HashMap<u64, u64>,
+) {
     let (messages, bodies) = (store.cf(CF_MESSAGES), store.cf(CF_BODIES));
     let (delivered, transient) = (store.cf(CF_DELIVERED), store.cf(CF_TRANSIENT));
     let delayed = |transient: bool| store.cf(if transient { CF_DELAYED_TRANSIENT } else { CF_DELAYED });
@@ -284,9 +289,10 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
     let mut sync = false;
     let mut appender = store.segments.appender();
     let mut book = store.segments.book();
-    // Bodies appended (counted live once the batch is written), and segments that may now
-    // hold no live body.
-    let (mut appended, mut unused) = (Vec::new(), Vec::new());
+    // Segments that may now hold no live body. An appended body counts as live at once (a
+    // `DeleteQueue` later in the batch finds it), whatever becomes of the batch: the queue
+    // keeps a message whose write failed, and its delete will come, once, as for any other.
+    let mut unused = Vec::new();
     let settled = settled_in_batch(ops);
     let elided = |queue: &u64, seq: &u64| !settled.is_empty() && settled.contains(&(*queue, *seq));
     let mut marks = DeliveredMarks::default();
@@ -297,7 +303,7 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
             Op::Put { queue, seq, record, body: Some(body), .. } => {
                 let at = appender.add(*queue, *seq, record, body);
                 batch.put_cf(messages, message_key(*queue, *seq), segments::tagged(at, record));
-                appended.push((*queue, *seq, at.segment));
+                book.add(*queue, *seq, at.segment);
             }
             Op::Put { queue, seq, record, body: None, .. } => {
                 batch.put_cf(messages, message_key(*queue, *seq), record);
@@ -357,18 +363,18 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
         }
     }
     marks.write(&mut batch, delivered, marks_written);
-    drop(book);
     let started = std::time::Instant::now();
     // The bodies first: an index entry must never name a body that is not on disk.
     let result = match store.segments.write(&mut appender) {
-        Ok(Some((checkpoint, closed))) => {
+        Ok(Some(checkpoint)) => {
             batch.put_cf(delivered, CHECKPOINT_KEY, checkpoint.encode());
-            unused.extend(closed);
             Ok(true)
         }
         Ok(None) => Ok(false),
         Err(e) => Err(format!("writing message segments: {e}")),
     };
+    unused.extend(appender.take_closed());
+    drop(book);
     drop(appender);
     let result = result.and_then(|appended_any| {
         let mut opts = WriteOptions::default();
@@ -379,10 +385,8 @@ fn write_batch(store: &Store, ops: &mut Vec<Op>, stats: &WriterStats, marks_writ
         }
         Ok(())
     });
+    // (After a failed write the deletes in it are not on disk: what they emptied stays.)
     if result.is_ok() {
-        let mut book = store.segments.book();
-        appended.into_iter().for_each(|(queue, seq, segment)| book.add(queue, seq, segment));
-        drop(book);
         delete_unused_segments(store, &unused);
     }
     let changed = store.note_write(result.is_ok());

@@ -6,6 +6,11 @@
 //! runs of ascending sequence numbers: the run a sequence number falls in names its segment.
 //! That costs a few words per queue and segment instead of a location per message, which the
 //! broker would otherwise have to keep in memory for every message of a backlog.
+//!
+//! The counts hold because every body added is removed exactly once: by the delete of its
+//! message (which leaves its queue once), or with its whole queue. The writer adds a body as
+//! it appends it, whether or not the batch's writes then succeed: the queue keeps a message
+//! whose write failed, and deletes it later like any other.
 
 use std::collections::HashMap;
 

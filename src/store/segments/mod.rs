@@ -12,9 +12,11 @@
 //! synced and the RocksDB write is not. Each segment record carries its index entry, queue and
 //! sequence number, under a CRC; each RocksDB batch that follows an append records how far the
 //! segments go (the checkpoint, in the same write). RocksDB recovers a prefix of its writes, so
-//! after a crash the records past the recovered checkpoint are exactly those whose index entries
-//! were lost: [`Segments::open`] reads them back (up to the first torn record) for the store to
-//! index again. A segment is deleted only after a synced WAL put the checkpoint past it.
+//! after a crash the records past the recovered checkpoint are those whose index entries were
+//! lost: [`Segments::open`] reads them back (up to the first torn record) for the store to index
+//! again. (So are the records of a batch whose RocksDB write failed, if no later checkpoint
+//! reached the disk: publishes that were nacked may come back, which "at least once" allows.)
+//! A segment is deleted only after a synced WAL put the checkpoint past it.
 
 pub mod book;
 mod read;
@@ -117,6 +119,8 @@ pub struct Segments {
     /// Bytes of the last batch that could not be written (0 once one is): what
     /// [`Segments::probe`] needs room for.
     failed: AtomicU64,
+    /// A queue's recovery could not count all its bodies: nothing is deleted in this run.
+    uncounted: AtomicBool,
 }
 
 fn file_name(id: u32) -> String {
@@ -154,9 +158,16 @@ impl Segments {
             dir,
             files: RwLock::new(files),
             book: Mutex::default(),
-            appender: Mutex::new(Appender { next_id, current: None, pending: Vec::new(), size: SEGMENT_SIZE }),
+            appender: Mutex::new(Appender {
+                next_id,
+                current: None,
+                pending: Vec::new(),
+                closed: Vec::new(),
+                size: SEGMENT_SIZE,
+            }),
             recovered: AtomicBool::new(false),
             failed: AtomicU64::new(0),
+            uncounted: AtomicBool::new(false),
         };
         Ok((segments, replayed))
     }
@@ -175,9 +186,21 @@ impl Segments {
         self.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A queue's recovery stopped before it had counted all its bodies.
+    pub fn counting_failed(&self) {
+        self.uncounted.store(true, Ordering::Release);
+    }
+
     /// Every queue has counted the bodies its index names: from now on a segment that holds
-    /// no live body can go. Deletes those that hold none now.
+    /// no live body can go (unless a queue could not count them all). Deletes those that hold
+    /// none now. The caller has synced the WAL.
     pub fn recovered(&self) {
+        if self.uncounted.load(Ordering::Acquire) {
+            tracing::warn!(
+                "message segments are kept until the next start: a queue's stored messages could not all be read"
+            );
+            return;
+        }
         self.recovered.store(true, Ordering::Release);
         self.delete_unused(&self.ids());
     }
@@ -231,8 +254,9 @@ impl Segments {
 
     /// Writes what the batch appended and syncs it: one `pwrite` and one `fdatasync` per
     /// segment it touched (a new segment's directory entry is synced too). Returns how far the
-    /// segments now go, and the segments closed on the way; `None` if nothing was appended.
-    pub fn write(&self, app: &mut Appender) -> io::Result<Option<(Checkpoint, Vec<u32>)>> {
+    /// segments now go; `None` if nothing was appended. The segments closed on the way are
+    /// left in [`Appender::take_closed`].
+    pub fn write(&self, app: &mut Appender) -> io::Result<Option<Checkpoint>> {
         if app.pending.is_empty() {
             return Ok(None);
         }
@@ -242,7 +266,9 @@ impl Segments {
         if result.is_err() {
             // What reached the file is unknown: later appends start a new segment, so a torn
             // record can only ever be a segment's last.
-            app.current = None;
+            if let Some(failed) = app.current.take() {
+                app.closed.push(failed.id);
+            }
             app.pending.clear();
         }
         result.map(Some)
@@ -272,8 +298,7 @@ impl Segments {
         reserved.is_ok()
     }
 
-    fn write_pending(&self, app: &mut Appender) -> io::Result<(Checkpoint, Vec<u32>)> {
-        let mut closed = Vec::new();
+    fn write_pending(&self, app: &mut Appender) -> io::Result<Checkpoint> {
         for p in std::mem::take(&mut app.pending) {
             if app.current.as_ref().is_none_or(|c| c.id != p.id) {
                 let path = self.dir.join(file_name(p.id));
@@ -281,7 +306,7 @@ impl Segments {
                 File::open(&self.dir)?.sync_all()?;
                 self.files.write().unwrap_or_else(|e| e.into_inner()).insert(p.id, file.clone());
                 if let Some(old) = app.current.replace(Open { id: p.id, file, len: 0 }) {
-                    closed.push(old.id);
+                    app.closed.push(old.id);
                 }
             }
             let current = app.current.as_mut().expect("opened above");
@@ -290,7 +315,7 @@ impl Segments {
             current.len = p.base + p.buf.len() as u64;
         }
         let current = app.current.as_ref().expect("written above");
-        Ok((Checkpoint { segment: current.id, end: current.len }, closed))
+        Ok(Checkpoint { segment: current.id, end: current.len })
     }
 }
 
@@ -313,11 +338,18 @@ pub struct Appender {
     next_id: u32,
     current: Option<Open>,
     pending: Vec<Pending>,
+    /// Segments no longer appended to since the last [`Appender::take_closed`].
+    closed: Vec<u32>,
     /// [`SEGMENT_SIZE`], smaller in tests.
     size: u64,
 }
 
 impl Appender {
+    /// The segments closed since the last call: candidates for deletion.
+    pub fn take_closed(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.closed)
+    }
+
     /// Places a record for the body of `queue`'s message `seq` (with its index `entry`) and
     /// returns where the body will be once the batch is written.
     pub fn add(&mut self, queue: u64, seq: u64, entry: &[u8], body: &[u8]) -> Location {

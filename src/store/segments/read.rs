@@ -13,7 +13,7 @@ use super::{Location, Segments};
 /// Bytes between two bodies still read in one go (a record's header and index entry are well
 /// under it); further apart they are read apart.
 const MAX_GAP: u64 = 4096;
-/// The most one read takes.
+/// The most one read of several bodies takes.
 const MAX_READ: u64 = 1 << 20;
 
 impl Segments {
@@ -50,6 +50,10 @@ impl Segments {
         let Some(file) = self.file(first.segment) else { return Ok(()) };
         let from = u64::from(first.offset);
         let to = group.iter().map(|&i| span_end(&places[i])).max().unwrap_or(from);
+        // One large body: no larger than the file (an index entry could be corrupt).
+        if to - from > MAX_READ && to > file.metadata()?.len() {
+            return Ok(());
+        }
         let mut buf = BytesMut::zeroed((to - from) as usize);
         let got = read_at_most(&file, &mut buf, from)?;
         buf.truncate(got);

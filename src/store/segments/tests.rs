@@ -45,6 +45,13 @@ fn with_writer(store: &Arc<Store>, ops: impl IntoIterator<Item = Op>) {
     thread.join().unwrap();
 }
 
+/// All of `ops` in one batch: the writer thread takes whatever is queued when it wakes.
+fn in_one_batch(store: &Arc<Store>, ops: Vec<Op>) {
+    let mut batch = ops;
+    let stats = crate::store::writer::WriterStats::default();
+    crate::store::writer::write_batch(store, &mut batch, &stats, &mut Default::default());
+}
+
 #[test]
 fn bodies_go_to_a_segment_once_and_are_read_back_whatever_the_order_asked() {
     let dir = tempfile::tempdir().unwrap();
@@ -163,4 +170,32 @@ fn bodies_an_earlier_version_stored_in_rocksdb_are_read_and_deleted_there() {
     with_writer(&store, [delete(1, 1), delete(1, 2)]);
     assert_eq!(store.db.get_cf(store.cf(CF_BODIES), message_key(1, 1)).unwrap(), None);
     assert_eq!(stored(&store, 1, &[1, 2]), vec![None, None]);
+}
+
+#[test]
+fn a_queue_deleted_in_the_batch_that_appended_its_body_frees_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    store.segments.set_segment_size(3 * 700);
+    store.recovered();
+    in_one_batch(&store, vec![put(1, 1), put(2, 1), Op::DeleteQueue { queue: 1 }]);
+    // Queue 2's next bodies fill segment 1 and start segment 2: segment 1 is closed.
+    in_one_batch(&store, (2..=4).map(|seq| put(2, seq)).collect());
+    with_writer(&store, (1..=4).map(|seq| delete(2, seq)));
+    assert_eq!(store.segments.ids(), vec![2], "queue 1's body did not keep segment 1");
+}
+
+#[test]
+fn no_segment_is_deleted_in_a_run_where_a_queue_could_not_count_its_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        with_writer(&store, [put(1, 1)]);
+    }
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    // The queue's recovery failed half-way: its body was not counted.
+    store.segments.counting_failed();
+    store.recovered();
+    assert_eq!(store.segments.ids(), vec![1]);
+    assert_eq!(stored(&store, 1, &[1]), expected(&[1]));
 }
