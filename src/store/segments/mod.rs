@@ -19,7 +19,9 @@
 //! A segment is deleted only after a synced WAL put the checkpoint past it.
 
 pub mod book;
+mod direct;
 mod read;
+mod replay;
 #[cfg(test)]
 mod tests;
 
@@ -127,6 +129,19 @@ fn file_name(id: u32) -> String {
     format!("{id:010}.seg")
 }
 
+/// Whether a segment file has no first record: empty, or zeros where it would start.
+fn holds_nothing(file: &File) -> io::Result<bool> {
+    let mut header = [0u8; RECORD_HEADER];
+    let mut got = 0;
+    while got < RECORD_HEADER {
+        match file.read_at(&mut header[got..], got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(header[..got].iter().all(|&b| b == 0))
+}
+
 impl Segments {
     /// Opens the segments under `data_dir`, and reads back the records past `checkpoint` (all
     /// of them with none). Appends go to a new segment after the last.
@@ -140,7 +155,14 @@ impl Segments {
             else {
                 continue;
             };
-            files.insert(id, Arc::new(File::open(dir.join(&name))?));
+            let file = File::open(dir.join(&name))?;
+            if holds_nothing(&file)? {
+                // Prepared and never used, or created by a run that stopped before its first
+                // write reached the disk: no index entry can name it.
+                std::fs::remove_file(dir.join(&name))?;
+                continue;
+            }
+            files.insert(id, Arc::new(file));
         }
         let mut ids: Vec<u32> = files.keys().copied().collect();
         ids.sort_unstable();
@@ -148,7 +170,7 @@ impl Segments {
         let mut replayed = Vec::new();
         for &id in ids.iter().filter(|&&id| id >= from.segment) {
             let start = if id == from.segment { from.end } else { 0 };
-            replay(&files[&id], id, start, &mut replayed)?;
+            replay::replay(&files[&id], id, start, &mut replayed)?;
         }
         // Never an id the checkpoint could name with records already indexed: a segment
         // deleted since would otherwise come back under it, its start skipped by a replay.
@@ -163,6 +185,8 @@ impl Segments {
                 current: None,
                 pending: Vec::new(),
                 closed: Vec::new(),
+                spare: None,
+                direct_works: true,
                 size: SEGMENT_SIZE,
             }),
             recovered: AtomicBool::new(false),
@@ -301,29 +325,70 @@ impl Segments {
     fn write_pending(&self, app: &mut Appender) -> io::Result<Checkpoint> {
         for p in std::mem::take(&mut app.pending) {
             if app.current.as_ref().is_none_or(|c| c.id != p.id) {
-                let path = self.dir.join(file_name(p.id));
-                let file = Arc::new(std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(path)?);
-                File::open(&self.dir)?.sync_all()?;
-                self.files.write().unwrap_or_else(|e| e.into_inner()).insert(p.id, file.clone());
-                if let Some(old) = app.current.replace(Open { id: p.id, file, len: 0 }) {
+                let open = self.create(app, p.id)?;
+                if let Some(old) = app.current.replace(open) {
                     app.closed.push(old.id);
                 }
             }
             let current = app.current.as_mut().expect("opened above");
-            current.file.write_all_at(&p.buf, p.base)?;
-            current.file.sync_data()?;
+            match &mut current.direct {
+                Some(direct) => direct.append(p.base, &p.buf)?,
+                None => {
+                    current.file.write_all_at(&p.buf, p.base)?;
+                    current.file.sync_data()?;
+                }
+            }
             current.len = p.base + p.buf.len() as u64;
         }
         let current = app.current.as_ref().expect("written above");
         Ok(Checkpoint { segment: current.id, end: current.len })
+    }
+
+    /// Opens segment `id` to append to: the one prepared in the background if it is that one
+    /// (direct appends), else a new empty file (buffered appends). Then has the next one
+    /// prepared, where direct I/O works.
+    fn create(&self, app: &mut Appender, id: u32) -> io::Result<Open> {
+        let path = self.dir.join(file_name(id));
+        let prepared = match app.spare.take() {
+            Some((spare, preparing)) => {
+                let prepared = preparing.join().unwrap_or_else(|_| Err(io::Error::other("panicked")));
+                if let Err(e) = &prepared {
+                    tracing::info!(error = %e, "message segments are written through the page cache (no direct I/O here)");
+                    app.direct_works = false;
+                }
+                (spare == id).then_some(prepared).and_then(Result::ok)
+            }
+            None => None,
+        };
+        // A failed preparation may have left a file: it is started afresh.
+        let file = match prepared {
+            Some(_) => std::fs::OpenOptions::new().read(true).write(true).open(&path)?,
+            None => std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?,
+        };
+        File::open(&self.dir)?.sync_all()?;
+        let file = Arc::new(file);
+        self.files.write().unwrap_or_else(|e| e.into_inner()).insert(id, file.clone());
+        if app.direct_works {
+            let (next, size) = (app.next_id, app.size);
+            let path = self.dir.join(file_name(next));
+            let preparing = std::thread::Builder::new().name("warren-segment-prep".into()).spawn(move || {
+                std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+                direct::DirectFile::prepare(&path, size)
+            })?;
+            app.spare = Some((next, preparing));
+        }
+        Ok(Open { id, file, len: 0, direct: prepared })
     }
 }
 
 /// The segment being appended to.
 struct Open {
     id: u32,
+    /// For reads, and for buffered appends.
     file: Arc<File>,
     len: u64,
+    /// Direct appends, when the segment was prepared for them.
+    direct: Option<direct::DirectFile>,
 }
 
 /// Records appended in this batch to segment `id` from `base`, not yet written.
@@ -340,8 +405,22 @@ pub struct Appender {
     pending: Vec<Pending>,
     /// Segments no longer appended to since the last [`Appender::take_closed`].
     closed: Vec<u32>,
+    /// The next segment (its id: `next_id` when it started), being filled with zeros in the
+    /// background for direct appends.
+    spare: Option<(u32, std::thread::JoinHandle<io::Result<direct::DirectFile>>)>,
+    /// No preparation has failed yet (the file system takes direct I/O, and has room).
+    direct_works: bool,
     /// [`SEGMENT_SIZE`], smaller in tests.
     size: u64,
+}
+
+impl Drop for Appender {
+    /// Waits for a segment being prepared: its thread writes in the data directory.
+    fn drop(&mut self) {
+        if let Some((_, preparing)) = self.spare.take() {
+            let _ = preparing.join();
+        }
+    }
 }
 
 impl Appender {
@@ -388,43 +467,4 @@ impl Appender {
         // bounded by the frame-max-limited message size.
         Location { segment: p.id, offset: body_at as u32, len: body.len() as u32 }
     }
-}
-
-/// Reads the whole records of segment `id` from `start` into `out`, up to the end or the first
-/// record that is torn or fails its CRC (a crash while it was being written).
-fn replay(file: &File, id: u32, start: u64, out: &mut Vec<Replayed>) -> io::Result<()> {
-    let len = file.metadata()?.len();
-    if start >= len {
-        return Ok(());
-    }
-    let mut data = vec![0u8; (len - start) as usize];
-    file.read_exact_at(&mut data, start)?;
-    let mut at = 0usize;
-    while let Some(header) = data.get(at..at + RECORD_HEADER) {
-        let word = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 bytes"));
-        let (crc, entry_len, body_len) = (word(0), word(4) as usize, word(8) as usize);
-        let end = at + RECORD_HEADER + entry_len + body_len;
-        let Some(record) = data.get(at + 4..end) else { break };
-        if crc32c::crc32c(record) != crc {
-            break;
-        }
-        let queue = u64::from_be_bytes(header[12..20].try_into().expect("8 bytes"));
-        let seq = u64::from_be_bytes(header[20..28].try_into().expect("8 bytes"));
-        let entry_at = at + RECORD_HEADER;
-        out.push(Replayed {
-            queue,
-            seq,
-            at: Location { segment: id, offset: (start as usize + entry_at + entry_len) as u32, len: body_len as u32 },
-            entry: data[entry_at..entry_at + entry_len].to_vec(),
-        });
-        at = end;
-    }
-    if at < data.len() {
-        tracing::warn!(
-            segment = id,
-            at = start as usize + at,
-            "message segment ends in a torn record; the rest is ignored"
-        );
-    }
-    Ok(())
 }

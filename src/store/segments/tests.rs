@@ -199,3 +199,23 @@ fn no_segment_is_deleted_in_a_run_where_a_queue_could_not_count_its_bodies() {
     assert_eq!(store.segments.ids(), vec![1]);
     assert_eq!(stored(&store, 1, &[1]), expected(&[1]));
 }
+
+#[test]
+fn a_segment_prepared_for_direct_appends_replays_up_to_its_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        store.segments.set_segment_size(3 * 700);
+        // Segment 1 is started empty; segment 2 was prepared (zeros) while 1 filled.
+        with_writer(&store, (1..=5).map(|seq| put(1, seq)));
+        assert_eq!(store.segments.ids(), vec![1, 2]);
+        // The crash: body 6 reaches segment 2, its index entry never RocksDB.
+        let mut app = store.segments.appender();
+        let at = app.add(1, 6, b"entry 6", &body(6));
+        assert_eq!(at.segment, 2);
+        store.segments.write(&mut app).unwrap();
+    }
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    assert_eq!(stored(&store, 1, &[1, 2, 3, 4, 5, 6, 7]), [expected(&[1, 2, 3, 4, 5, 6]), vec![None]].concat());
+    assert_eq!(store.segments.ids(), vec![1, 2], "the unused prepared segment 3 was removed");
+}
