@@ -1,13 +1,15 @@
 //! Appending to a segment with `O_DIRECT | O_DSYNC` writes into a file whose blocks were written
 //! (with zeros) before: each write is durable when it returns, and it neither copies into the
-//! page cache nor makes the file system write metadata, since the file does not grow and no
-//! extent changes. A `pwrite` and an `fdatasync` into a growing file cost three device
+//! page cache nor makes the file system write the inode's size or extents, since the file does
+//! not grow and no extent changes (on ext4 and XFS; a copy-on-write file system still syncs
+//! what it must, `O_DSYNC` sees to it). A `pwrite` and an `fdatasync` into a growing file cost three device
 //! requests per group commit (the data, the inode, a cache flush), and the kernel's writeback
 //! of the dirty pages ran in the syncing thread: S6's publish spent 15 % more CPU that way.
 //!
 //! Direct I/O writes whole blocks from aligned memory: the last, partly filled block is kept
-//! and written again, with the same bytes in front, by the next append. File systems without
-//! `O_DIRECT` (tmpfs) keep the buffered path (`Segments::write_pending`).
+//! and written again, with the same bytes in front, by the next append (a torn rewrite leaves
+//! each sector old or new, and both hold the records before). File systems that refuse
+//! `O_DIRECT` keep the buffered path (`Segments::write_pending`).
 
 use std::fs::File;
 use std::io;

@@ -4,7 +4,8 @@
 //!
 //! Why not RocksDB's blob files, as before: a body went to RocksDB's WAL, then once more to a
 //! blob file when the memtable was flushed, and draining read it back with a `pread` each. Here
-//! a body is written once, a group commit's bodies with one `pwrite` and one `fdatasync`, and a
+//! a body is written once, a group commit's bodies with one write (`direct.rs`: a direct,
+//! synchronous write into a segment prepared with zeros; or a `pwrite` and an `fdatasync`), and a
 //! consumer reaching a backlog reads a run of bodies with one `pread`. A segment file is deleted
 //! once no live message has its body there ([`book`]).
 //!
@@ -156,10 +157,14 @@ impl Segments {
                 continue;
             };
             let file = File::open(dir.join(&name))?;
-            if holds_nothing(&file)? {
-                // Prepared and never used, or created by a run that stopped before its first
-                // write reached the disk: no index entry can name it.
-                std::fs::remove_file(dir.join(&name))?;
+            // Past the checkpoint and without a first record: prepared and never used, or
+            // created by a run that stopped before its first write reached the disk. No index
+            // entry can name it. (One the checkpoint has passed is kept, whatever it holds.)
+            let unindexed = checkpoint.is_none_or(|c| id > c.segment || (id == c.segment && c.end == 0));
+            if unindexed && holds_nothing(&file)? {
+                if let Err(e) = std::fs::remove_file(dir.join(&name)) {
+                    tracing::warn!(segment = id, error = %e, "cannot remove an unused message segment");
+                }
                 continue;
             }
             files.insert(id, Arc::new(file));
@@ -276,8 +281,9 @@ impl Segments {
         self.files.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
-    /// Writes what the batch appended and syncs it: one `pwrite` and one `fdatasync` per
-    /// segment it touched (a new segment's directory entry is synced too). Returns how far the
+    /// Writes what the batch appended, durably: per segment it touched, one direct synchronous
+    /// write (a prepared segment), or a `pwrite` and an `fdatasync` (a new segment's directory
+    /// entry is synced too). Returns how far the
     /// segments now go; `None` if nothing was appended. The segments closed on the way are
     /// left in [`Appender::take_closed`].
     pub fn write(&self, app: &mut Appender) -> io::Result<Option<Checkpoint>> {
@@ -340,23 +346,39 @@ impl Segments {
             }
             current.len = p.base + p.buf.len() as u64;
         }
+        self.prepare_next(app);
         let current = app.current.as_ref().expect("written above");
         Ok(Checkpoint { segment: current.id, end: current.len })
     }
 
     /// Opens segment `id` to append to: the one prepared in the background if it is that one
-    /// (direct appends), else a new empty file (buffered appends). Then has the next one
-    /// prepared, where direct I/O works.
+    /// (direct appends), else a new empty file (buffered appends).
     fn create(&self, app: &mut Appender, id: u32) -> io::Result<Open> {
         let path = self.dir.join(file_name(id));
         let prepared = match app.spare.take() {
+            // Prepared for a later segment (this batch rolls over more than one): kept.
+            Some((spare, preparing)) if spare > id => {
+                app.spare = Some((spare, preparing));
+                None
+            }
             Some((spare, preparing)) => {
                 let prepared = preparing.join().unwrap_or_else(|_| Err(io::Error::other("panicked")));
-                if let Err(e) = &prepared {
-                    tracing::info!(error = %e, "message segments are written through the page cache (no direct I/O here)");
-                    app.direct_works = false;
+                match prepared {
+                    Ok(direct) if spare == id => Some(direct),
+                    Ok(_) => {
+                        let _ = std::fs::remove_file(self.dir.join(file_name(spare)));
+                        None
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        tracing::info!(error = %e, "message segments are written through the page cache (no direct I/O on this file system)");
+                        app.direct_works = false;
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(segment = spare, error = %e, "could not prepare a message segment; this one is written through the page cache");
+                        None
+                    }
                 }
-                (spare == id).then_some(prepared).and_then(Result::ok)
             }
             None => None,
         };
@@ -368,16 +390,25 @@ impl Segments {
         File::open(&self.dir)?.sync_all()?;
         let file = Arc::new(file);
         self.files.write().unwrap_or_else(|e| e.into_inner()).insert(id, file.clone());
-        if app.direct_works {
-            let (next, size) = (app.next_id, app.size);
-            let path = self.dir.join(file_name(next));
-            let preparing = std::thread::Builder::new().name("warren-segment-prep".into()).spawn(move || {
-                std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
-                direct::DirectFile::prepare(&path, size)
-            })?;
-            app.spare = Some((next, preparing));
-        }
         Ok(Open { id, file, len: 0, direct: prepared })
+    }
+
+    /// Has the segment after the last one prepared in the background, where direct I/O works
+    /// and none is being prepared.
+    fn prepare_next(&self, app: &mut Appender) {
+        if !app.direct_works || app.spare.is_some() {
+            return;
+        }
+        let (next, size) = (app.next_id, app.size);
+        let path = self.dir.join(file_name(next));
+        let spawned = std::thread::Builder::new().name("warren-segment-prep".into()).spawn(move || {
+            std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+            direct::DirectFile::prepare(&path, size)
+        });
+        match spawned {
+            Ok(preparing) => app.spare = Some((next, preparing)),
+            Err(e) => tracing::warn!(error = %e, "cannot start preparing the next message segment"),
+        }
     }
 }
 

@@ -50,7 +50,9 @@ impl Segments {
         let Some(file) = self.file(first.segment) else { return Ok(()) };
         let from = u64::from(first.offset);
         let to = group.iter().map(|&i| span_end(&places[i])).max().unwrap_or(from);
-        // One large body: no larger than the file (an index entry could be corrupt).
+        // One large body: no larger than the file (an index entry could be corrupt; within a
+        // prepared segment's zeros such an entry reads zeros, which the body's length in the
+        // entry then does not catch either: the index is trusted that far).
         if to - from > MAX_READ && to > file.metadata()?.len() {
             return Ok(());
         }

@@ -28,7 +28,7 @@ pub(super) fn replay(file: &File, id: u32, start: u64, out: &mut Vec<Replayed>) 
         reader.read_exact(&mut header)?;
         let word = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 bytes"));
         let (crc, entry_len, body_len) = (word(0), word(4) as usize, word(8) as usize);
-        if crc == 0 && entry_len == 0 && body_len == 0 {
+        if header.iter().all(|&b| b == 0) {
             // A real record has an entry: these are the zeros a segment was prepared with.
             break true;
         }
