@@ -63,6 +63,7 @@ pub(super) fn defer_completing(outbound: &Arc<Outbound>) -> bool {
 /// The read of the connection whose outbound is at `own` starts being handled.
 pub(super) fn begin(own: usize) {
     READING.with(|r| r.set(own));
+    crate::store::deferred::begin();
 }
 
 /// Whether the wake-up of the writer `wake` (of the outbound at `who`) waits for the end of the
@@ -88,6 +89,7 @@ pub(super) fn end() {
     // Cleared first: from here on `defer` never touches `WAKES`, so draining it under its
     // borrow is safe whatever a wake-up does (and keeps the allocation for the next read).
     READING.with(|r| r.set(0));
+    crate::store::deferred::end();
     WAKES.with(|w| w.borrow_mut().drain(..).for_each(|n| n.notify_one()));
 }
 

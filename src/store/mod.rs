@@ -15,6 +15,7 @@
 //! [`StoreError::InUse`], not as a RocksDB message.
 
 pub mod backlog;
+pub mod deferred;
 pub mod definitions;
 pub mod delayed;
 mod messages;

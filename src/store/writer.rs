@@ -75,6 +75,8 @@ pub enum Op {
     StreamTrack { stream: u64, name: Bytes, offset: u64 },
     /// Runs once everything submitted before it is written and synced (shutdown, tests).
     Barrier(Completion),
+    /// Operations handed over together (see [`super::deferred`]).
+    Many(Vec<Op>),
 }
 
 /// Called on the writer thread before and after a batch's completions run (the server's, so
@@ -129,6 +131,7 @@ impl Op {
             Op::Put { record, body, .. } => record.len() + body.as_ref().map_or(0, Bytes::len),
             Op::PutTransient { record, .. } => record.len(),
             Op::PutDelayed { value, .. } | Op::StreamAppend { value, .. } => value.len(),
+            Op::Many(ops) => return ops.iter().map(Op::payload).sum(),
             _ => 0,
         };
         n as u64
@@ -161,6 +164,7 @@ impl StoreWriter {
     pub fn submit(&self, op: Op) {
         match &self.tx {
             Some(tx) => {
+                let Some(op) = super::deferred::hold(&self.backlog, tx, op) else { return };
                 let payload = op.payload();
                 self.backlog.queued(payload);
                 if let Err(mpsc::SendError(op)) = tx.send(op) {
@@ -189,6 +193,7 @@ impl StoreWriter {
 
 fn fail(op: Op, why: &str) {
     match op {
+        Op::Many(ops) => ops.into_iter().for_each(|op| fail(op, why)),
         Op::Put { done: Some(done), .. } | Op::PutDelayed { done: Some(done), .. } | Op::Barrier(done) => {
             done(Err(why.to_string()))
         }
@@ -207,11 +212,15 @@ fn fail(op: Op, why: &str) {
 fn run(store: Arc<Store>, rx: Receiver<Op>, stats: &WriterStats, backlog: &Backlog) {
     let mut ops: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     let mut marks_written = HashMap::new();
+    let take = |ops: &mut Vec<Op>, op: Op| match op {
+        Op::Many(many) => ops.extend(many),
+        op => ops.push(op),
+    };
     while let Ok(first) = rx.recv() {
-        ops.push(first);
+        take(&mut ops, first);
         while ops.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => ops.push(op),
+                Ok(op) => take(&mut ops, op),
                 Err(_) => break,
             }
         }
@@ -360,6 +369,8 @@ pub(super) fn write_batch(
                 batch.put_cf(stream_meta, streams::tracking_key(*stream, name), offset.to_be_bytes())
             }
             Op::Barrier(_) => sync = true,
+            // Taken apart by `run`.
+            Op::Many(_) => debug_assert!(false, "Op::Many reached write_batch"),
         }
     }
     marks.write(&mut batch, delivered, marks_written);
