@@ -197,15 +197,7 @@ impl Outbound {
         drop(buf);
         if sent > 0 {
             self.batch_written(sent);
-            if dispatch {
-                self.after_drain();
-            } else if self.held() <= LOW_WATER {
-                self.drained.notify_waiters();
-                if !self.waiting_queues.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-                    self.drain_pending.store(true, Ordering::Release);
-                    wake = true;
-                }
-            }
+            wake |= self.after_drain(dispatch);
         }
         if wake {
             self.wake_writer.notify_one();
@@ -278,7 +270,7 @@ impl Outbound {
         let mut last_len = 0;
         loop {
             if self.drain_pending.swap(false, Ordering::AcqRel) {
-                self.after_drain();
+                self.after_drain(true);
             }
             let chunk = {
                 let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
@@ -298,7 +290,7 @@ impl Outbound {
                 }
                 stats.sent(len);
                 self.batch_written(len);
-                self.after_drain();
+                self.after_drain(true);
                 last_write = Instant::now();
                 last_len = len;
                 continue;
@@ -348,15 +340,28 @@ impl Outbound {
         }
     }
 
-    fn after_drain(&self) {
+    /// Below the low-water mark: wakes the read loop if it waits, and runs the dispatch of the
+    /// queues waiting for this connection, on this thread if `here`. Otherwise leaves that to
+    /// the writer task and returns true: the writer must be woken.
+    fn after_drain(&self, here: bool) -> bool {
         if self.held() > LOW_WATER {
-            return;
+            return false;
         }
         self.drained.notify_waiters();
-        let queues = std::mem::take(&mut *self.waiting_queues.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut waiting = self.waiting_queues.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.is_empty() {
+            return false;
+        }
+        if !here {
+            self.drain_pending.store(true, Ordering::Release);
+            return true;
+        }
+        let queues = std::mem::take(&mut *waiting);
+        drop(waiting);
         for q in queues.iter().filter_map(Weak::upgrade) {
             q.dispatch_after_drain();
         }
+        false
     }
 }
 

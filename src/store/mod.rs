@@ -180,12 +180,9 @@ impl Store {
                 StoreError::Db(e)
             }
         })?;
-        let checkpoint = match db.get_cf(cf_of(&db, CF_DELIVERED), CHECKPOINT_KEY)? {
-            Some(v) => {
-                Some(segments::Checkpoint::decode(&v).ok_or_else(|| StoreError::Corrupt("segment checkpoint".into()))?)
-            }
-            None => None,
-        };
+        let checkpoint = (db.get_cf(cf_of(&db, CF_DELIVERED), CHECKPOINT_KEY)?)
+            .map(|v| segments::Checkpoint::decode(&v).ok_or_else(|| StoreError::Corrupt("segment checkpoint".into())))
+            .transpose()?;
         let (segments, replayed) = segments::Segments::open(dir, checkpoint)?;
         let legacy_bodies = db.iterator_cf(cf_of(&db, CF_BODIES), IteratorMode::Start).next().is_some();
         let store = Store { db, path: dir.to_path_buf(), write_failing: Default::default(), segments, legacy_bodies };
@@ -263,15 +260,27 @@ impl Store {
         self.write(batch)
     }
 
-    /// Every queue has counted its stored bodies: segments no message needs may go, once the
-    /// WAL holds what start-up deleted (expired messages, orphaned queues) for good.
+    /// Every queue has counted its stored bodies: segments no message needs may go, and
+    /// those that hold none now go (once the WAL holds what start-up deleted for good:
+    /// expired messages, orphaned queues).
     pub fn recovered(&self) {
-        match self.db.flush_wal(true) {
-            Ok(()) => self.segments.recovered(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot sync the WAL; unused message segments kept until the next start")
-            }
+        if self.segments.recovered() {
+            self.delete_unused_segments(&self.segments.ids());
         }
+    }
+
+    /// Deletes the segments of `candidates` no live message needs, once a synced WAL holds the
+    /// checkpoint past them and the deletes that emptied them (a crash must not bring back an
+    /// index entry naming a deleted segment, nor a replay start before one).
+    fn delete_unused_segments(&self, candidates: &[u32]) {
+        if candidates.is_empty() || !self.segments.may_delete() {
+            return;
+        }
+        if let Err(e) = self.db.flush_wal(true) {
+            tracing::warn!(error = %e, "cannot sync the WAL; unused message segments kept for now");
+            return;
+        }
+        self.segments.delete_unused(candidates);
     }
 
     fn definitions(&self) -> &ColumnFamily {

@@ -321,11 +321,13 @@ pub(super) fn write_batch(
             Op::Delete { queue, seq, split } => {
                 let key = message_key(*queue, *seq);
                 batch.delete_cf(messages, key);
-                match split.then(|| book.remove(*queue, *seq)).flatten() {
-                    Some((segment, true)) => unused.push(segment),
-                    Some(_) => {}
-                    None if *split && store.legacy_bodies => batch.delete_cf(bodies, key),
-                    None => {}
+                if *split {
+                    match book.remove(*queue, *seq) {
+                        Some((segment, true)) => unused.push(segment),
+                        Some(_) => {}
+                        None if store.legacy_bodies => batch.delete_cf(bodies, key),
+                        None => {}
+                    }
                 }
             }
             Op::Delivered { queue, seq } => marks.raise(*queue, *seq),
@@ -398,7 +400,7 @@ pub(super) fn write_batch(
     });
     // (After a failed write the deletes in it are not on disk: what they emptied stays.)
     if result.is_ok() {
-        delete_unused_segments(store, &unused);
+        store.delete_unused_segments(&unused);
     }
     let changed = store.note_write(result.is_ok());
     match &result {
@@ -441,20 +443,6 @@ pub(super) fn write_batch(
     for (commit, up_to) in commits {
         commit.committed(up_to, result.clone());
     }
-}
-
-/// Deletes the segments of `candidates` no live message needs, once a synced WAL holds the
-/// checkpoint past them and the deletes that emptied them (a crash must not bring back an
-/// index entry naming a deleted segment, nor a replay start before one).
-fn delete_unused_segments(store: &Store, candidates: &[u32]) {
-    if candidates.is_empty() || !store.segments.may_delete() {
-        return;
-    }
-    if let Err(e) = store.db.flush_wal(true) {
-        tracing::warn!(error = %e, "cannot sync the WAL; unused message segments kept for now");
-        return;
-    }
-    store.segments.delete_unused(candidates);
 }
 
 #[cfg(test)]

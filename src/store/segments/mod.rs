@@ -221,42 +221,38 @@ impl Segments {
     }
 
     /// Every queue has counted the bodies its index names: from now on a segment that holds
-    /// no live body can go (unless a queue could not count them all). Deletes those that hold
-    /// none now. The caller has synced the WAL.
-    pub fn recovered(&self) {
+    /// no live body can go, unless a queue could not count them all. Returns whether they may.
+    pub fn recovered(&self) -> bool {
         if self.uncounted.load(Ordering::Acquire) {
             tracing::warn!(
                 "message segments are kept until the next start: a queue's stored messages could not all be read"
             );
-            return;
+            return false;
         }
         self.recovered.store(true, Ordering::Release);
-        self.delete_unused(&self.ids());
+        true
     }
 
     /// Deletes the segments of `ids` that hold no live body, are not being appended to, and
     /// are not needed until every queue has been recovered. The caller has made sure the
     /// checkpoint past them is on disk.
-    pub fn delete_unused(&self, ids: &[u32]) -> usize {
+    pub fn delete_unused(&self, ids: &[u32]) {
         if !self.recovered.load(Ordering::Acquire) || ids.is_empty() {
-            return 0;
+            return;
         }
         let current = self.appender().current.as_ref().map(|c| c.id);
         let book = self.book();
         let unused: Vec<u32> = ids.iter().copied().filter(|&id| Some(id) != current && book.live(id) == 0).collect();
         drop(book);
         let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
-        let mut deleted = 0;
         for id in unused {
             if files.remove(&id).is_none() {
                 continue;
             }
-            match std::fs::remove_file(self.dir.join(file_name(id))) {
-                Ok(()) => deleted += 1,
-                Err(e) => tracing::warn!(segment = id, error = %e, "cannot delete a message segment no message needs"),
+            if let Err(e) = std::fs::remove_file(self.dir.join(file_name(id))) {
+                tracing::warn!(segment = id, error = %e, "cannot delete a message segment no message needs");
             }
         }
-        deleted
     }
 
     /// Whether deleting `ids` may happen now (see [`Segments::delete_unused`]), so the caller
@@ -283,9 +279,8 @@ impl Segments {
 
     /// Writes what the batch appended, durably: per segment it touched, one direct synchronous
     /// write (a prepared segment), or a `pwrite` and an `fdatasync` (a new segment's directory
-    /// entry is synced too). Returns how far the
-    /// segments now go; `None` if nothing was appended. The segments closed on the way are
-    /// left in [`Appender::take_closed`].
+    /// entry is synced too). Returns how far the segments now go; `None` if nothing was
+    /// appended. The segments closed on the way are left in [`Appender::take_closed`].
     pub fn write(&self, app: &mut Appender) -> io::Result<Option<Checkpoint>> {
         if app.pending.is_empty() {
             return Ok(None);
