@@ -206,7 +206,8 @@ mkdir -p "$RESULTS_DIR"
 echo "results and logs: $RESULTS_DIR (brokers: ${brokers[*]})" >&2
 
 echo "=== building Warren (release)" >&2
-cargo build --release --bin warren >&2
+scripts/install-deps.sh --build >&2
+cargo build --release --locked --bin warren >&2
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { # port [tries of 0.1 s]

@@ -140,7 +140,7 @@ async fn await_close_ok(reader: &mut FrameReader) {
     let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, wait).await;
 }
 
-async fn fail_handshake(e: ConnError, reader: &mut FrameReader, outbound: &Outbound, peer: SocketAddr) {
+async fn fail_handshake(e: ConnError, reader: &mut FrameReader, outbound: &Arc<Outbound>, peer: SocketAddr) {
     match e {
         ConnError::Amqp(e) => {
             warn!(%peer, error = %e, "handshake failed");

@@ -41,7 +41,7 @@ pub struct Outbound {
     pending: AtomicUsize,
     /// Bytes of the chunk the writer took out of `buf` and is still writing.
     in_flight: AtomicUsize,
-    wake_writer: Arc<Notify>,
+    wake_writer: Notify,
     drained: Notify,
     closed: AtomicBool,
     /// Queues that found this connection congested and want a `dispatch` once it drains.
@@ -75,7 +75,7 @@ impl Default for Outbound {
             buf: Mutex::default(),
             pending: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
-            wake_writer: Arc::new(Notify::new()),
+            wake_writer: Notify::new(),
             drained: Notify::new(),
             closed: AtomicBool::new(false),
             waiting_queues: Mutex::new(Vec::new()),
@@ -87,10 +87,11 @@ impl Default for Outbound {
 }
 
 impl Outbound {
-    /// Encodes into the buffer with `f` and wakes the writer.
-    pub fn write<R>(&self, f: impl FnOnce(&mut BytesMut) -> R) -> R {
+    /// Encodes into the buffer with `f` and wakes the writer (or, during a read, leaves the
+    /// frames for its end: see `read_batch.rs`).
+    pub fn write<R>(self: &Arc<Self>, f: impl FnOnce(&mut BytesMut) -> R) -> R {
         let r = self.encode(f);
-        if !read_batch::defer(self.address(), &self.wake_writer) {
+        if !read_batch::defer(self) {
             self.wake_writer.notify_one();
         }
         r
@@ -102,7 +103,7 @@ impl Outbound {
     /// a tokio thread, per batch and connection.
     pub fn write_completing<R>(self: &Arc<Self>, f: impl FnOnce(&mut BytesMut) -> R) -> R {
         let r = self.encode(f);
-        if !read_batch::defer_completing(self) && !read_batch::defer(self.address(), &self.wake_writer) {
+        if !read_batch::defer_completing(self) && !read_batch::defer(self) {
             self.wake_writer.notify_one();
         }
         r
@@ -126,7 +127,7 @@ impl Outbound {
         }
     }
 
-    fn address(&self) -> usize {
+    pub(super) fn address(&self) -> usize {
         self as *const Outbound as usize
     }
 
@@ -137,9 +138,9 @@ impl Outbound {
     }
 
     /// The read loop starts handling what it read (see `read_batch.rs`). Until the guard
-    /// drops, writers woken from this thread wait; then they are woken, and this
-    /// connection's own frames (confirms, replies, deliveries its acks made room for) go out
-    /// in one `send` from the read loop if the writer is not busy.
+    /// drops, frames written from this thread wait; then each connection written for, and
+    /// this one last (confirms, replies, deliveries its acks made room for), sends them with
+    /// one `send` from the read loop if its writer is not busy, or wakes its writer.
     pub fn begin_batch(&self) -> Batch<'_> {
         read_batch::begin(self.address());
         Batch(self)
@@ -147,7 +148,9 @@ impl Outbound {
 
     /// Returns the bytes ever queued (see [`Outbound::total_queued`]), read under the same lock.
     fn end_batch(&self) -> u64 {
-        read_batch::end();
+        read_batch::end(|other| {
+            other.send_or_wake(true);
+        });
         self.send_or_wake(true)
     }
 
@@ -161,8 +164,8 @@ impl Outbound {
 
     /// The socket will be closed: from now on only the writer task sends. Called by the
     /// connection before it drops its socket, so that a `send` from another thread (the store
-    /// writer's, see [`Outbound::write_completing`]) never reaches a closed descriptor, or one
-    /// the number was given to since.
+    /// writer's, see [`Outbound::write_completing`], or another connection's read loop, see
+    /// `read_batch.rs`) never reaches a closed descriptor, or one the number was given to since.
     pub fn detach_direct(&self) {
         self.buf.lock().unwrap_or_else(|e| e.into_inner()).detached = true;
     }
@@ -210,7 +213,7 @@ impl Outbound {
         self.buf.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 
-    pub fn send_method(&self, channel: u16, method: &Method) {
+    pub fn send_method(self: &Arc<Self>, channel: u16, method: &Method) {
         self.write(|buf| encode_method(buf, channel, method));
     }
 
@@ -384,7 +387,7 @@ impl Drop for Batch<'_> {
         if std::thread::panicking() {
             // The handling panicked: release the held writers, but send nothing and run no
             // queue from here (state may be half-changed; a second panic would abort).
-            read_batch::end();
+            read_batch::end(|other| other.wake_writer.notify_one());
             self.0.wake_writer.notify_one();
             return;
         }
@@ -426,7 +429,7 @@ mod tests {
         use std::os::fd::AsRawFd;
         let (server, mut client) = tcp_pair();
         // No writer task at all: only the batch's own send can deliver these bytes.
-        let out = Outbound::default();
+        let out = Arc::new(Outbound::default());
         let stats = Arc::new(ConnectionStats::default());
         out.send_directly_on(server.as_raw_fd(), stats.clone());
         let batch = out.begin_batch();
@@ -442,10 +445,33 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_sends_what_it_wrote_for_other_connections_when_it_ends() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (server, mut client) = tcp_pair();
+        // A consumer's connection with no writer task: only the reading connection's batch
+        // can deliver these bytes.
+        let consumer = Arc::new(Outbound::default());
+        consumer.send_directly_on(server.as_raw_fd(), Arc::default());
+        let publisher = Arc::new(Outbound::default());
+        let batch = publisher.begin_batch();
+        consumer.write(|buf| buf.extend_from_slice(b"deliver 1 "));
+        consumer.write(|buf| buf.extend_from_slice(b"deliver 2"));
+        assert_eq!(consumer.pending.load(Ordering::Acquire), 19, "held until the read ends");
+        batch.end();
+        let mut got = [0u8; 19];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"deliver 1 deliver 2");
+        let woken = consumer.wake_writer.notified();
+        tokio::pin!(woken);
+        assert!(!woken.as_mut().enable(), "its writer was not woken for them");
+    }
+
+    #[test]
     fn a_batch_leaves_its_frames_to_a_writer_that_is_writing() {
         use std::os::fd::AsRawFd;
         let (server, _client) = tcp_pair();
-        let out = Outbound::default();
+        let out = Arc::new(Outbound::default());
         out.send_directly_on(server.as_raw_fd(), Arc::default());
         // The writer holds an earlier chunk: sending now would put these bytes before it.
         out.in_flight.store(100, Ordering::Release);

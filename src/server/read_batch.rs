@@ -1,13 +1,17 @@
-//! Writer wake-ups held back while a connection's read loop handles one read's frames.
+//! Frames held back while a connection's read loop handles one read's frames.
 //!
 //! Handling a read makes frames for other connections (deliveries to consumers) and for the
 //! reading connection itself (confirms, replies, deliveries its acks made room for). Waking a
 //! writer task at each frame lets a writer on the other worker thread send each delivery as it
 //! comes, one `send` and one wake-up of its client per message, while the read is still being
 //! handled; and waking two tasks from one task makes tokio wake an idle worker thread to steal
-//! one (a futex round trip per message at a low rate). So while a read is handled, the wake-ups
-//! are collected here, on the thread that handles it (the handling never awaits), and done
-//! once each when it ends; the reading connection's own frames it sends itself (`outbound.rs`).
+//! one (a futex round trip per message at a low rate). So while a read is handled, the
+//! connections written for are collected here, on the thread that handles it (the handling
+//! never awaits), and when it ends each sends what it holds with one non-blocking `send` from
+//! this thread (`Outbound::send_or_wake`): no task wake-up at all, unless that connection's
+//! writer is in the middle of a write (it sends the rest after it, in order) or the socket is
+//! full or not plain TCP. At a low rate that saves the consumer's writer task a wake-up per
+//! delivery (the thread switch that came with it, in S5); in a burst it is the same `send`.
 //! The delay is the handling of one read buffer, at most a few hundred microseconds; a fanout
 //! that turns one 64 KiB read into more than a consumer's high-water mark of deliveries parks
 //! that consumer until its writer drains it (back-pressure as usual, only burstier).
@@ -20,15 +24,13 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use tokio::sync::Notify;
-
 use super::outbound::Outbound;
 
 thread_local! {
     /// The connection whose read is being handled on this thread (its outbound's address).
     static READING: Cell<usize> = const { Cell::new(0) };
-    /// Other connections' writers to wake when it ends.
-    static WAKES: RefCell<Vec<Arc<Notify>>> = const { RefCell::new(Vec::new()) };
+    /// Other connections it wrote frames for, to send (or wake the writer of) when it ends.
+    static HELD: RefCell<Vec<Arc<Outbound>>> = const { RefCell::new(Vec::new()) };
     /// On the store writer's thread, while a batch's completions run: the connections they
     /// wrote frames for.
     static COMPLETING: RefCell<Option<Vec<Arc<Outbound>>>> = const { RefCell::new(None) };
@@ -66,17 +68,17 @@ pub(super) fn begin(own: usize) {
     crate::store::deferred::begin();
 }
 
-/// Whether the wake-up of the writer `wake` (of the outbound at `who`) waits for the end of the
-/// read being handled on this thread; false when none is.
-pub(super) fn defer(who: usize, wake: &Arc<Notify>) -> bool {
+/// Whether `outbound`'s frames wait for the end of the read being handled on this thread;
+/// false when none is.
+pub(super) fn defer(outbound: &Arc<Outbound>) -> bool {
     match READING.with(Cell::get) {
         0 => false,
-        own if own == who => true,
+        own if own == outbound.address() => true,
         _ => {
-            WAKES.with(|w| {
-                let mut w = w.borrow_mut();
-                if !w.iter().any(|n| Arc::ptr_eq(n, wake)) {
-                    w.push(wake.clone());
+            HELD.with(|h| {
+                let mut h = h.borrow_mut();
+                if !h.iter().any(|o| Arc::ptr_eq(o, outbound)) {
+                    h.push(outbound.clone());
                 }
             });
             true
@@ -84,13 +86,14 @@ pub(super) fn defer(who: usize, wake: &Arc<Notify>) -> bool {
     }
 }
 
-/// The read has been handled: wakes the writers it held back.
-pub(super) fn end() {
-    // Cleared first: from here on `defer` never touches `WAKES`, so draining it under its
-    // borrow is safe whatever a wake-up does (and keeps the allocation for the next read).
+/// The read has been handled: `each` gets the other connections it wrote for, once each.
+pub(super) fn end(mut each: impl FnMut(&Outbound)) {
+    // Cleared first: from here on `defer` never touches `HELD`, so draining it under its
+    // borrow is safe whatever `each` does (a drain's dispatch writes more frames; and the
+    // allocation is kept for the next read).
     READING.with(|r| r.set(0));
     crate::store::deferred::end();
-    WAKES.with(|w| w.borrow_mut().drain(..).for_each(|n| n.notify_one()));
+    HELD.with(|h| h.borrow_mut().drain(..).for_each(|o| each(&o)));
 }
 
 #[cfg(test)]
@@ -98,19 +101,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wakes_are_held_until_the_read_ends_and_done_once_each() {
-        let (own, other) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        assert!(!defer(2, &other), "no read being handled: wake now");
-        begin(1);
-        assert!(defer(1, &own), "the reading connection's own: it sends them itself");
-        assert!(defer(2, &other));
-        assert!(defer(2, &other));
-        assert_eq!(WAKES.with(|w| w.borrow().len()), 1, "one wake-up per writer");
-        end();
-        assert!(!defer(2, &other), "the read ended");
-        // The held wake-up was done: a permit is stored for the writer.
-        let woken = other.notified();
-        tokio::pin!(woken);
-        assert!(woken.as_mut().enable(), "notified once the read ended");
+    fn frames_for_others_are_held_until_the_read_ends_and_handed_over_once_each() {
+        let (own, other) = (Arc::new(Outbound::default()), Arc::new(Outbound::default()));
+        assert!(!defer(&other), "no read being handled: wake now");
+        begin(own.address());
+        assert!(defer(&own), "the reading connection's own: it sends them itself");
+        assert!(defer(&other));
+        assert!(defer(&other));
+        let mut handed = Vec::new();
+        end(|o| handed.push(o.address()));
+        assert_eq!(handed, [other.address()], "once, and never the reading connection");
+        assert!(!defer(&other), "the read ended");
+        end(|_| panic!("nothing held"));
     }
 }
