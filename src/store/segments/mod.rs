@@ -41,6 +41,11 @@ use book::Book;
 /// A segment is closed once it reaches this size (the record that crosses it stays whole).
 pub const SEGMENT_SIZE: u64 = 32 << 20;
 
+/// A segment written through the page cache (the first of a run: no segment was prepared yet)
+/// is closed from this size on as soon as the next one is prepared for direct appends, which
+/// cost less per batch than a `pwrite` and an `fdatasync` of a growing file.
+const BUFFERED_MIN: u64 = 1 << 20;
+
 /// A segment record: CRC-32C of the rest, entry length, body length, queue, sequence number;
 /// then the index entry and the body.
 const RECORD_HEADER: usize = 4 + 4 + 4 + 8 + 8;
@@ -450,6 +455,15 @@ impl Drop for Appender {
 }
 
 impl Appender {
+    /// Whether appends at `end` of segment `id` should rather start the next segment: `id`
+    /// is written through the page cache, holds [`BUFFERED_MIN`] already, and the segment
+    /// prepared for direct appends is ready.
+    fn spare_beats(&self, id: u32, end: u64) -> bool {
+        end >= BUFFERED_MIN
+            && self.current.as_ref().is_some_and(|c| c.id == id && c.direct.is_none())
+            && self.spare.as_ref().is_some_and(|(spare, preparing)| *spare == self.next_id && preparing.is_finished())
+    }
+
     /// The segments closed since the last call: candidates for deletion.
     pub fn take_closed(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.closed)
@@ -465,7 +479,7 @@ impl Appender {
             (None, None) => None,
         };
         match at {
-            Some((id, end)) if end == 0 || end + size <= self.size => {
+            Some((id, end)) if end == 0 || (end + size <= self.size && !self.spare_beats(id, end)) => {
                 if self.pending.last().is_none_or(|p| p.id != id) {
                     self.pending.push(Pending { id, base: end, buf: Vec::new() });
                 }

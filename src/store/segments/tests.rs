@@ -219,3 +219,42 @@ fn a_segment_prepared_for_direct_appends_replays_up_to_its_zeros() {
     assert_eq!(stored(&store, 1, &[1, 2, 3, 4, 5, 6, 7]), [expected(&[1, 2, 3, 4, 5, 6]), vec![None]].concat());
     assert_eq!(store.segments.ids(), vec![1, 2], "the unused prepared segment 3 was removed");
 }
+
+#[test]
+fn the_first_segment_of_a_run_ends_early_once_the_next_is_prepared_for_direct_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    store.segments.set_segment_size(8 << 20);
+    let big = |seq: u64| Op::Put {
+        queue: 1,
+        seq,
+        record: Bytes::from(format!("entry {seq}")),
+        body: Some(Bytes::from(vec![seq as u8; 300 << 10])),
+        done: None,
+    };
+    // Segment 1 is written through the page cache (nothing was prepared when the run began);
+    // segment 2 starts being prepared after its first batch.
+    with_writer(&store, (1..=4).map(big));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !store.segments.appender().spare.as_ref().is_some_and(|(_, preparing)| preparing.is_finished()) {
+        assert!(std::time::Instant::now() < deadline, "segment 2 prepared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let direct_works = store.segments.appender().direct_works;
+    // Segment 1 holds 1.2 MiB, far below its size: the next body goes to segment 2 anyway.
+    with_writer(&store, [big(5)]);
+    assert_eq!(store.segments.ids(), vec![1, 2]);
+    {
+        let app = store.segments.appender();
+        let current = app.current.as_ref().unwrap();
+        assert_eq!(current.id, 2);
+        assert_eq!(current.direct.is_some(), direct_works, "appended to directly where the file system allows");
+    }
+    let seqs = [1, 2, 3, 4, 5];
+    let entries = store.read_messages(1, &seqs, false).unwrap();
+    let wanted: Vec<_> = seqs.iter().zip(&entries).map(|(s, e)| (*s, e.as_ref().and_then(|e| e.body_at))).collect();
+    let bodies = store.read_bodies(1, &wanted).unwrap();
+    for (seq, b) in seqs.iter().zip(bodies) {
+        assert_eq!(b.unwrap(), Bytes::from(vec![*seq as u8; 300 << 10]), "body {seq}");
+    }
+}
