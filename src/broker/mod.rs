@@ -383,10 +383,26 @@ pub fn random_name(prefix: &str) -> ShortStr {
 /// How often free disk space and store health are checked (RabbitMQ checks disk space every
 /// few seconds; a statvfs call is cheap).
 const RESOURCE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-/// How often resident memory is looked at in between: a publisher gets this long's worth of
-/// data in past the watermark before it is blocked (600 MiB/s took 2.3× a 128 MiB watermark
-/// with a check a second). Reading `/proc/self/statm` costs microseconds.
+/// How often resident memory is looked at in between, at most: a publisher gets this long's
+/// worth of data in past the watermark before it is blocked (600 MiB/s took 2.3× a 128 MiB
+/// watermark with a check a second). Reading `/proc/self/statm` costs microseconds, but each
+/// look is a wake-up of an otherwise idle broker.
 const MEMORY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// The memory a publisher is assumed to make the broker take per second, at most, to space
+/// the looks: the next comes before memory growing this fast could reach the watermark.
+const FASTEST_GROWTH: f64 = (1u64 << 30) as f64;
+
+/// When to look at memory next, given what is used and the watermark (0: none): every
+/// [`MEMORY_CHECK_INTERVAL`] near or above the watermark, every [`RESOURCE_CHECK_INTERVAL`]
+/// far below it (a broker using 100 MiB of a 14 GiB watermark wakes once a second, not ten
+/// times).
+fn memory_check_interval(used: u64, limit: u64) -> std::time::Duration {
+    if limit == 0 {
+        return RESOURCE_CHECK_INTERVAL;
+    }
+    let headroom = limit.saturating_sub(used) as f64;
+    std::time::Duration::from_secs_f64(headroom / FASTEST_GROWTH).clamp(MEMORY_CHECK_INTERVAL, RESOURCE_CHECK_INTERVAL)
+}
 
 async fn monitor_resources(broker: std::sync::Weak<Broker>) {
     let mut next_full = tokio::time::Instant::now();
@@ -410,11 +426,28 @@ async fn monitor_resources(broker: std::sync::Weak<Broker>) {
         let stop = b.shutdown_signal();
         drop(b);
         tokio::select! {
-            _ = tokio::time::sleep(MEMORY_CHECK_INTERVAL) => {}
+            _ = tokio::time::sleep(memory_check_interval(used, limit)) => {}
             _ = recheck.notified() => next_full = tokio::time::Instant::now(),
         }
         if *stop.borrow() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_looked_at_more_often_the_nearer_the_watermark() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(memory_check_interval(100 * MIB, 14 << 30), RESOURCE_CHECK_INTERVAL, "far below");
+        let near = memory_check_interval(20 * MIB, 128 * MIB);
+        assert!(near <= std::time::Duration::from_millis(110), "108 MiB of room: {near:?}");
+        assert_eq!(memory_check_interval(200 * MIB, 128 * MIB), MEMORY_CHECK_INTERVAL, "above it");
+        let between = memory_check_interval(0, 512 * MIB);
+        assert!(between > MEMORY_CHECK_INTERVAL && between < RESOURCE_CHECK_INTERVAL, "{between:?}");
+        assert_eq!(memory_check_interval(100 * MIB, 0), RESOURCE_CHECK_INTERVAL, "no watermark");
     }
 }
