@@ -127,6 +127,19 @@ impl Outbound {
         }
     }
 
+    /// Wakes the writer task (it sends whatever is buffered).
+    pub(super) fn wake(&self) {
+        self.wake_writer.notify_one();
+    }
+
+    /// Whether a wake-up is stored for the writer (consumed by this look).
+    #[cfg(test)]
+    pub(super) fn is_woken(&self) -> bool {
+        let woken = self.wake_writer.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable()
+    }
+
     pub(super) fn address(&self) -> usize {
         self as *const Outbound as usize
     }
@@ -387,7 +400,7 @@ impl Drop for Batch<'_> {
         if std::thread::panicking() {
             // The handling panicked: release the held writers, but send nothing and run no
             // queue from here (state may be half-changed; a second panic would abort).
-            read_batch::end(|other| other.wake_writer.notify_one());
+            read_batch::end(|other| other.wake());
             self.0.wake_writer.notify_one();
             return;
         }

@@ -86,14 +86,41 @@ pub(super) fn defer(outbound: &Arc<Outbound>) -> bool {
     }
 }
 
-/// The read has been handled: `each` gets the other connections it wrote for, once each.
+/// The read has been handled: `each` gets the other connections it wrote for, once each. If
+/// `each` panics, the writers of those it had not finished with are woken, so that nothing
+/// stays buffered with nobody to send it.
 pub(super) fn end(mut each: impl FnMut(&Outbound)) {
-    // Cleared first: from here on `defer` never touches `HELD`, so draining it under its
-    // borrow is safe whatever `each` does (a drain's dispatch writes more frames; and the
-    // allocation is kept for the next read).
+    // Cleared first: from here on `defer` never touches `HELD`, so `each` may write more
+    // frames (a drain's dispatch does).
     READING.with(|r| r.set(0));
     crate::store::deferred::end();
-    HELD.with(|h| h.borrow_mut().drain(..).for_each(|o| each(&o)));
+    let mut held = Held { list: HELD.with(|h| std::mem::take(&mut *h.borrow_mut())), done: 0 };
+    while let Some(outbound) = held.list.get(held.done) {
+        each(outbound);
+        held.done += 1;
+    }
+}
+
+/// The connections a read wrote for, being handed over; those from `done` on get their
+/// writer woken if the hand-over is cut short. The allocation goes back for the next read.
+struct Held {
+    list: Vec<Arc<Outbound>>,
+    done: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.list.iter().skip(self.done).for_each(|o| o.wake());
+        self.list.clear();
+        let list = std::mem::take(&mut self.list);
+        HELD.with(|h| {
+            if let Ok(mut h) = h.try_borrow_mut() {
+                if h.capacity() == 0 {
+                    *h = list;
+                }
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +140,21 @@ mod tests {
         assert_eq!(handed, [other.address()], "once, and never the reading connection");
         assert!(!defer(&other), "the read ended");
         end(|_| panic!("nothing held"));
+    }
+
+    #[test]
+    fn a_hand_over_cut_short_by_a_panic_wakes_the_writers_not_handed_over() {
+        let own = Arc::new(Outbound::default());
+        let others: Vec<_> = (0..3).map(|_| Arc::new(Outbound::default())).collect();
+        begin(own.address());
+        others.iter().for_each(|o| assert!(defer(o)));
+        let first = others[0].address();
+        let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            end(|o| assert_ne!(o.address(), first, "a dispatch that panics"));
+        }));
+        assert!(cut.is_err());
+        for o in &others {
+            assert!(o.is_woken(), "writer {:#x} woken", o.address());
+        }
     }
 }

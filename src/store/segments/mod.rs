@@ -357,11 +357,11 @@ impl Segments {
         let path = self.dir.join(file_name(id));
         let prepared = match app.spare.take() {
             // Prepared for a later segment (this batch rolls over more than one): kept.
-            Some((spare, preparing)) if spare > id => {
-                app.spare = Some((spare, preparing));
+            Some(spare) if spare.id > id => {
+                app.spare = Some(spare);
                 None
             }
-            Some((spare, preparing)) => {
+            Some(Spare { id: spare, preparing, .. }) => {
                 let prepared = preparing.join().unwrap_or_else(|_| Err(io::Error::other("panicked")));
                 match prepared {
                     Ok(direct) if spare == id => Some(direct),
@@ -401,12 +401,16 @@ impl Segments {
         }
         let (next, size) = (app.next_id, app.size);
         let path = self.dir.join(file_name(next));
+        let ready = Arc::new(AtomicBool::new(false));
+        let done = ready.clone();
         let spawned = std::thread::Builder::new().name("warren-segment-prep".into()).spawn(move || {
             std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
-            direct::DirectFile::prepare(&path, size)
+            let prepared = direct::DirectFile::prepare(&path, size)?;
+            done.store(true, Ordering::Release);
+            Ok(prepared)
         });
         match spawned {
-            Ok(preparing) => app.spare = Some((next, preparing)),
+            Ok(preparing) => app.spare = Some(Spare { id: next, preparing, ready }),
             Err(e) => tracing::warn!(error = %e, "cannot start preparing the next message segment"),
         }
     }
@@ -429,6 +433,14 @@ struct Pending {
     buf: Vec<u8>,
 }
 
+/// A segment being filled with zeros in the background for direct appends.
+struct Spare {
+    id: u32,
+    preparing: std::thread::JoinHandle<io::Result<direct::DirectFile>>,
+    /// Set by the preparing thread once the segment is ready (never if it failed).
+    ready: Arc<AtomicBool>,
+}
+
 /// Appends bodies: [`Appender::add`] places a record, [`Segments::write`] writes the batch's.
 pub struct Appender {
     next_id: u32,
@@ -438,7 +450,7 @@ pub struct Appender {
     closed: Vec<u32>,
     /// The next segment (its id: `next_id` when it started), being filled with zeros in the
     /// background for direct appends.
-    spare: Option<(u32, std::thread::JoinHandle<io::Result<direct::DirectFile>>)>,
+    spare: Option<Spare>,
     /// No preparation has failed yet (the file system takes direct I/O, and has room).
     direct_works: bool,
     /// [`SEGMENT_SIZE`], smaller in tests.
@@ -448,8 +460,8 @@ pub struct Appender {
 impl Drop for Appender {
     /// Waits for a segment being prepared: its thread writes in the data directory.
     fn drop(&mut self) {
-        if let Some((_, preparing)) = self.spare.take() {
-            let _ = preparing.join();
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.preparing.join();
         }
     }
 }
@@ -457,11 +469,12 @@ impl Drop for Appender {
 impl Appender {
     /// Whether appends at `end` of segment `id` should rather start the next segment: `id`
     /// is written through the page cache, holds [`BUFFERED_MIN`] already, and the segment
-    /// prepared for direct appends is ready.
+    /// prepared for direct appends is ready (not merely finished: a preparation that failed,
+    /// on a full disk say, would have it close a segment every MiB).
     fn spare_beats(&self, id: u32, end: u64) -> bool {
         end >= BUFFERED_MIN
             && self.current.as_ref().is_some_and(|c| c.id == id && c.direct.is_none())
-            && self.spare.as_ref().is_some_and(|(spare, preparing)| *spare == self.next_id && preparing.is_finished())
+            && self.spare.as_ref().is_some_and(|s| s.id == self.next_id && s.ready.load(Ordering::Acquire))
     }
 
     /// The segments closed since the last call: candidates for deletion.
