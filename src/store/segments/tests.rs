@@ -254,10 +254,7 @@ fn the_first_segment_of_a_run_ends_early_once_the_next_is_prepared_for_direct_ap
         assert_eq!(store.segments.ids(), vec![1], "no segment closed early for a failed preparation");
     }
     let seqs = [1, 2, 3, 4, 5];
-    let entries = store.read_messages(1, &seqs, false).unwrap();
-    let wanted: Vec<_> = seqs.iter().zip(&entries).map(|(s, e)| (*s, e.as_ref().and_then(|e| e.body_at))).collect();
-    let bodies = store.read_bodies(1, &wanted).unwrap();
-    for (seq, b) in seqs.iter().zip(bodies) {
-        assert_eq!(b.unwrap(), Bytes::from(vec![*seq as u8; 300 << 10]), "body {seq}");
+    for (seq, got) in seqs.iter().zip(stored(&store, 1, &seqs)) {
+        assert_eq!(got.map(|(_, body)| body), Some(Bytes::from(vec![*seq as u8; 300 << 10])), "body {seq}");
     }
 }
