@@ -212,10 +212,10 @@ impl Queue {
             let st = self.lock();
             let levels = (0..st.ready.levels()).rev();
             levels
-                .flat_map(|l| st.ready.level(l).iter())
+                .flat_map(|l| st.ready.iter_level(l))
                 .skip(offset)
                 .take(count.min(MAX_PEEK))
-                .map(|r| match r {
+                .map(|r| match &*r {
                     Ready::Resident(m) => Seen::Here(Peeked { msg: m.msg.clone(), redelivered: m.redelivered }),
                     Ready::Paged { seq, persisted, redelivered, .. } => {
                         Seen::Stored { seq: *seq, persisted: *persisted, redelivered: *redelivered }

@@ -15,7 +15,7 @@ impl Queue {
     /// next deadline.
     pub(super) fn expire(self: &Arc<Self>, st: &mut QueueState, now: u64, dead: &mut Vec<DeadLetter>) {
         for level in 0..st.ready.levels() {
-            while let Some(r) = st.ready.level(level).front() {
+            while let Some(r) = st.ready.front_of(level) {
                 if r.expires_at().is_none_or(|at| at > now) {
                     break;
                 }
@@ -94,7 +94,7 @@ impl Queue {
     /// be deleted unused.
     pub(super) fn arm_timer(self: &Arc<Self>, st: &mut QueueState, now: u64) {
         let Some(env) = &self.env else { return };
-        let heads = (0..st.ready.levels()).filter_map(|l| st.ready.level(l).front()?.expires_at()).min();
+        let heads = (0..st.ready.levels()).filter_map(|l| st.ready.front_of(l)?.expires_at()).min();
         let next = match (heads, self.unused_deadline(st)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -18,6 +18,7 @@ mod info;
 mod lifecycle;
 mod paging;
 mod ready;
+mod run;
 mod stored;
 #[cfg(test)]
 mod tests;

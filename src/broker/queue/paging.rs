@@ -104,11 +104,10 @@ impl Queue {
     /// still missing after that is dropped, loudly.
     pub(super) fn page_in(&self, st: &mut QueueState, level: usize) {
         let Some(store) = &self.store else { return };
+        st.ready.unroll(level, PAGE_IN_BATCH);
         let positions: Vec<usize> = st
             .ready
-            .level(level)
-            .iter()
-            .enumerate()
+            .singles(level)
             .filter(|(_, r)| matches!(r, Ready::Paged { .. }))
             .map(|(i, _)| i)
             .take(PAGE_IN_BATCH)
@@ -123,8 +122,8 @@ impl Queue {
                 let (slots, seqs): (Vec<usize>, Vec<u64>) = positions
                     .iter()
                     .enumerate()
-                    .filter_map(|(slot, &i)| match st.ready.level(level)[i] {
-                        Ready::Paged { seq, persisted, .. } if persisted != transient => Some((slot, seq)),
+                    .filter_map(|(slot, &i)| match st.ready.single(level, i) {
+                        Some(&Ready::Paged { seq, persisted, .. }) if persisted != transient => Some((slot, seq)),
                         _ => None,
                     })
                     .unzip();
@@ -146,7 +145,7 @@ impl Queue {
         }
         let mut lost = Vec::new();
         for (&i, msg) in positions.iter().zip(messages) {
-            let Ready::Paged { seq, redelivered, persisted, .. } = st.ready.level(level)[i] else { continue };
+            let Some(&Ready::Paged { seq, redelivered, persisted, .. }) = st.ready.single(level, i) else { continue };
             match msg {
                 Some(msg) => {
                     if !persisted {
@@ -171,11 +170,11 @@ impl Queue {
     /// Makes the head resident; false when the queue is empty.
     pub(super) fn head_resident(&self, st: &mut QueueState) -> bool {
         while let Some(level) = st.ready.head_level() {
-            if !matches!(st.ready.level(level).front(), Some(Ready::Paged { .. })) {
+            if !matches!(st.ready.front_of(level), Some(Ready::Paged { .. })) {
                 return true;
             }
             self.page_in(st, level);
-            if matches!(st.ready.level(level).front(), Some(Ready::Resident(_))) {
+            if matches!(st.ready.front_of(level), Some(Ready::Resident(_))) {
                 return true;
             }
             // Everything read back was missing (and dropped); look again.

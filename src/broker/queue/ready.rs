@@ -2,16 +2,21 @@
 //! `x-max-priority`), with the counts the queue needs at hand — length, body bytes (for
 //! `x-max-length-bytes`), how many bodies are in memory (for the memory window) and what its
 //! transient ones count against the broker's memory budget.
+//!
+//! Paged messages in a row are kept as one [`PagedRun`]; callers see them one at a time. The
+//! head of a level is never a run: whatever takes it off splits the next member out first.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::run::PagedRun;
 use super::QueuedMessage;
 use crate::broker::memory::{cost_of, MemoryBudget};
 
 /// One entry: a message in memory, or only its place, its body being in the store until the
 /// head of the queue comes near (memory stays bounded under a backlog).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum Ready {
     Resident(QueuedMessage),
     Paged { seq: u64, redelivered: bool, persisted: bool, expires_at: Option<u64>, size: u32 },
@@ -32,7 +37,7 @@ impl Ready {
         }
     }
 
-    fn size(&self) -> u64 {
+    pub(super) fn size(&self) -> u64 {
         match self {
             Ready::Resident(m) => m.msg.body.len() as u64,
             Ready::Paged { size, .. } => u64::from(*size),
@@ -52,10 +57,33 @@ impl Ready {
     }
 }
 
+/// One entry of a level: a message or its place, or a run of places.
+#[derive(Debug)]
+enum Slot {
+    One(Ready),
+    Run(Box<PagedRun>),
+}
+
+impl Slot {
+    fn first_seq(&self) -> u64 {
+        match self {
+            Slot::One(r) => r.seq(),
+            Slot::Run(run) => run.first_seq(),
+        }
+    }
+
+    fn one(&self) -> Option<&Ready> {
+        match self {
+            Slot::One(r) => Some(r),
+            Slot::Run(_) => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct ReadyList {
     /// Index = priority; the highest non-empty level is served first.
-    levels: Vec<VecDeque<Ready>>,
+    levels: Vec<VecDeque<Slot>>,
     len: usize,
     bytes: u64,
     resident: usize,
@@ -154,7 +182,25 @@ impl ReadyList {
 
     pub(super) fn push_back(&mut self, level: usize, r: Ready) {
         self.added(&r);
-        self.levels[level].push_back(r);
+        let l = &mut self.levels[level];
+        // Joins a run behind the head (the head stays a single entry).
+        if matches!(r, Ready::Paged { .. }) && l.len() >= 2 {
+            let joined = match l.back_mut() {
+                Some(Slot::Run(run)) => run.extend(&r),
+                Some(back @ Slot::One(Ready::Paged { .. })) => match back.one().and_then(|b| PagedRun::pair(b, &r)) {
+                    Some(run) => {
+                        *back = Slot::Run(Box::new(run));
+                        true
+                    }
+                    None => false,
+                },
+                _ => false,
+            };
+            if joined {
+                return;
+            }
+        }
+        l.push_back(Slot::One(r));
     }
 
     /// Puts a requeued message back at its original place (by sequence number).
@@ -162,8 +208,15 @@ impl ReadyList {
         self.added(&r);
         let l = &mut self.levels[level];
         // Requeued messages are usually older than everything ready: search from the front.
-        let at = l.partition_point(|x| x.seq() < r.seq());
-        l.insert(at, r);
+        let at = l.partition_point(|x| x.first_seq() < r.seq());
+        // A run's members are numbered in a row, so nothing requeued falls inside one; if it
+        // did, the run is cut there.
+        if let Some(Slot::Run(run)) = at.checked_sub(1).and_then(|i| l.get_mut(i)) {
+            if let Some(tail) = run.split_at_seq(r.seq()) {
+                l.insert(at, Slot::Run(Box::new(tail)));
+            }
+        }
+        l.insert(at, Slot::One(r));
     }
 
     /// The level served next.
@@ -172,23 +225,95 @@ impl ReadyList {
     }
 
     pub(super) fn front(&self) -> Option<&Ready> {
-        self.head_level().and_then(|l| self.levels[l].front())
+        self.head_level().and_then(|l| self.front_of(l))
     }
 
-    pub(super) fn level(&self, level: usize) -> &VecDeque<Ready> {
-        &self.levels[level]
+    /// The head of `level`.
+    pub(super) fn front_of(&self, level: usize) -> Option<&Ready> {
+        self.levels[level].front().and_then(Slot::one)
     }
 
-    /// The newest entry of `level`. Replacing a resident message in it by one of the same
-    /// size keeps the counts right.
+    /// The entry at `at` of `level`, unless that is a run: positions from [`singles`] only.
+    pub(super) fn single(&self, level: usize, at: usize) -> Option<&Ready> {
+        self.levels[level].get(at).and_then(Slot::one)
+    }
+
+    /// The single entries at the head of `level` with their positions, up to the first run.
+    pub(super) fn singles(&self, level: usize) -> impl Iterator<Item = (usize, &Ready)> {
+        self.levels[level].iter().map_while(Slot::one).enumerate()
+    }
+
+    /// Every entry of `level` in order, a run's members one by one.
+    pub(super) fn iter_level(&self, level: usize) -> impl Iterator<Item = Cow<'_, Ready>> {
+        self.levels[level].iter().flat_map(|slot| -> Box<dyn Iterator<Item = Cow<'_, Ready>> + '_> {
+            match slot {
+                Slot::One(r) => Box::new(std::iter::once(Cow::Borrowed(r))),
+                Slot::Run(run) => Box::new((0..run.len()).map(|i| Cow::Owned(run.member(i)))),
+            }
+        })
+    }
+
+    /// Splits runs at the head of `level` until `paged` paged entries stand there singly (or
+    /// the level has no more), so that [`singles`] finds them.
+    pub(super) fn unroll(&mut self, level: usize, paged: usize) {
+        let l = &mut self.levels[level];
+        let (mut seen, mut at) = (0, 0);
+        while seen < paged && at < l.len() {
+            let members: Vec<Ready> = match &mut l[at] {
+                Slot::One(r) => {
+                    seen += usize::from(matches!(r, Ready::Paged { .. }));
+                    at += 1;
+                    continue;
+                }
+                Slot::Run(run) => (0..(paged - seen).min(run.len())).map(|_| run.pop_front()).collect(),
+            };
+            if matches!(&l[at], Slot::Run(run) if run.len() == 0) {
+                l.remove(at);
+            }
+            // The members go in front of what is left of the run, moving only the entries
+            // before it (a run may be millions long).
+            let before: Vec<Slot> = l.drain(..at).collect();
+            let taken = members.len();
+            for r in members.into_iter().rev() {
+                l.push_front(Slot::One(r));
+            }
+            for s in before.into_iter().rev() {
+                l.push_front(s);
+            }
+            seen += taken;
+            at += taken;
+        }
+    }
+
+    /// The newest entry of `level` (none if that is a run). Replacing a resident message in
+    /// it by one of the same size keeps the counts right.
     pub(super) fn back_mut(&mut self, level: usize) -> Option<&mut Ready> {
-        self.levels[level].back_mut()
+        match self.levels[level].back_mut()? {
+            Slot::One(r) => Some(r),
+            Slot::Run(_) => None,
+        }
     }
 
     pub(super) fn pop_front_of(&mut self, level: usize) -> Option<Ready> {
-        let r = self.levels[level].pop_front()?;
+        let Some(Slot::One(r)) = self.levels[level].pop_front() else {
+            debug_assert!(self.levels[level].is_empty(), "a run at the head");
+            return None;
+        };
         self.removed(&r);
+        self.single_head(level);
         Some(r)
+    }
+
+    /// Keeps the head of `level` a single entry: a run there gives up its first member.
+    fn single_head(&mut self, level: usize) {
+        let l = &mut self.levels[level];
+        if let Some(Slot::Run(run)) = l.front_mut() {
+            let r = run.pop_front();
+            if run.len() == 0 {
+                l.pop_front();
+            }
+            l.push_front(Slot::One(r));
+        }
     }
 
     pub(super) fn pop_front(&mut self) -> Option<Ready> {
@@ -196,27 +321,172 @@ impl ReadyList {
         self.pop_front_of(level)
     }
 
+    /// Takes out the single entry at `at` (a position from [`singles`]).
     pub(super) fn remove(&mut self, level: usize, at: usize) -> Option<Ready> {
-        let r = self.levels[level].remove(at)?;
+        self.single(level, at)?;
+        let Some(Slot::One(r)) = self.levels[level].remove(at) else { return None };
         self.removed(&r);
+        if at == 0 {
+            self.single_head(level);
+        }
         Some(r)
     }
 
-    /// Replaces a paged entry by its message read back from the store.
+    /// Replaces a paged entry (a position from [`singles`]) by its message read back from the
+    /// store.
     pub(super) fn make_resident(&mut self, level: usize, at: usize, m: QueuedMessage) {
-        let old = std::mem::replace(&mut self.levels[level][at], Ready::Resident(m));
+        let Some(Slot::One(slot)) = self.levels[level].get_mut(at) else {
+            debug_assert!(false, "make_resident on a run");
+            return;
+        };
+        let old = std::mem::replace(slot, Ready::Resident(m));
         self.resident += 1 - old.resident();
-        let new = &self.levels[level][at];
+        let new = &*slot;
         let (new_size, new_cost) = (new.size(), new.transient_cost());
         self.bytes = self.bytes - old.size() + new_size;
         self.count_transient(new_cost, old.transient_cost());
     }
 
-    pub(super) fn take_all(&mut self) -> Vec<Ready> {
+    /// Every entry, from the lowest level up, runs taken apart as they are read.
+    pub(super) fn take_all(&mut self) -> TakenAll {
+        let left = self.len;
         self.len = 0;
         self.bytes = 0;
         self.resident = 0;
         self.count_transient(0, self.transient_bytes);
-        self.levels.iter_mut().flat_map(std::mem::take).collect()
+        let slots: Vec<Slot> = self.levels.iter_mut().flat_map(std::mem::take).collect();
+        TakenAll { slots: slots.into_iter(), run: None, left }
+    }
+}
+
+/// What [`ReadyList::take_all`] took: a run's members are made one by one.
+pub(super) struct TakenAll {
+    slots: std::vec::IntoIter<Slot>,
+    run: Option<Box<PagedRun>>,
+    left: usize,
+}
+
+impl Iterator for TakenAll {
+    type Item = Ready;
+
+    fn next(&mut self) -> Option<Ready> {
+        loop {
+            if let Some(run) = &mut self.run {
+                if run.len() > 0 {
+                    self.left -= 1;
+                    return Some(run.pop_front());
+                }
+                self.run = None;
+            }
+            match self.slots.next()? {
+                Slot::One(r) => {
+                    self.left -= 1;
+                    return Some(r);
+                }
+                Slot::Run(run) => self.run = Some(run),
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for TakenAll {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paged(seq: u64) -> Ready {
+        Ready::Paged { seq, redelivered: false, persisted: true, expires_at: None, size: 10 + seq as u32 }
+    }
+
+    fn seqs(list: &ReadyList) -> Vec<u64> {
+        list.iter_level(0).map(|r| r.seq()).collect()
+    }
+
+    fn runs(list: &ReadyList) -> usize {
+        list.levels[0].iter().filter(|s| matches!(s, Slot::Run(_))).count()
+    }
+
+    #[test]
+    fn a_run_of_places_is_one_entry_and_never_the_head() {
+        // A run costs no more than the entry it replaces: resident queues pay nothing for it.
+        assert!(std::mem::size_of::<Slot>() <= std::mem::size_of::<Ready>());
+        let mut list = ReadyList::new(None);
+        for seq in 1..=1000 {
+            list.push_back(0, paged(seq));
+        }
+        assert_eq!(list.levels[0].len(), 2, "the head, then one run");
+        assert_eq!((list.len(), list.bytes()), (1000, (1..=1000).map(|s| 10 + s).sum()));
+        assert_eq!(seqs(&list), (1..=1000).collect::<Vec<_>>());
+        for want in 1..=1000 {
+            assert!(matches!(list.front_of(0), Some(Ready::Paged { seq, .. }) if *seq == want));
+            let r = list.pop_front_of(0).unwrap();
+            assert_eq!((r.seq(), r.size()), (want, 10 + want));
+        }
+        assert!(list.is_empty() && list.bytes() == 0 && list.levels[0].is_empty());
+    }
+
+    #[test]
+    fn unrolled_members_are_paged_in_where_they_stand() {
+        let mut list = ReadyList::new(None);
+        for seq in 1..=10 {
+            list.push_back(0, paged(seq));
+        }
+        // Redelivered and expiring places stay single; a gap starts a new run.
+        list.push_back(0, Ready::Paged { seq: 11, redelivered: true, persisted: true, expires_at: None, size: 1 });
+        for seq in 20..=25 {
+            list.push_back(0, paged(seq));
+        }
+        assert_eq!(runs(&list), 2);
+        list.unroll(0, 4);
+        let singles: Vec<u64> = list.singles(0).map(|(_, r)| r.seq()).collect();
+        assert_eq!(singles, vec![1, 2, 3, 4]);
+        list.unroll(0, 13);
+        let singles: Vec<u64> = list.singles(0).map(|(_, r)| r.seq()).collect();
+        assert_eq!(singles, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 20, 21]);
+        assert_eq!(seqs(&list).len(), 17, "nothing lost or doubled");
+        let m = QueuedMessage {
+            seq: 2,
+            msg: Arc::new(crate::broker::message::Message {
+                exchange: crate::protocol::ShortStr::EMPTY,
+                routing_key: crate::protocol::ShortStr::from_static("q"),
+                properties: Default::default(),
+                body: bytes::Bytes::from_static(b"x"),
+                timestamp_ms: 0,
+            }),
+            redelivered: false,
+            persisted: true,
+            expires_at: None,
+            deliveries: 0,
+        };
+        list.make_resident(0, 1, m);
+        assert_eq!(list.resident(), 1);
+        assert_eq!(list.remove(0, 0).map(|r| r.seq()), Some(1));
+        assert!(matches!(list.front_of(0), Some(Ready::Resident(m)) if m.seq == 2));
+        assert_eq!(list.take_all().map(|r| r.seq()).collect::<Vec<_>>(), (2..=11).chain(20..=25).collect::<Vec<_>>());
+        assert_eq!((list.len(), list.resident()), (0, 0));
+    }
+
+    #[test]
+    fn a_requeued_message_goes_back_in_order_even_into_a_run() {
+        let mut list = ReadyList::new(None);
+        for seq in [1, 2, 3, 5, 6, 7] {
+            list.push_back(0, paged(seq));
+        }
+        list.insert_by_seq(0, paged(4));
+        list.insert_by_seq(0, paged(0));
+        assert_eq!(seqs(&list), (0..=7).collect::<Vec<_>>());
+        let mut runs_cut = ReadyList::new(None);
+        for seq in 1..=6 {
+            runs_cut.push_back(0, paged(seq));
+        }
+        runs_cut
+            .insert_by_seq(0, Ready::Paged { seq: 4, redelivered: true, persisted: true, expires_at: None, size: 1 });
+        assert_eq!(seqs(&runs_cut), vec![1, 2, 3, 4, 4, 5, 6]);
+        assert_eq!(runs_cut.len(), 7);
     }
 }
