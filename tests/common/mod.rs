@@ -249,10 +249,15 @@ pub async fn connect_port(port: u16) -> Connection {
     let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        match Connection::connect(&uri, ConnectionProperties::default()).await {
-            Ok(c) => return c,
-            Err(e) if std::time::Instant::now() > deadline => panic!("warren did not come up: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        // One attempt once hung in CI with no socket open and nothing left to wake it (the
+        // broker up and idle): an attempt that takes this long is given up and made again.
+        let attempt =
+            tokio::time::timeout(Duration::from_secs(5), Connection::connect(&uri, ConnectionProperties::default()));
+        match attempt.await {
+            Ok(Ok(c)) => return c,
+            Ok(Err(e)) if std::time::Instant::now() > deadline => panic!("warren did not come up: {e}"),
+            Err(_) if std::time::Instant::now() > deadline => panic!("warren did not come up: connecting timed out"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }

@@ -183,21 +183,23 @@ impl ReadyList {
     pub(super) fn push_back(&mut self, level: usize, r: Ready) {
         self.added(&r);
         let l = &mut self.levels[level];
-        // Joins a run behind the head (the head stays a single entry).
+        // Joins a run behind the head (the head stays a single entry). A run starts from three
+        // members: boxed, it takes more room than two single entries.
         if matches!(r, Ready::Paged { .. }) && l.len() >= 2 {
-            let joined = match l.back_mut() {
-                Some(Slot::Run(run)) => run.extend(&r),
-                Some(back @ Slot::One(Ready::Paged { .. })) => match back.one().and_then(|b| PagedRun::pair(b, &r)) {
-                    Some(run) => {
-                        *back = Slot::Run(Box::new(run));
-                        true
+            if let Some(Slot::Run(run)) = l.back_mut() {
+                if run.extend(&r) {
+                    return;
+                }
+            } else if l.len() >= 3 {
+                let (a, b) = (l[l.len() - 2].one(), l[l.len() - 1].one());
+                let run = a.zip(b).and_then(|(a, b)| PagedRun::pair(a, b));
+                if let Some(mut run) = run {
+                    if run.extend(&r) {
+                        l.truncate(l.len() - 2);
+                        l.push_back(Slot::Run(Box::new(run)));
+                        return;
                     }
-                    None => false,
-                },
-                _ => false,
-            };
-            if joined {
-                return;
+                }
             }
         }
         l.push_back(Slot::One(r));
@@ -244,44 +246,36 @@ impl ReadyList {
     }
 
     /// Every entry of `level` in order, a run's members one by one.
-    pub(super) fn iter_level(&self, level: usize) -> impl Iterator<Item = Cow<'_, Ready>> {
-        self.levels[level].iter().flat_map(|slot| -> Box<dyn Iterator<Item = Cow<'_, Ready>> + '_> {
-            match slot {
-                Slot::One(r) => Box::new(std::iter::once(Cow::Borrowed(r))),
-                Slot::Run(run) => Box::new((0..run.len()).map(|i| Cow::Owned(run.member(i)))),
-            }
-        })
+    pub(super) fn iter_level(&self, level: usize) -> LevelIter<'_> {
+        LevelIter { slots: self.levels[level].iter(), run: None }
     }
 
     /// Splits runs at the head of `level` until `paged` paged entries stand there singly (or
-    /// the level has no more), so that [`singles`] finds them.
+    /// the level has no more), so that [`singles`] finds them. One pass: the entries before
+    /// the last run touched move once, however many short runs there are.
     pub(super) fn unroll(&mut self, level: usize, paged: usize) {
         let l = &mut self.levels[level];
-        let (mut seen, mut at) = (0, 0);
-        while seen < paged && at < l.len() {
-            let members: Vec<Ready> = match &mut l[at] {
-                Slot::One(r) => {
+        let mut head: Vec<Slot> = Vec::new();
+        let mut seen = 0;
+        while seen < paged {
+            match l.pop_front() {
+                None => break,
+                Some(Slot::One(r)) => {
                     seen += usize::from(matches!(r, Ready::Paged { .. }));
-                    at += 1;
-                    continue;
+                    head.push(Slot::One(r));
                 }
-                Slot::Run(run) => (0..(paged - seen).min(run.len())).map(|_| run.pop_front()).collect(),
-            };
-            if matches!(&l[at], Slot::Run(run) if run.len() == 0) {
-                l.remove(at);
+                Some(Slot::Run(mut run)) => {
+                    let take = (paged - seen).min(run.len());
+                    head.extend((0..take).map(|_| Slot::One(run.pop_front())));
+                    seen += take;
+                    if run.len() > 0 {
+                        l.push_front(Slot::Run(run));
+                    }
+                }
             }
-            // The members go in front of what is left of the run, moving only the entries
-            // before it (a run may be millions long).
-            let before: Vec<Slot> = l.drain(..at).collect();
-            let taken = members.len();
-            for r in members.into_iter().rev() {
-                l.push_front(Slot::One(r));
-            }
-            for s in before.into_iter().rev() {
-                l.push_front(s);
-            }
-            seen += taken;
-            at += taken;
+        }
+        for slot in head.into_iter().rev() {
+            l.push_front(slot);
         }
     }
 
@@ -295,10 +289,8 @@ impl ReadyList {
     }
 
     pub(super) fn pop_front_of(&mut self, level: usize) -> Option<Ready> {
-        let Some(Slot::One(r)) = self.levels[level].pop_front() else {
-            debug_assert!(self.levels[level].is_empty(), "a run at the head");
-            return None;
-        };
+        self.single_head(level);
+        let Some(Slot::One(r)) = self.levels[level].pop_front() else { return None };
         self.removed(&r);
         self.single_head(level);
         Some(r)
@@ -395,98 +387,32 @@ impl Iterator for TakenAll {
 
 impl ExactSizeIterator for TakenAll {}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// [`ReadyList::iter_level`]: a run's members are made as they are reached.
+pub(super) struct LevelIter<'a> {
+    slots: std::collections::vec_deque::Iter<'a, Slot>,
+    run: Option<(&'a PagedRun, usize)>,
+}
 
-    fn paged(seq: u64) -> Ready {
-        Ready::Paged { seq, redelivered: false, persisted: true, expires_at: None, size: 10 + seq as u32 }
-    }
+impl<'a> Iterator for LevelIter<'a> {
+    type Item = Cow<'a, Ready>;
 
-    fn seqs(list: &ReadyList) -> Vec<u64> {
-        list.iter_level(0).map(|r| r.seq()).collect()
-    }
-
-    fn runs(list: &ReadyList) -> usize {
-        list.levels[0].iter().filter(|s| matches!(s, Slot::Run(_))).count()
-    }
-
-    #[test]
-    fn a_run_of_places_is_one_entry_and_never_the_head() {
-        // A run costs no more than the entry it replaces: resident queues pay nothing for it.
-        assert!(std::mem::size_of::<Slot>() <= std::mem::size_of::<Ready>());
-        let mut list = ReadyList::new(None);
-        for seq in 1..=1000 {
-            list.push_back(0, paged(seq));
+    fn next(&mut self) -> Option<Cow<'a, Ready>> {
+        loop {
+            if let Some((run, i)) = &mut self.run {
+                if *i < run.len() {
+                    *i += 1;
+                    return Some(Cow::Owned(run.member(*i - 1)));
+                }
+                self.run = None;
+            }
+            match self.slots.next()? {
+                Slot::One(r) => return Some(Cow::Borrowed(r)),
+                Slot::Run(run) => self.run = Some((run, 0)),
+            }
         }
-        assert_eq!(list.levels[0].len(), 2, "the head, then one run");
-        assert_eq!((list.len(), list.bytes()), (1000, (1..=1000).map(|s| 10 + s).sum()));
-        assert_eq!(seqs(&list), (1..=1000).collect::<Vec<_>>());
-        for want in 1..=1000 {
-            assert!(matches!(list.front_of(0), Some(Ready::Paged { seq, .. }) if *seq == want));
-            let r = list.pop_front_of(0).unwrap();
-            assert_eq!((r.seq(), r.size()), (want, 10 + want));
-        }
-        assert!(list.is_empty() && list.bytes() == 0 && list.levels[0].is_empty());
-    }
-
-    #[test]
-    fn unrolled_members_are_paged_in_where_they_stand() {
-        let mut list = ReadyList::new(None);
-        for seq in 1..=10 {
-            list.push_back(0, paged(seq));
-        }
-        // Redelivered and expiring places stay single; a gap starts a new run.
-        list.push_back(0, Ready::Paged { seq: 11, redelivered: true, persisted: true, expires_at: None, size: 1 });
-        for seq in 20..=25 {
-            list.push_back(0, paged(seq));
-        }
-        assert_eq!(runs(&list), 2);
-        list.unroll(0, 4);
-        let singles: Vec<u64> = list.singles(0).map(|(_, r)| r.seq()).collect();
-        assert_eq!(singles, vec![1, 2, 3, 4]);
-        list.unroll(0, 13);
-        let singles: Vec<u64> = list.singles(0).map(|(_, r)| r.seq()).collect();
-        assert_eq!(singles, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 20, 21]);
-        assert_eq!(seqs(&list).len(), 17, "nothing lost or doubled");
-        let m = QueuedMessage {
-            seq: 2,
-            msg: Arc::new(crate::broker::message::Message {
-                exchange: crate::protocol::ShortStr::EMPTY,
-                routing_key: crate::protocol::ShortStr::from_static("q"),
-                properties: Default::default(),
-                body: bytes::Bytes::from_static(b"x"),
-                timestamp_ms: 0,
-            }),
-            redelivered: false,
-            persisted: true,
-            expires_at: None,
-            deliveries: 0,
-        };
-        list.make_resident(0, 1, m);
-        assert_eq!(list.resident(), 1);
-        assert_eq!(list.remove(0, 0).map(|r| r.seq()), Some(1));
-        assert!(matches!(list.front_of(0), Some(Ready::Resident(m)) if m.seq == 2));
-        assert_eq!(list.take_all().map(|r| r.seq()).collect::<Vec<_>>(), (2..=11).chain(20..=25).collect::<Vec<_>>());
-        assert_eq!((list.len(), list.resident()), (0, 0));
-    }
-
-    #[test]
-    fn a_requeued_message_goes_back_in_order_even_into_a_run() {
-        let mut list = ReadyList::new(None);
-        for seq in [1, 2, 3, 5, 6, 7] {
-            list.push_back(0, paged(seq));
-        }
-        list.insert_by_seq(0, paged(4));
-        list.insert_by_seq(0, paged(0));
-        assert_eq!(seqs(&list), (0..=7).collect::<Vec<_>>());
-        let mut runs_cut = ReadyList::new(None);
-        for seq in 1..=6 {
-            runs_cut.push_back(0, paged(seq));
-        }
-        runs_cut
-            .insert_by_seq(0, Ready::Paged { seq: 4, redelivered: true, persisted: true, expires_at: None, size: 1 });
-        assert_eq!(seqs(&runs_cut), vec![1, 2, 3, 4, 4, 5, 6]);
-        assert_eq!(runs_cut.len(), 7);
     }
 }
+
+#[cfg(test)]
+#[path = "ready_tests.rs"]
+mod tests;

@@ -78,6 +78,7 @@ impl PagedRun {
 
     /// Takes the first member out; the run must not be empty.
     pub(super) fn pop_front(&mut self) -> Ready {
+        assert!(self.count > 0, "pop_front on an empty run");
         let r = self.member(0);
         self.first += 1;
         self.count -= 1;
@@ -88,8 +89,9 @@ impl PagedRun {
     }
 
     /// Keeps the members numbered below `seq` and returns the others as a run of their own
-    /// (`None` if there are none).
+    /// (`None` if there are none). `seq` is above the first member's: the run keeps one.
     pub(super) fn split_at_seq(&mut self, seq: u64) -> Option<PagedRun> {
+        debug_assert!(seq > self.first, "a split would leave the run empty");
         let keep = seq.saturating_sub(self.first).min(self.count as u64) as usize;
         if keep == self.count {
             return None;
@@ -154,5 +156,9 @@ mod tests {
         assert_eq!(seqs_and_sizes(&run), vec![(2, 10), (3, 30)]);
         assert_eq!(seqs_and_sizes(&tail), vec![(4, 40)]);
         assert!(run.split_at_seq(9).is_none(), "nothing at or above 9");
+        let mut same = PagedRun::pair(&paged(1, 10), &paged(2, 10)).unwrap();
+        assert!(same.extend(&paged(3, 10)));
+        let tail = same.split_at_seq(2).unwrap();
+        assert_eq!((seqs_and_sizes(&same), seqs_and_sizes(&tail)), (vec![(1, 10)], vec![(2, 10), (3, 10)]));
     }
 }
