@@ -92,7 +92,7 @@ impl Outbound {
     pub fn write<R>(self: &Arc<Self>, f: impl FnOnce(&mut BytesMut) -> R) -> R {
         let r = self.encode(f);
         if !read_batch::defer(self) {
-            self.wake_writer.notify_one();
+            self.wake();
         }
         r
     }
@@ -104,7 +104,7 @@ impl Outbound {
     pub fn write_completing<R>(self: &Arc<Self>, f: impl FnOnce(&mut BytesMut) -> R) -> R {
         let r = self.encode(f);
         if !read_batch::defer_completing(self) && !read_batch::defer(self) {
-            self.wake_writer.notify_one();
+            self.wake();
         }
         r
     }
@@ -216,7 +216,7 @@ impl Outbound {
             wake |= self.after_drain(dispatch);
         }
         if wake {
-            self.wake_writer.notify_one();
+            self.wake();
         }
         total
     }
@@ -234,7 +234,7 @@ impl Outbound {
     /// sends `connection.start`).
     pub fn set_heartbeat(&self, interval: Duration) {
         self.heartbeat_ms.store(interval.as_millis() as u64, Ordering::Release);
-        self.wake_writer.notify_one();
+        self.wake();
     }
 
     pub fn is_congested(&self) -> bool {
@@ -253,7 +253,7 @@ impl Outbound {
     /// Asks the writer to flush what is buffered and stop.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.wake_writer.notify_one();
+        self.wake();
         self.drained.notify_waiters();
     }
 
@@ -401,7 +401,7 @@ impl Drop for Batch<'_> {
             // The handling panicked: release the held writers, but send nothing and run no
             // queue from here (state may be half-changed; a second panic would abort).
             read_batch::end(|other| other.wake());
-            self.0.wake_writer.notify_one();
+            self.0.wake();
             return;
         }
         self.0.end_batch();
