@@ -1,7 +1,8 @@
 //! A run of paged messages kept as one entry: consecutive sequence numbers, none redelivered or
 //! due to expire, all persisted or all transient. A backlog published without a consumer is one
 //! long run, so its places cost a few bytes in all instead of an entry per message (40 bytes
-//! each: 40 MiB for a million, in a 1 M-message S6 over a third of the broker's resident memory). Sizes are kept once while every body has the same, one `u32` each otherwise.
+//! each: 40 MiB for a million, in a 1 M-message S6 over a third of the broker's resident
+//! memory). Sizes are kept once while every body has the same, one `u32` each otherwise.
 
 use std::collections::VecDeque;
 
